@@ -1,0 +1,109 @@
+"""Leader election on etcd that never has two leaders.
+
+    async with AsyncClient("127.0.0.1:2379") as client:
+        async with client.session(ttl=10) as session:
+            election = session.election("scheduler")
+            term = await election.campaign("host-a")
+            while election.is_leader():
+                ...
+
+See the README for the guarantees and the command-line tool.
+"""
+
+from ._client import AsyncClient
+from ._config import ClientConfig, Endpoint
+from ._election import AsyncElection, LeaderInfo, Term, TermEndReason
+from ._errors import (
+    AmbiguousResult,
+    AuthenticationFailed,
+    CampaignFailed,
+    ConfigurationError,
+    ConnectionFailed,
+    EtcdElectorError,
+    EtcdServerError,
+    LeadershipError,
+    LeadershipLost,
+    LeaseNotFound,
+    NoLeader,
+    NotLeader,
+    PermissionDenied,
+    RequestTimeout,
+    SessionLost,
+    TransportError,
+    WatchCanceled,
+    WatchCompacted,
+    WatchError,
+)
+from ._keepalive import KeepAliveStream
+from ._session import AsyncSession, LossReason, SessionState
+from ._txn import Compare, Op
+from ._types import (
+    DeleteResult,
+    Event,
+    EventType,
+    GetResult,
+    KeepAliveAnswer,
+    KeyValue,
+    Lease,
+    LeaseInfo,
+    Member,
+    PutResult,
+    RangeResult,
+    Status,
+    TxnResult,
+    WatchBatch,
+)
+from ._watch import Watch
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousResult",
+    "AsyncClient",
+    "AsyncElection",
+    "AsyncSession",
+    "AuthenticationFailed",
+    "CampaignFailed",
+    "ClientConfig",
+    "Compare",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "DeleteResult",
+    "Endpoint",
+    "EtcdElectorError",
+    "EtcdServerError",
+    "Event",
+    "EventType",
+    "GetResult",
+    "KeepAliveAnswer",
+    "KeepAliveStream",
+    "KeyValue",
+    "LeaderInfo",
+    "LeadershipError",
+    "LeadershipLost",
+    "Lease",
+    "LeaseInfo",
+    "LeaseNotFound",
+    "LossReason",
+    "Member",
+    "NoLeader",
+    "NotLeader",
+    "Op",
+    "PermissionDenied",
+    "PutResult",
+    "RangeResult",
+    "RequestTimeout",
+    "SessionLost",
+    "SessionState",
+    "Status",
+    "Term",
+    "TermEndReason",
+    "TransportError",
+    "TxnResult",
+    "Watch",
+    "WatchBatch",
+    "WatchCanceled",
+    "WatchCompacted",
+    "WatchError",
+    "__version__",
+]

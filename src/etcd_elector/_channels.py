@@ -1,0 +1,140 @@
+"""The gRPC channels to etcd's endpoints, and which endpoint to use next.
+
+Every channel has its own subchannel pool, so resetting a channel really opens a new TCP
+connection instead of reusing a dead one that gRPC shares between channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+
+from ._config import ClientConfig, Endpoint
+from ._rpc import Method
+
+__all__ = ["EndpointPool"]
+
+log = logging.getLogger(__name__)
+
+_READY = grpc.ChannelConnectivity.READY
+_FAILED = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
+
+
+def _channel_options(config: ClientConfig) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.use_local_subchannel_pool", 1),
+        ("grpc.keepalive_time_ms", int(config.grpc_keepalive_time * 1000)),
+        ("grpc.keepalive_timeout_ms", int(config.grpc_keepalive_timeout * 1000)),
+        # etcd's default enforcement policy forbids pings while no call is open.
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+        ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+    ]
+
+
+class EndpointPool:
+    """One lazily opened channel per endpoint, and a preference order that failures rotate."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self._config = config
+        self._endpoints = list(config.endpoints)
+        self._preferred = 0
+        self._channels: dict[Endpoint, grpc.aio.Channel] = {}
+        self._callables: dict[tuple[Endpoint, str, str], Any] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return tuple(self._endpoints)
+
+    def candidates(self) -> list[Endpoint]:
+        """All endpoints, the preferred one first."""
+        n = len(self._endpoints)
+        return [self._endpoints[(self._preferred + i) % n] for i in range(n)]
+
+    def channel(self, endpoint: Endpoint) -> grpc.aio.Channel:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            if self._closed:
+                raise RuntimeError("the client is closed")
+            channel = grpc.aio.insecure_channel(
+                endpoint.address, options=_channel_options(self._config)
+            )
+            self._channels[endpoint] = channel
+        return channel
+
+    def callable(self, endpoint: Endpoint, method: Method, kind: str) -> Any:
+        """The cached gRPC multi-callable for ``method`` on ``endpoint`` (unary or stream)."""
+        cache_key = (endpoint, method.path, kind)
+        found = self._callables.get(cache_key)
+        if found is None:
+            channel = self.channel(endpoint)
+            factory = channel.unary_unary if kind == "unary" else channel.stream_stream
+            found = factory(
+                method.path,
+                request_serializer=method.request.SerializeToString,
+                response_deserializer=method.response.FromString,
+            )
+            self._callables[cache_key] = found
+        return found
+
+    async def ready(self, endpoint: Endpoint, budget: float) -> bool:
+        """Whether ``endpoint`` is connected, waiting at most ``budget`` seconds for it.
+
+        An endpoint already known to be failing answers ``False`` at once, so a call with
+        every endpoint down fails promptly instead of waiting out its whole timeout.
+        """
+        channel = self.channel(endpoint)
+        state = channel.get_state(try_to_connect=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        while state != _READY:
+            if state in _FAILED:
+                return False
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+            except TimeoutError:
+                return False
+            state = channel.get_state(try_to_connect=True)
+        return True
+
+    def demote(self, endpoint: Endpoint) -> None:
+        """Prefer the endpoint after ``endpoint`` from now on."""
+        if len(self._endpoints) > 1 and self._endpoints[self._preferred] == endpoint:
+            self._preferred = (self._preferred + 1) % len(self._endpoints)
+            log.debug(
+                "preferring etcd endpoint %s after trouble with %s",
+                self._endpoints[self._preferred],
+                endpoint,
+            )
+
+    def reset(self, endpoint: Endpoint) -> None:
+        """Drop ``endpoint``'s channel (its calls fail) so the next use connects afresh."""
+        channel = self._channels.pop(endpoint, None)
+        if channel is None:
+            return
+        for cache_key in [k for k in self._callables if k[0] == endpoint]:
+            del self._callables[cache_key]
+        task = asyncio.get_running_loop().create_task(channel.close(grace=None))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        self._closed = True
+        channels = list(self._channels.values())
+        self._channels.clear()
+        self._callables.clear()
+        for channel in channels:
+            await channel.close(grace=None)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)

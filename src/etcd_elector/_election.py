@@ -1,0 +1,717 @@
+"""``AsyncElection``: etcd's election recipe with its holes closed.
+
+A leader is the candidate whose key has the lowest create revision under the election's prefix.
+Campaigning writes our key with a compare-and-swap (never a plain put), waits on the nearest
+predecessor only (one resign wakes one waiter), then re-checks with a linearizable read that our
+key still exists and leads before reporting a term. A term ends, and is signalled at once, when
+the session is lost, our key is deleted, or we resign.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import _clock
+from ._errors import (
+    AmbiguousResult,
+    AuthenticationFailed,
+    CampaignFailed,
+    ConfigurationError,
+    LeadershipLost,
+    NotLeader,
+    PermissionDenied,
+    SessionLost,
+    TransportError,
+    WatchError,
+)
+from ._keys import KeyLike, as_bytes
+from ._names import (
+    DEFAULT_NAMESPACE,
+    candidate_key,
+    election_prefix,
+    is_candidate_key,
+    validate_name,
+    validate_namespace,
+)
+from ._txn import Compare, Op
+from ._types import Event, EventType, KeyValue, RangeResult, TxnResult
+
+if TYPE_CHECKING:
+    from ._session import AsyncSession
+
+__all__ = ["AsyncElection", "LeaderInfo", "Term", "TermEndReason"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Transport trouble that retrying may cure; everything else is raised to the caller.
+_FATAL = (PermissionDenied, AuthenticationFailed, ConfigurationError)
+
+
+class TermEndReason:
+    """Why a term ended, besides the session's own reasons (``deadline``, ``expired``...)."""
+
+    RESIGNED = "resigned"
+    KEY_DELETED = "key_deleted"  # someone else deleted our key
+    NOT_LEADER = "not_leader"  # a linearizable check found another leader
+
+
+@dataclass(frozen=True)
+class LeaderInfo:
+    """The leader of an election as etcd sees it. ``token`` is its key's create revision."""
+
+    key: str
+    value: bytes
+    token: int
+    lease: int
+    mod_revision: int = field(compare=False, default=0)
+
+    @property
+    def value_text(self) -> str:
+        return self.value.decode(errors="replace")
+
+    @classmethod
+    def from_kv(cls, kv: KeyValue) -> LeaderInfo:
+        return cls(
+            key=kv.key.decode(errors="replace"),
+            value=kv.value,
+            token=kv.create_revision,
+            lease=kv.lease,
+            mod_revision=kv.mod_revision,
+        )
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term of leadership. ``token`` (the key's create revision) is the fencing token:
+    it strictly increases across the terms of one election."""
+
+    election: str
+    key: str
+    value: bytes
+    lease_id: int
+    token: int
+    elected_at: float
+
+    @property
+    def lease_hex(self) -> str:
+        return f"{self.lease_id:x}"
+
+
+class AsyncElection:
+    """An election on one session. Make it with ``session.election("name")``.
+
+    :param namespace: key prefix shared by elections (default ``/etcd-elector``).
+    :param identity: a label for logs (default: the campaign value).
+    :raises ConfigurationError: for a malformed name or namespace.
+    """
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        identity: str | None = None,
+    ) -> None:
+        self.session = session
+        self.name = validate_name(name)
+        self.namespace = validate_namespace(namespace)
+        self.prefix = election_prefix(self.namespace, self.name)
+        self.identity = identity
+        self._client = session.client
+        self._lock = asyncio.Lock()
+        self._key: bytes | None = None  # our candidate key, while we have one
+        self._token = 0
+        self._term: Term | None = None
+        self._term_end: asyncio.Future[str] | None = None
+        self._term_callbacks: list[Callable[[Term, str], Any]] = []
+        self._guard: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<AsyncElection {self.prefix.decode()!r} leader={self.is_leader()}>"
+
+    # -- local state (no I/O) -----------------------------------------------------------------
+
+    @property
+    def key(self) -> str | None:
+        """Our candidate key, once campaigning has written it."""
+        return self._key.decode() if self._key is not None else None
+
+    @property
+    def term(self) -> Term | None:
+        """The current term, or ``None`` when we do not lead."""
+        return self._term if self.is_leader() else None
+
+    def is_leader(self) -> bool:
+        """Whether we lead, computed locally with no I/O: cheap enough before every unit of work.
+
+        True only if a campaign was won, the term has not ended (resign, key deleted, loss seen)
+        and the session's local deadline has not passed at this very moment.
+        """
+        return (
+            self._term is not None
+            and self._term_end is not None
+            and not self._term_end.done()
+            and self.session.alive
+        )
+
+    def check(self) -> Term:
+        """Return the current term. :raises NotLeader: if we do not lead right now."""
+        term = self._term
+        if term is None or not self.is_leader():
+            raise NotLeader(f"not the leader of election {self.name!r}")
+        return term
+
+    async def wait_lost(self) -> str:
+        """Wait until the current term ends; return why. :raises NotLeader: if there is none."""
+        if self._term_end is None:
+            raise NotLeader(f"no term of election {self.name!r} to wait on")
+        return await asyncio.shield(self._term_end)
+
+    def add_term_end_callback(self, callback: Callable[[Term, str], Any]) -> None:
+        """Call ``callback(term, reason)`` once for every term that ends (on the event loop)."""
+        self._term_callbacks.append(callback)
+
+    # -- campaign --------------------------------------------------------------------------------
+
+    async def campaign(self, value: KeyLike) -> Term:
+        """Become leader: write our key, wait for every earlier candidate, then re-check.
+
+        Re-entrant: a second campaign on the same session adopts the existing key and updates
+        its value. If cancelled, the campaign deletes its key before the cancellation propagates.
+
+        :raises SessionLost: if the session ends while waiting (no phantom leadership).
+        :raises CampaignFailed: if our key is deleted by someone else while waiting.
+        """
+        raw_value = as_bytes(value)
+        self.session.check()
+        if self.is_leader():
+            assert self._term is not None
+            if self._term.value != raw_value:
+                await self.proclaim(raw_value)
+            assert self._term is not None
+            return self._term
+        key = candidate_key(self.namespace, self.name, self.session.lease_id)
+        started = _clock.now()
+        log.info(
+            "campaign started election=%s key=%s lease=%x identity=%s",
+            self.name,
+            key.decode(),
+            self.session.lease_id,
+            self._identity(raw_value),
+            extra=self._log_fields(key, raw_value),
+        )
+        try:
+            async with self._lock:
+                token = await self._until_session_lost(self._create_key(key, raw_value))
+                self._key, self._token = key, token
+            await self._until_session_lost(self._wait_for_predecessors(key, token))
+            revision = await self._until_session_lost(self._recheck(key, token))
+        except asyncio.CancelledError:
+            await self._abandon(key)
+            raise
+        except SessionLost:
+            self._key = None
+            raise
+        except CampaignFailed:
+            self._key = None
+            raise
+        term = Term(
+            election=self.name,
+            key=key.decode(),
+            value=raw_value,
+            lease_id=self.session.lease_id,
+            token=token,
+            elected_at=_clock.now(),
+        )
+        self._begin_term(term, revision)
+        log.info(
+            "elected election=%s key=%s lease=%x token=%d identity=%s waited=%.3fs",
+            self.name,
+            term.key,
+            term.lease_id,
+            token,
+            self._identity(raw_value),
+            term.elected_at - started,
+            extra=self._log_fields(key, raw_value, token=token),
+        )
+        return term
+
+    async def _create_key(self, key: bytes, value: bytes) -> int:
+        """Create our key with a CAS, or adopt it; return its create revision (our token)."""
+        lease = self.session.lease_id
+        while True:
+            try:
+                result = await self._client.txn(
+                    [Compare.create_revision(key) == 0],
+                    [Op.put(key, value, lease=lease)],
+                    [Op.get(key)],
+                )
+            except AmbiguousResult:
+                # The key name carries our lease id, so reading it tells us what happened.
+                existing = await self._read_own_key(key)
+                if existing is None:
+                    continue  # not created: the CAS is safe to send again
+                if existing.value != value:
+                    await self._put_value(key, existing.create_revision, value)
+                return existing.create_revision
+            if result.succeeded:
+                return result.revision
+            found: RangeResult = result.responses[0]
+            if not found.kvs:
+                continue  # deleted between compare and read: try again
+            kv = found.kvs[0]
+            if kv.lease != lease:
+                raise CampaignFailed(
+                    f"key {key.decode()} exists under another lease {kv.lease:x}; "
+                    "remove it or use another namespace"
+                )
+            if kv.value != value:
+                await self._put_value(key, kv.create_revision, value)
+            return kv.create_revision
+
+    async def _read_own_key(self, key: bytes) -> KeyValue | None:
+        found = (await self._client.get(key)).kv
+        if found is not None and found.lease != self.session.lease_id:
+            raise CampaignFailed(f"key {key.decode()} belongs to lease {found.lease:x}")
+        return found
+
+    async def _put_value(self, key: bytes, token: int, value: bytes) -> None:
+        """Set our key's value, guarded by its create revision. False-free: raises on loss."""
+        while True:
+            try:
+                result = await self._client.txn(
+                    [Compare.create_revision(key) == token],
+                    [Op.put(key, value, lease=self.session.lease_id)],
+                )
+            except AmbiguousResult:
+                existing = await self._client.get(key)
+                if existing.kv is None or existing.kv.create_revision != token:
+                    raise self._key_gone(key) from None
+                if existing.kv.value == value:
+                    return
+                continue  # our guarded put did not apply; sending it again is safe
+            if not result.succeeded:
+                raise self._key_gone(key)
+            return
+
+    def _key_gone(self, key: bytes) -> LeadershipLost:
+        self._end_term(TermEndReason.KEY_DELETED)
+        return LeadershipLost(
+            f"our key {key.decode()} in election {self.name!r} is gone",
+            reason=TermEndReason.KEY_DELETED,
+        )
+
+    async def _wait_for_predecessors(self, key: bytes, token: int) -> None:
+        """Wait until no candidate with a lower create revision is left.
+
+        Watches only the nearest predecessor, so a resign wakes one waiter. Also watches our own
+        key, so a waiter whose key is deleted fails at once instead of waiting in vain.
+        """
+        while True:
+            predecessor = await self._nearest(descending=True, max_create_revision=token - 1)
+            if predecessor is None:
+                return
+            kv, revision = predecessor
+            log.debug(
+                "election=%s key=%s waiting on predecessor %s (create revision %d)",
+                self.name,
+                key.decode(),
+                kv.key.decode(),
+                kv.create_revision,
+            )
+            deleted = await self._first_deleted([kv.key, key], revision)
+            if deleted == key:
+                raise CampaignFailed(
+                    f"our key {key.decode()} was deleted while waiting to lead {self.name!r}"
+                )
+
+    async def _first_deleted(self, keys: Sequence[bytes], revision: int) -> bytes:
+        """Wait until one of ``keys`` (all seen existing at ``revision``) is deleted."""
+        delay = 0.05
+        while True:
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    watches = [
+                        await stack.enter_async_context(
+                            self._client.watch(k, start_revision=revision + 1, no_put=True)
+                        )
+                        for k in keys
+                    ]
+                    return await _first_event_key(watches)
+            except (WatchError, TransportError) as exc:
+                if isinstance(exc, _FATAL):
+                    raise
+                log.debug("election=%s watch failed, re-reading: %s", self.name, exc)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 1.0)
+                # Compaction or a broken stream: re-read, and resume from what we see now.
+                for k in keys:
+                    found = await self._client.get(k)
+                    if found.kv is None:
+                        return k
+                    revision = found.revision
+
+    async def _recheck(self, key: bytes, token: int) -> int:
+        """One linearizable read: our key still exists and leads. Returns the read revision."""
+        first = await self._nearest(descending=False)
+        if first is None or first[0].key != key or first[0].create_revision != token:
+            if first is not None and first[0].create_revision < token:
+                # A predecessor re-appeared between reads (cannot normally happen): wait again.
+                await self._wait_for_predecessors(key, token)
+                return await self._recheck(key, token)
+            raise CampaignFailed(
+                f"our key {key.decode()} vanished before election {self.name!r} was won"
+            )
+        self.session.check()
+        return first[1]
+
+    async def _nearest(
+        self, *, descending: bool, max_create_revision: int = 0
+    ) -> tuple[KeyValue, int] | None:
+        """The first candidate by create revision (lowest, or highest below a bound)."""
+        bound = max_create_revision
+        while True:
+            result = await self._client.get_prefix(
+                self.prefix,
+                sort_by_create_revision=True,
+                descending=descending,
+                limit=8,
+                max_create_revision=bound,
+            )
+            for kv in result.kvs:
+                if is_candidate_key(self.prefix, kv.key):
+                    return kv, result.revision
+            if not result.more or not result.kvs:
+                return None
+            # Only foreign keys in this page: continue past them.
+            edge = result.kvs[-1].create_revision
+            if descending:
+                bound = edge - 1
+            else:
+                return await self._nearest_after(edge)
+
+    async def _nearest_after(self, create_revision: int) -> tuple[KeyValue, int] | None:
+        result = await self._client.get_prefix(self.prefix, sort_by_create_revision=True)
+        for kv in result.kvs:
+            if kv.create_revision > create_revision and is_candidate_key(self.prefix, kv.key):
+                return kv, result.revision
+        return None
+
+    async def _until_session_lost(self, awaitable: Any) -> Any:
+        """Run ``awaitable``; if the session ends first, cancel it and raise ``SessionLost``."""
+        task = asyncio.ensure_future(awaitable)
+        loss = asyncio.ensure_future(self.session.wait_lost())
+        try:
+            await asyncio.wait([task, loss], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            loss.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            raise
+        if task.done():
+            loss.cancel()
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        reason = loss.result()
+        raise SessionLost(
+            f"session lease {self.session.lease_id:x} ended ({reason}) during the campaign "
+            f"for {self.name!r}",
+            reason=reason,
+        )
+
+    async def _abandon(self, key: bytes) -> None:
+        """A cancelled campaign removes its key, so no ghost candidate is left behind."""
+        self._key = None
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._delete_key(key, token=None))
+
+    async def _delete_key(self, key: bytes, token: int | None) -> None:
+        compares = [Compare.lease(key) == self.session.lease_id]
+        if token:
+            compares = [Compare.create_revision(key) == token]
+        for _attempt in range(3):
+            try:
+                await self._client.txn(compares, [Op.delete(key)])
+                return
+            except AmbiguousResult:
+                if (await self._client.get(key)).kv is None:
+                    return
+            except TransportError as exc:
+                log.warning(
+                    "could not delete key=%s (%s); it vanishes with lease %x",
+                    key.decode(),
+                    exc,
+                    self.session.lease_id,
+                )
+                return
+
+    # -- the term --------------------------------------------------------------------------------
+
+    def _begin_term(self, term: Term, revision: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._term = term
+        self._term_end = loop.create_future()
+        self.session.add_loss_callback(functools.partial(self._end_term, term=term))
+        self._guard = loop.create_task(
+            self._guard_key(term, revision), name=f"etcd-term-guard-{term.key}"
+        )
+
+    async def _guard_key(self, term: Term, revision: int) -> None:
+        """End the term as soon as our key is seen deleted (by anyone, for any reason)."""
+        key = term.key.encode()
+        try:
+            deleted = await self._first_deleted([key], revision)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("election=%s cannot watch our key %s: %s", self.name, term.key, exc)
+            return
+        if deleted and self._term is term:
+            self._end_term(TermEndReason.KEY_DELETED, term)
+
+    def _end_term(self, reason: str, term: Term | None = None) -> None:
+        current = self._term
+        if current is None or (term is not None and term is not current):
+            return
+        if self._term_end is None or self._term_end.done():
+            return
+        self._term_end.set_result(reason)
+        if reason != TermEndReason.RESIGNED:
+            self._key = None
+        guard = self._guard
+        if guard is not None and guard is not asyncio.current_task():
+            guard.cancel()
+        self._guard = None
+        level = logging.INFO
+        log.log(
+            level,
+            "leadership ended election=%s key=%s lease=%x token=%d identity=%s reason=%s",
+            self.name,
+            current.key,
+            current.lease_id,
+            current.token,
+            self._identity(current.value),
+            reason,
+            extra=self._log_fields(
+                current.key.encode(), current.value, token=current.token, reason=reason
+            ),
+        )
+        for callback in self._term_callbacks:
+            try:
+                callback(current, reason)
+            except Exception:
+                log.exception("term end callback failed")
+
+    # -- operations that need the term ----------------------------------------------------------
+
+    async def proclaim(self, value: KeyLike) -> None:
+        """Change the leader's value without an election.
+
+        :raises NotLeader: if we do not lead. :raises LeadershipLost: if our key is gone.
+        """
+        raw = as_bytes(value)
+        async with self._lock:
+            term = self.check()
+            await self._put_value(term.key.encode(), term.token, raw)
+            if self._term is term:
+                self._term = Term(
+                    election=term.election,
+                    key=term.key,
+                    value=raw,
+                    lease_id=term.lease_id,
+                    token=term.token,
+                    elected_at=term.elected_at,
+                )
+
+    async def resign(self) -> None:
+        """Give up leadership (or candidacy): delete our key so the next candidate takes over.
+
+        Does nothing if we hold no key. The session stays usable for a new campaign.
+        """
+        async with self._lock:
+            key, token = self._key, self._token
+            if key is None:
+                return
+            self._end_term(TermEndReason.RESIGNED)
+            await self._delete_key(key, token)
+            self._key = None
+            log.debug("resigned election=%s key=%s", self.name, key.decode())
+
+    async def leader(self) -> LeaderInfo | None:
+        """The current leader, read linearizably, or ``None`` if nobody leads."""
+        first = await self._nearest(descending=False)
+        return LeaderInfo.from_kv(first[0]) if first is not None else None
+
+    async def verify(self) -> bool:
+        """Prove with a linearizable read that our key still leads; end the term if not."""
+        term = self._term
+        if term is None or not self.is_leader():
+            return False
+        first = await self._nearest(descending=False)
+        if (
+            first is not None
+            and first[0].key == term.key.encode()
+            and first[0].create_revision == term.token
+        ):
+            return self.is_leader()
+        reason = (
+            TermEndReason.KEY_DELETED
+            if first is None or first[0].create_revision < term.token
+            else TermEndReason.NOT_LEADER
+        )
+        if first is not None and first[0].create_revision != term.token:
+            found = await self._client.get(term.key)
+            reason = TermEndReason.NOT_LEADER if found.kv is not None else TermEndReason.KEY_DELETED
+        self._end_term(reason, term)
+        return False
+
+    async def txn(
+        self,
+        compares: Sequence[Compare] = (),
+        on_success: Sequence[Op] = (),
+        on_failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """An etcd transaction that commits only while our term holds (fenced writes).
+
+        Our key's create revision is added to ``compares``. If the user's compares fail the
+        result has ``succeeded=False``; if our term has ended instead, the term ends locally
+        and ``LeadershipLost`` is raised.
+
+        :raises NotLeader: if we do not lead locally. :raises AmbiguousResult: as any txn.
+        """
+        term = self.check()
+        key = term.key.encode()
+        guard = Compare.create_revision(key) == term.token
+        result = await self._client.txn(
+            [guard, *compares], list(on_success), [*on_failure, Op.get(key)]
+        )
+        if result.succeeded:
+            return result
+        own: RangeResult = result.responses[-1]
+        if not own.kvs or own.kvs[0].create_revision != term.token:
+            raise self._key_gone(key)
+        return TxnResult(succeeded=False, revision=result.revision, responses=result.responses[:-1])
+
+    # -- observing ---------------------------------------------------------------------------------
+
+    async def observe(self) -> AsyncIterator[LeaderInfo | None]:
+        """Yield the current leader (or ``None``) at once, then every change.
+
+        Survives compaction, broken streams and endpoint changes by re-reading and watching
+        again; it never ends silently. Raises only for errors retrying cannot cure
+        (permissions, credentials).
+        """
+        last: object = _UNSET
+        delay = 0.05
+        while True:
+            try:
+                first = await self._nearest(descending=False)
+                current = LeaderInfo.from_kv(first[0]) if first else None
+                if current != last:
+                    last = current
+                    yield current
+                revision = first[1] if first else await self._revision()
+                async with self._client.watch(
+                    self.prefix, prefix=True, start_revision=revision + 1
+                ) as watch:
+                    delay = 0.05
+                    async for batch in watch:
+                        for event in batch.events:
+                            if not is_candidate_key(self.prefix, event.kv.key):
+                                continue
+                            if not self._may_change_leader(last, event):
+                                continue
+                            found = await self._nearest_at(event.kv.mod_revision)
+                            if found != last:
+                                last = found
+                                yield found
+            except _FATAL:
+                raise
+            except (WatchError, TransportError) as exc:
+                log.info("observe election=%s: %s; re-reading", self.name, exc)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 2.0)
+
+    @staticmethod
+    def _may_change_leader(last: object, event: Event) -> bool:
+        if not isinstance(last, LeaderInfo):
+            return event.type is EventType.PUT
+        return event.kv.key.decode(errors="replace") == last.key
+
+    async def _nearest_at(self, revision: int) -> LeaderInfo | None:
+        """The leader as of ``revision`` (consistent with the event that prompted the read)."""
+        result = await self._client.get_prefix(
+            self.prefix, sort_by_create_revision=True, revision=revision, limit=8
+        )
+        for kv in result.kvs:
+            if is_candidate_key(self.prefix, kv.key):
+                return LeaderInfo.from_kv(kv)
+        if result.more:
+            everything = await self._client.get_prefix(
+                self.prefix, sort_by_create_revision=True, revision=revision
+            )
+            for kv in everything.kvs:
+                if is_candidate_key(self.prefix, kv.key):
+                    return LeaderInfo.from_kv(kv)
+        return None
+
+    async def _revision(self) -> int:
+        return (await self._client.get(self.prefix)).revision
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _identity(self, value: bytes) -> str:
+        return self.identity or value.decode(errors="replace")
+
+    def _log_fields(self, key: bytes, value: bytes, **more: Any) -> dict[str, Any]:
+        return {
+            "election": self.name,
+            "key": key.decode(errors="replace"),
+            "lease": f"{self.session.lease_id:x}",
+            "identity": self._identity(value),
+            **more,
+        }
+
+    async def close(self) -> None:
+        """Stop guarding the term (does not resign; close the session to end everything)."""
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await guard
+
+
+_UNSET = object()
+
+
+async def _first_event_key(watches: Sequence[Any]) -> bytes:
+    """Wait for the first event on any of ``watches``; return its key."""
+
+    async def first(watch: Any) -> bytes:
+        async for batch in watch:
+            if batch.events:
+                key: bytes = batch.events[0].kv.key
+                return key
+        raise WatchError("watch ended")
+
+    tasks = [asyncio.ensure_future(first(w)) for w in watches]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return next(iter(done)).result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

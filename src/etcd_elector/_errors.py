@@ -1,0 +1,147 @@
+"""Every error etcd-elector raises, in one tree.
+
+    EtcdElectorError                  root: catch this to catch everything of ours
+    ├── ConfigurationError            bad input found before any I/O (also a ValueError)
+    ├── TransportError                talking to etcd failed
+    │   ├── ConnectionFailed          no endpoint could be reached or it dropped us
+    │   │   └── NoLeader              the member we reached has lost its raft leader (quorum)
+    │   ├── RequestTimeout            a call got no answer before its deadline
+    │   ├── AmbiguousResult           a write may or may not have committed: re-read, never retry
+    │   ├── AuthenticationFailed      etcd refused our credentials
+    │   ├── PermissionDenied          our user's role lacks access to a key or call
+    │   ├── LeaseNotFound             the lease does not exist (expired or revoked)
+    │   └── EtcdServerError           any other error etcd answered with
+    ├── WatchError                    a watch ended
+    │   ├── WatchCompacted            the start revision was compacted (has `compact_revision`)
+    │   └── WatchCanceled             etcd cancelled the watch (has `reason`)
+    └── LeadershipError               about a term of leadership
+        ├── SessionLost               the session's lease is (or may be) gone (has `reason`)
+        ├── NotLeader                 the call needs a term we do not hold
+        ├── LeadershipLost            a term we held has ended (has `reason`)
+        └── CampaignFailed            a campaign could not finish (our key vanished, and so on)
+
+Errors raised at the gRPC boundary keep the original exception as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousResult",
+    "AuthenticationFailed",
+    "CampaignFailed",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "EtcdElectorError",
+    "EtcdServerError",
+    "LeadershipError",
+    "LeadershipLost",
+    "LeaseNotFound",
+    "NoLeader",
+    "NotLeader",
+    "PermissionDenied",
+    "RequestTimeout",
+    "SessionLost",
+    "TransportError",
+    "WatchCanceled",
+    "WatchCompacted",
+    "WatchError",
+]
+
+
+class EtcdElectorError(Exception):
+    """Root of every error raised by etcd-elector."""
+
+
+class ConfigurationError(EtcdElectorError, ValueError):
+    """Invalid settings or arguments, detected before talking to etcd."""
+
+
+class TransportError(EtcdElectorError):
+    """A call to etcd failed. ``endpoint`` names the member, when one was involved."""
+
+    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class ConnectionFailed(TransportError):
+    """No endpoint answered, or the connection broke before an answer."""
+
+
+class NoLeader(ConnectionFailed):
+    """The etcd member has no raft leader (it lost quorum); another member may still serve."""
+
+
+class RequestTimeout(TransportError):
+    """The call's deadline passed without an answer."""
+
+
+class AmbiguousResult(TransportError):
+    """A write was sent but its outcome is unknown: it may have committed.
+
+    Never retry a compare-and-swap after this; read the affected keys to learn what happened.
+    """
+
+
+class AuthenticationFailed(TransportError):
+    """etcd rejected the user name, password, token or client certificate."""
+
+
+class PermissionDenied(TransportError):
+    """The authenticated user may not perform this call on this key."""
+
+
+class LeaseNotFound(TransportError):
+    """The lease does not exist: it expired or was revoked."""
+
+
+class EtcdServerError(TransportError):
+    """etcd answered with an error we have no more specific class for."""
+
+
+class WatchError(EtcdElectorError):
+    """A watch ended and will not deliver more events."""
+
+
+class WatchCompacted(WatchError):
+    """The watch's start revision is older than etcd's compaction point."""
+
+    def __init__(self, message: str, *, compact_revision: int) -> None:
+        super().__init__(message)
+        self.compact_revision = compact_revision
+
+
+class WatchCanceled(WatchError):
+    """etcd cancelled the watch; ``reason`` carries etcd's explanation."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class LeadershipError(EtcdElectorError):
+    """Base for errors about sessions, campaigns and terms."""
+
+
+class SessionLost(LeadershipError):
+    """The session's lease expired, was revoked, or its local deadline passed."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NotLeader(LeadershipError):
+    """The operation needs leadership that this candidate does not hold."""
+
+
+class LeadershipLost(LeadershipError):
+    """A term of leadership ended; ``reason`` says why."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class CampaignFailed(LeadershipError):
+    """A campaign could not complete (for example our key was deleted while we waited)."""

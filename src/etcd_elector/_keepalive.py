@@ -1,0 +1,130 @@
+"""A lease keepalive stream: one request, one answer, each answer stamped with its send time.
+
+The stream is opened lazily and reopened (on the next preferred endpoint) after any failure,
+including an answer that does not arrive within the stream timeout: a blackholed connection
+never fails on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from . import _clock, _rpc
+from ._config import Endpoint, validate_timeout
+from ._errors import ConnectionFailed, RequestTimeout
+from ._proto import rpc_pb2
+from ._types import KeepAliveAnswer
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient
+
+__all__ = ["KeepAliveStream"]
+
+log = logging.getLogger(__name__)
+
+
+class KeepAliveStream:
+    """Keeps one lease alive on demand: ``answer = await stream.ping()``."""
+
+    def __init__(self, client: AsyncClient, lease_id: int) -> None:
+        self._client = client
+        self.lease_id = lease_id
+        self._call: Any = None
+        self._endpoint: Endpoint | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        """The endpoint the stream is open on, if it is open."""
+        return self._endpoint
+
+    async def ping(self, timeout: float | None = None) -> KeepAliveAnswer:
+        """Send one keepalive and wait for etcd's answer.
+
+        :raises ConnectionFailed: no endpoint reachable, or the stream broke.
+        :raises NoLeader: the member lost quorum (the next ping uses another endpoint).
+        :raises RequestTimeout: no answer within ``timeout`` (default: the stream timeout).
+        """
+        seconds = (
+            self._client.config.stream_timeout
+            if timeout is None
+            else validate_timeout(timeout, "keepalive timeout")
+        )
+        async with self._lock:
+            deadline = _clock.now() + seconds
+            if self._call is None:
+                self._endpoint = await self._client.connect(deadline)
+                stub = self._client.pool.callable(self._endpoint, _rpc.LEASE_KEEPALIVE, "stream")
+                self._call = stub(metadata=self._client.metadata())
+            call, endpoint = self._call, self._endpoint
+            assert endpoint is not None
+            sent_at = _clock.now()
+            try:
+                async with asyncio.timeout(max(0.0, deadline - sent_at)):
+                    await call.write(rpc_pb2.LeaseKeepAliveRequest(ID=self.lease_id))
+                    response = await call.read()
+            except TimeoutError:
+                error: Exception = RequestTimeout(
+                    f"lease {self.lease_id:x}: no keepalive answer from etcd at {endpoint} "
+                    f"within {seconds:g}s",
+                    endpoint=str(endpoint),
+                )
+                self._fail(endpoint, error)
+                raise error from None
+            except grpc.aio.AioRpcError as exc:
+                mapped = _rpc.map_rpc_error(exc, str(endpoint), write=False)
+                self._fail(endpoint, mapped)
+                raise mapped from exc
+            except (grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+                mapped = ConnectionFailed(
+                    f"keepalive stream to {endpoint} closed: {exc}", endpoint=str(endpoint)
+                )
+                self._fail(endpoint, mapped)
+                raise mapped from exc
+            if response is grpc.aio.EOF:
+                mapped = ConnectionFailed(
+                    f"etcd at {endpoint} closed the keepalive stream", endpoint=str(endpoint)
+                )
+                self._fail(endpoint, mapped)
+                raise mapped
+            received_at = _clock.now()
+            log.debug(
+                "keepalive lease=%x ttl=%d rtt=%.1fms via %s",
+                self.lease_id,
+                response.TTL,
+                (received_at - sent_at) * 1000,
+                endpoint,
+            )
+            return KeepAliveAnswer(
+                lease_id=self.lease_id,
+                ttl=response.TTL,
+                sent_at=sent_at,
+                received_at=received_at,
+                revision=response.header.revision,
+            )
+
+    def _fail(self, endpoint: Endpoint, error: Exception) -> None:
+        self._drop_call()
+        if isinstance(error, ConnectionFailed | RequestTimeout):
+            self._client.endpoint_failed(endpoint, error)
+
+    def _drop_call(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+        self._call = None
+        self._endpoint = None
+
+    async def close(self) -> None:
+        """Stop the stream (the lease itself is untouched). Idempotent."""
+        async with self._lock:
+            self._drop_call()
+
+    async def __aenter__(self) -> KeepAliveStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

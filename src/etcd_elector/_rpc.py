@@ -1,0 +1,120 @@
+"""etcd's gRPC methods and the mapping of gRPC failures to our errors.
+
+Our protobuf package is private (``etcd_elector.etcdserverpb``) so our descriptors never clash
+with another etcd client's in the same process; the method paths below are etcd's real ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from ._errors import (
+    AmbiguousResult,
+    AuthenticationFailed,
+    ConnectionFailed,
+    EtcdServerError,
+    LeaseNotFound,
+    NoLeader,
+    PermissionDenied,
+    RequestTimeout,
+    TransportError,
+)
+from ._proto import rpc_pb2
+
+__all__ = ["Method", "map_rpc_error"]
+
+
+@dataclass(frozen=True)
+class Method:
+    path: str
+    request: Any
+    response: Any
+
+
+RANGE = Method("/etcdserverpb.KV/Range", rpc_pb2.RangeRequest, rpc_pb2.RangeResponse)
+PUT = Method("/etcdserverpb.KV/Put", rpc_pb2.PutRequest, rpc_pb2.PutResponse)
+DELETE_RANGE = Method(
+    "/etcdserverpb.KV/DeleteRange", rpc_pb2.DeleteRangeRequest, rpc_pb2.DeleteRangeResponse
+)
+TXN = Method("/etcdserverpb.KV/Txn", rpc_pb2.TxnRequest, rpc_pb2.TxnResponse)
+COMPACT = Method("/etcdserverpb.KV/Compact", rpc_pb2.CompactionRequest, rpc_pb2.CompactionResponse)
+WATCH = Method("/etcdserverpb.Watch/Watch", rpc_pb2.WatchRequest, rpc_pb2.WatchResponse)
+LEASE_GRANT = Method(
+    "/etcdserverpb.Lease/LeaseGrant", rpc_pb2.LeaseGrantRequest, rpc_pb2.LeaseGrantResponse
+)
+LEASE_REVOKE = Method(
+    "/etcdserverpb.Lease/LeaseRevoke", rpc_pb2.LeaseRevokeRequest, rpc_pb2.LeaseRevokeResponse
+)
+LEASE_KEEPALIVE = Method(
+    "/etcdserverpb.Lease/LeaseKeepAlive",
+    rpc_pb2.LeaseKeepAliveRequest,
+    rpc_pb2.LeaseKeepAliveResponse,
+)
+LEASE_TIME_TO_LIVE = Method(
+    "/etcdserverpb.Lease/LeaseTimeToLive",
+    rpc_pb2.LeaseTimeToLiveRequest,
+    rpc_pb2.LeaseTimeToLiveResponse,
+)
+LEASE_LEASES = Method(
+    "/etcdserverpb.Lease/LeaseLeases", rpc_pb2.LeaseLeasesRequest, rpc_pb2.LeaseLeasesResponse
+)
+MEMBER_LIST = Method(
+    "/etcdserverpb.Cluster/MemberList", rpc_pb2.MemberListRequest, rpc_pb2.MemberListResponse
+)
+STATUS = Method("/etcdserverpb.Maintenance/Status", rpc_pb2.StatusRequest, rpc_pb2.StatusResponse)
+AUTHENTICATE = Method(
+    "/etcdserverpb.Auth/Authenticate", rpc_pb2.AuthenticateRequest, rpc_pb2.AuthenticateResponse
+)
+
+# etcd rejects these before proposing anything to raft, so a write that got one never applied.
+_NOT_APPLIED = ("no leader", "too many requests", "not capable", "permission denied")
+
+
+def map_rpc_error(exc: grpc.aio.AioRpcError, endpoint: str, *, write: bool) -> TransportError:
+    """Translate a failed call into our error tree.
+
+    ``write`` says the request was a mutation that reached the wire: then any failure whose
+    outcome is unknown (timeout, broken connection, etcd's own timeouts) is ``AmbiguousResult``.
+    """
+    code = exc.code()
+    details = (exc.details() or code.name.lower()).strip()
+    lowered = details.lower()
+    where = f"etcd at {endpoint}"
+    if "no leader" in lowered:
+        return NoLeader(f"{where} has no raft leader (lost quorum): {details}", endpoint=endpoint)
+    if code == grpc.StatusCode.PERMISSION_DENIED or "permission denied" in lowered:
+        return PermissionDenied(
+            f"{where} denied the request: {details}; grant the user's role access to the key range",
+            endpoint=endpoint,
+        )
+    if code == grpc.StatusCode.UNAUTHENTICATED or "authentication failed" in lowered:
+        return AuthenticationFailed(
+            f"{where} rejected the credentials: {details}", endpoint=endpoint
+        )
+    if "lease not found" in lowered:
+        return LeaseNotFound(f"{where}: {details}", endpoint=endpoint)
+    if (
+        write
+        and not any(marker in lowered for marker in _NOT_APPLIED)
+        and code
+        in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            grpc.StatusCode.CANCELLED,
+            grpc.StatusCode.UNKNOWN,
+            grpc.StatusCode.INTERNAL,
+        )
+    ):
+        return AmbiguousResult(
+            f"write to {where} may or may not have committed ({code.name}: {details}); "
+            "re-read the keys before deciding",
+            endpoint=endpoint,
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED or "request timed out" in lowered:
+        return RequestTimeout(f"{where} did not answer in time ({details})", endpoint=endpoint)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        return ConnectionFailed(f"cannot reach {where}: {details}", endpoint=endpoint)
+    return EtcdServerError(f"{where} answered {code.name}: {details}", endpoint=endpoint)

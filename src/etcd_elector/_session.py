@@ -1,0 +1,387 @@
+"""``AsyncSession``: one lease, kept alive by one background task, that knows when it is lost.
+
+Liveness is a local computation (:class:`LeaseDeadline`), so a session stops being alive at its
+deadline even when etcd is unreachable and no timer has fired. Once lost, a session never comes
+back: its lease is revoked as soon as etcd can be reached and a new session must be made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from . import _clock
+from ._deadline import LeaseDeadline
+from ._errors import (
+    AmbiguousResult,
+    ConfigurationError,
+    LeaseNotFound,
+    SessionLost,
+    TransportError,
+)
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient
+    from ._election import AsyncElection
+
+__all__ = ["AsyncSession", "LossReason", "SessionState", "default_margin", "validate_ttl"]
+
+log = logging.getLogger(__name__)
+
+# etcd stores lease TTLs as whole seconds and refuses more than this.
+MAX_TTL = 9_000_000_000
+
+
+class SessionState(enum.Enum):
+    STARTING = "starting"
+    ALIVE = "alive"
+    UNCERTAIN = "uncertain"  # renewals are failing; the deadline has not passed yet
+    LOST = "lost"
+    CLOSED = "closed"
+
+
+class LossReason:
+    """Why a session ended; the values are stable strings for logs and metrics."""
+
+    DEADLINE = "deadline"  # no renewal before the local deadline
+    EXPIRED = "expired"  # etcd says the lease is gone (TTL 0 or not found)
+    CLOSED = "closed"  # closed by us, lease revoked
+    ORPHANED = "orphaned"  # refreshing stopped by us, lease left to expire
+
+
+def validate_ttl(ttl: float) -> int:
+    """The TTL as etcd wants it (whole seconds), or a ``ConfigurationError`` saying why not."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise ConfigurationError(f"ttl must be a number of seconds, got {ttl!r}")
+    if ttl != ttl or ttl < 1 or ttl > MAX_TTL:
+        raise ConfigurationError(
+            f"ttl {ttl!r} cannot be granted: etcd leases last 1 to {MAX_TTL} whole seconds"
+        )
+    if ttl != int(ttl):
+        raise ConfigurationError(f"ttl {ttl!r} is not whole: etcd grants leases in whole seconds")
+    return int(ttl)
+
+
+def default_margin(ttl: float) -> float:
+    """Time kept in reserve to stop leader work before etcd can expire the lease."""
+    return min(max(0.5, 0.15 * ttl), ttl / 3)
+
+
+class AsyncSession:
+    """A lease and its keepalive. Use ``async with client.session(ttl=10) as session:``.
+
+    :param ttl: seconds etcd keeps the lease without renewal (whole seconds; etcd may grant more).
+    :param margin: seconds of the TTL held back as a safety margin (default 15% of the TTL,
+        at least 0.5 s): the local deadline is ``send time + granted TTL - margin``.
+    :param keepalive_interval: seconds between renewals (default a third of the granted TTL).
+    :raises ConfigurationError: for a TTL etcd cannot grant or a margin not below the TTL.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        ttl: float = 10.0,
+        margin: float | None = None,
+        keepalive_interval: float | None = None,
+        clock: _clock.Clock | None = None,
+    ) -> None:
+        self._client = client
+        self.requested_ttl = validate_ttl(ttl)
+        margin = default_margin(self.requested_ttl) if margin is None else margin
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
+            raise ConfigurationError(
+                f"margin must be a non-negative number of seconds, got {margin!r}"
+            )
+        if margin >= self.requested_ttl:
+            raise ConfigurationError(
+                f"margin {margin:g}s must be smaller than the ttl {self.requested_ttl}s"
+            )
+        if (
+            keepalive_interval is not None
+            and not 0 < keepalive_interval < self.requested_ttl - margin
+        ):
+            raise ConfigurationError(
+                f"keepalive_interval must be positive and below ttl - margin "
+                f"({self.requested_ttl - margin:g}s), got {keepalive_interval!r}"
+            )
+        self._interval_setting = keepalive_interval
+        self._clock = clock or _clock.now
+        self._deadline = LeaseDeadline(self._clock, float(margin))
+        self.lease_id = 0
+        self.ttl = 0
+        self._state = SessionState.STARTING
+        self._loss: asyncio.Future[str] | None = None
+        self._loss_callbacks: list[Callable[[str], Any]] = []
+        self._keeper: asyncio.Task[None] | None = None
+        self._revoker: asyncio.Task[None] | None = None
+        self._revoked = False
+        self._keepalive_observers: list[Callable[[Any], None]] = []
+
+    # -- public state ------------------------------------------------------------------------
+
+    @property
+    def margin(self) -> float:
+        return self._deadline.margin
+
+    @property
+    def keepalive_interval(self) -> float:
+        return self._interval_setting or max(self.ttl, self.requested_ttl) / 3
+
+    @property
+    def state(self) -> SessionState:
+        if self._state in (SessionState.ALIVE, SessionState.UNCERTAIN) and self._deadline.passed():
+            return SessionState.LOST
+        return self._state
+
+    @property
+    def alive(self) -> bool:
+        """True while the lease is certainly held: computed from the clock, no I/O."""
+        return self.state in (SessionState.ALIVE, SessionState.UNCERTAIN)
+
+    @property
+    def deadline(self) -> float:
+        """The local deadline on the session's clock (:func:`etcd_elector._clock.now`)."""
+        return self._deadline.at
+
+    def remaining(self) -> float:
+        """Seconds until the local deadline (0 once lost or closed)."""
+        return self._deadline.remaining() if self.alive else 0.0
+
+    @property
+    def loss_reason(self) -> str | None:
+        if self._loss is not None and self._loss.done():
+            return self._loss.result()
+        if self._state in (SessionState.ALIVE, SessionState.UNCERTAIN) and self._deadline.passed():
+            return LossReason.DEADLINE
+        return None
+
+    async def wait_lost(self) -> str:
+        """Wait until the session ends; returns the reason (a :class:`LossReason` value)."""
+        if self._loss is None:
+            raise RuntimeError("the session has not been started")
+        return await asyncio.shield(self._loss)
+
+    def add_loss_callback(self, callback: Callable[[str], Any]) -> None:
+        """Call ``callback(reason)`` once, on the event loop, when the session ends."""
+        if self._loss is not None and self._loss.done():
+            callback(self._loss.result())
+        else:
+            self._loss_callbacks.append(callback)
+
+    def add_keepalive_observer(self, observer: Callable[[Any], None]) -> None:
+        """Call ``observer(answer)`` for every keepalive answer (for metrics)."""
+        self._keepalive_observers.append(observer)
+
+    def check(self) -> None:
+        """:raises SessionLost: unless the session is alive."""
+        if not self.alive:
+            reason = self.loss_reason or self._state.value
+            raise SessionLost(f"session with lease {self.lease_id:x} is {reason}", reason=reason)
+
+    @property
+    def client(self) -> AsyncClient:
+        return self._client
+
+    def election(self, name: str, **options: Any) -> AsyncElection:
+        """An election on this session; see :class:`AsyncElection`."""
+        from ._election import AsyncElection
+
+        return AsyncElection(self, name, **options)
+
+    def __repr__(self) -> str:
+        return f"<AsyncSession lease={self.lease_id:x} ttl={self.ttl} state={self.state.value}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> AsyncSession:
+        """Grant the lease and start keeping it alive.
+
+        :raises ConnectionFailed: if etcd cannot be reached.
+        """
+        if self._state is not SessionState.STARTING:
+            return self
+        loop = asyncio.get_running_loop()
+        self._loss = loop.create_future()
+        while True:
+            sent_at = self._clock()
+            try:
+                lease = await self._client.lease_grant(self.requested_ttl)
+                break
+            except AmbiguousResult as exc:
+                # An unknown grant only leaves a lease nobody uses, and etcd expires it.
+                log.warning("lease grant outcome unknown, granting again: %s", exc)
+        self.lease_id, self.ttl = lease.id, lease.ttl
+        if self.margin >= self.ttl - self.keepalive_interval / 2:
+            log.warning(
+                "session lease=%x: margin %.2fs leaves little of the granted ttl %ds",
+                self.lease_id,
+                self.margin,
+                self.ttl,
+            )
+        self._deadline.renewed(sent_at, lease.ttl)
+        self._state = SessionState.ALIVE
+        self._keeper = loop.create_task(self._keep_alive(), name=f"etcd-session-{self.lease_id:x}")
+        log.info(
+            "session started lease=%x ttl=%ds margin=%.2fs",
+            self.lease_id,
+            self.ttl,
+            self.margin,
+            extra={"lease": f"{self.lease_id:x}", "ttl": self.ttl},
+        )
+        return self
+
+    async def __aenter__(self) -> AsyncSession:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop keeping the lease alive and revoke it, deleting its keys. Idempotent.
+
+        Makes one revoke attempt within the client's timeout; if etcd is unreachable the lease
+        expires by itself after its TTL (logged at WARNING).
+        """
+        await self._stop(LossReason.CLOSED)
+        revoker, self._revoker = self._revoker, None
+        if revoker is not None:
+            revoker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await revoker
+        if self.lease_id and not self._revoked:
+            await self._revoke(persistent=False)
+
+    async def orphan(self) -> None:
+        """Stop keeping the lease alive but leave it (and its keys) to expire at etcd."""
+        await self._stop(LossReason.ORPHANED)
+
+    async def _stop(self, reason: str) -> None:
+        if self._state is SessionState.STARTING:
+            self._state = SessionState.CLOSED
+            return
+        if self._state in (SessionState.ALIVE, SessionState.UNCERTAIN):
+            self._lose(reason)
+        self._state = SessionState.CLOSED
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None and keeper is not asyncio.current_task():
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _lose(self, reason: str) -> None:
+        if self._loss is None or self._loss.done():
+            return
+        self._state = SessionState.LOST
+        self._loss.set_result(reason)
+        level = (
+            logging.DEBUG if reason in (LossReason.CLOSED, LossReason.ORPHANED) else logging.INFO
+        )
+        log.log(
+            level,
+            "session ended lease=%x reason=%s",
+            self.lease_id,
+            reason,
+            extra={"lease": f"{self.lease_id:x}", "reason": reason},
+        )
+        for callback in self._loss_callbacks:
+            try:
+                callback(reason)
+            except Exception:
+                log.exception("session loss callback failed")
+        self._loss_callbacks.clear()
+
+    async def _keep_alive(self) -> None:
+        stream = self._client.lease_keepalive(self.lease_id)
+        failures = 0
+        next_send = self._clock() + self.keepalive_interval
+        try:
+            while True:
+                remaining = self._deadline.at - self._clock()
+                if remaining <= 0:
+                    self._lose(LossReason.DEADLINE)
+                    break
+                await asyncio.sleep(max(0.0, min(next_send - self._clock(), remaining)))
+                remaining = self._deadline.at - self._clock()
+                if remaining <= 0:
+                    self._lose(LossReason.DEADLINE)
+                    break
+                try:
+                    answer = await stream.ping(
+                        timeout=min(self._client.config.stream_timeout, remaining)
+                    )
+                except LeaseNotFound:
+                    self._lose(LossReason.EXPIRED)
+                    break
+                except TransportError as exc:
+                    failures += 1
+                    self._state = SessionState.UNCERTAIN
+                    log.warning(
+                        "keepalive failed lease=%x (%.2fs left): %s",
+                        self.lease_id,
+                        max(0.0, self._deadline.at - self._clock()),
+                        exc,
+                        extra={"lease": f"{self.lease_id:x}"},
+                    )
+                    backoff = min(0.05 * 2**failures, self.keepalive_interval / 2)
+                    next_send = self._clock() + backoff * random.uniform(0.5, 1.0)
+                    continue
+                if answer.ttl <= 0:
+                    self._lose(LossReason.EXPIRED)
+                    break
+                failures = 0
+                self._deadline.renewed(answer.sent_at, answer.ttl)
+                self.ttl = answer.ttl
+                if self._deadline.passed():
+                    # The answer came, but too late to trust: the margin is already used up.
+                    self._lose(LossReason.DEADLINE)
+                    break
+                self._state = SessionState.ALIVE
+                for observer in self._keepalive_observers:
+                    observer(answer)
+                next_send = answer.sent_at + self.keepalive_interval
+        finally:
+            await stream.close()
+        # Lost: make our keys vanish as soon as etcd can hear us.
+        if self._revoker is None and not self._revoked:
+            self._revoker = asyncio.get_running_loop().create_task(self._revoke(persistent=True))
+
+    async def _revoke(self, *, persistent: bool) -> None:
+        """Revoke the lease; if ``persistent``, keep trying while etcd is unreachable (bounded)."""
+        give_up = (
+            self._clock() + 2 * max(self.ttl, self.requested_ttl) + self._client.config.timeout
+        )
+        delay = 0.1
+        while True:
+            try:
+                await self._client.lease_revoke(self.lease_id)
+                self._revoked = True
+                log.debug("lease revoked lease=%x", self.lease_id)
+                return
+            except LeaseNotFound:
+                self._revoked = True
+                return
+            except TransportError as exc:
+                if not persistent or self._clock() + delay >= give_up:
+                    log.warning(
+                        "could not revoke lease=%x (%s); etcd will expire it after its ttl",
+                        self.lease_id,
+                        exc,
+                        extra={"lease": f"{self.lease_id:x}"},
+                    )
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
