@@ -12,7 +12,8 @@ See the README for the guarantees and the command-line tool.
 
 from ._client import AsyncClient
 from ._config import ClientConfig, Endpoint
-from ._election import AsyncElection, LeaderInfo, Term, TermEndReason
+from ._election import AsyncElection, Term, TermEndReason
+from ._elector import AsyncElector, ElectorEvent, ElectorState, EndReason
 from ._errors import (
     AmbiguousResult,
     AuthenticationFailed,
@@ -53,6 +54,7 @@ from ._types import (
     TxnResult,
     WatchBatch,
 )
+from ._view import ElectionView, LeaderInfo
 from ._watch import Watch
 
 __version__ = "0.1.0"
@@ -61,6 +63,7 @@ __all__ = [
     "AmbiguousResult",
     "AsyncClient",
     "AsyncElection",
+    "AsyncElector",
     "AsyncSession",
     "AuthenticationFailed",
     "CampaignFailed",
@@ -69,6 +72,10 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "DeleteResult",
+    "ElectionView",
+    "ElectorEvent",
+    "ElectorState",
+    "EndReason",
     "Endpoint",
     "EtcdElectorError",
     "EtcdServerError",

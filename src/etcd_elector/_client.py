@@ -44,7 +44,9 @@ from ._types import (
 from ._watch import Watch, WatchHub
 
 if TYPE_CHECKING:
+    from ._elector import AsyncElector
     from ._session import AsyncSession
+    from ._view import ElectionView
 
 __all__ = ["AsyncClient"]
 
@@ -467,6 +469,20 @@ class AsyncClient:
         )
 
     # -- election entry point ----------------------------------------------------------------
+
+    def election_view(self, name: str, *, namespace: str | None = None) -> ElectionView:
+        """Read-only access to an election (leader, candidates, observe); needs no session."""
+        from ._view import ElectionView
+
+        if namespace is None:
+            return ElectionView(self, name)
+        return ElectionView(self, name, namespace=namespace)
+
+    def elector(self, name: str, **options: Any) -> AsyncElector:
+        """Run work only while leader; see :class:`AsyncElector` for the options."""
+        from ._elector import AsyncElector
+
+        return AsyncElector(self, name, **options)
 
     def session(self, ttl: float = 10.0, **options: Any) -> AsyncSession:
         """A lease kept alive in the background; see :class:`AsyncSession`."""

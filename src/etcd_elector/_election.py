@@ -15,18 +15,15 @@ import functools
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _clock
 from ._errors import (
     AmbiguousResult,
-    AuthenticationFailed,
     CampaignFailed,
-    ConfigurationError,
     LeadershipLost,
     NotLeader,
-    PermissionDenied,
     SessionLost,
     TransportError,
     WatchError,
@@ -35,13 +32,12 @@ from ._keys import KeyLike, as_bytes
 from ._names import (
     DEFAULT_NAMESPACE,
     candidate_key,
-    election_prefix,
-    is_candidate_key,
     validate_name,
     validate_namespace,
 )
 from ._txn import Compare, Op
-from ._types import Event, EventType, KeyValue, RangeResult, TxnResult
+from ._types import KeyValue, RangeResult, TxnResult
+from ._view import FATAL_ERRORS, ElectionView, LeaderInfo
 
 if TYPE_CHECKING:
     from ._session import AsyncSession
@@ -52,9 +48,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Transport trouble that retrying may cure; everything else is raised to the caller.
-_FATAL = (PermissionDenied, AuthenticationFailed, ConfigurationError)
-
 
 class TermEndReason:
     """Why a term ended, besides the session's own reasons (``deadline``, ``expired``...)."""
@@ -62,31 +55,6 @@ class TermEndReason:
     RESIGNED = "resigned"
     KEY_DELETED = "key_deleted"  # someone else deleted our key
     NOT_LEADER = "not_leader"  # a linearizable check found another leader
-
-
-@dataclass(frozen=True)
-class LeaderInfo:
-    """The leader of an election as etcd sees it. ``token`` is its key's create revision."""
-
-    key: str
-    value: bytes
-    token: int
-    lease: int
-    mod_revision: int = field(compare=False, default=0)
-
-    @property
-    def value_text(self) -> str:
-        return self.value.decode(errors="replace")
-
-    @classmethod
-    def from_kv(cls, kv: KeyValue) -> LeaderInfo:
-        return cls(
-            key=kv.key.decode(errors="replace"),
-            value=kv.value,
-            token=kv.create_revision,
-            lease=kv.lease,
-            mod_revision=kv.mod_revision,
-        )
 
 
 @dataclass(frozen=True)
@@ -125,7 +93,8 @@ class AsyncElection:
         self.session = session
         self.name = validate_name(name)
         self.namespace = validate_namespace(namespace)
-        self.prefix = election_prefix(self.namespace, self.name)
+        self.view = ElectionView(session.client, self.name, namespace=self.namespace)
+        self.prefix = self.view.prefix
         self.identity = identity
         self._client = session.client
         self._lock = asyncio.Lock()
@@ -318,7 +287,7 @@ class AsyncElection:
         key, so a waiter whose key is deleted fails at once instead of waiting in vain.
         """
         while True:
-            predecessor = await self._nearest(descending=True, max_create_revision=token - 1)
+            predecessor = await self.view.nearest(descending=True, max_create_revision=token - 1)
             if predecessor is None:
                 return
             kv, revision = predecessor
@@ -349,7 +318,7 @@ class AsyncElection:
                     ]
                     return await _first_event_key(watches)
             except (WatchError, TransportError) as exc:
-                if isinstance(exc, _FATAL):
+                if isinstance(exc, FATAL_ERRORS):
                     raise
                 log.debug("election=%s watch failed, re-reading: %s", self.name, exc)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
@@ -363,7 +332,7 @@ class AsyncElection:
 
     async def _recheck(self, key: bytes, token: int) -> int:
         """One linearizable read: our key still exists and leads. Returns the read revision."""
-        first = await self._nearest(descending=False)
+        first = await self.view.nearest(descending=False)
         if first is None or first[0].key != key or first[0].create_revision != token:
             if first is not None and first[0].create_revision < token:
                 # A predecessor re-appeared between reads (cannot normally happen): wait again.
@@ -374,38 +343,6 @@ class AsyncElection:
             )
         self.session.check()
         return first[1]
-
-    async def _nearest(
-        self, *, descending: bool, max_create_revision: int = 0
-    ) -> tuple[KeyValue, int] | None:
-        """The first candidate by create revision (lowest, or highest below a bound)."""
-        bound = max_create_revision
-        while True:
-            result = await self._client.get_prefix(
-                self.prefix,
-                sort_by_create_revision=True,
-                descending=descending,
-                limit=8,
-                max_create_revision=bound,
-            )
-            for kv in result.kvs:
-                if is_candidate_key(self.prefix, kv.key):
-                    return kv, result.revision
-            if not result.more or not result.kvs:
-                return None
-            # Only foreign keys in this page: continue past them.
-            edge = result.kvs[-1].create_revision
-            if descending:
-                bound = edge - 1
-            else:
-                return await self._nearest_after(edge)
-
-    async def _nearest_after(self, create_revision: int) -> tuple[KeyValue, int] | None:
-        result = await self._client.get_prefix(self.prefix, sort_by_create_revision=True)
-        for kv in result.kvs:
-            if kv.create_revision > create_revision and is_candidate_key(self.prefix, kv.key):
-                return kv, result.revision
-        return None
 
     async def _until_session_lost(self, awaitable: Any) -> Any:
         """Run ``awaitable``; if the session ends first, cancel it and raise ``SessionLost``."""
@@ -552,15 +489,18 @@ class AsyncElection:
 
     async def leader(self) -> LeaderInfo | None:
         """The current leader, read linearizably, or ``None`` if nobody leads."""
-        first = await self._nearest(descending=False)
-        return LeaderInfo.from_kv(first[0]) if first is not None else None
+        return await self.view.leader()
+
+    def observe(self) -> AsyncIterator[LeaderInfo | None]:
+        """Leader changes, starting with the current leader; see :meth:`ElectionView.observe`."""
+        return self.view.observe()
 
     async def verify(self) -> bool:
         """Prove with a linearizable read that our key still leads; end the term if not."""
         term = self._term
         if term is None or not self.is_leader():
             return False
-        first = await self._nearest(descending=False)
+        first = await self.view.nearest(descending=False)
         if (
             first is not None
             and first[0].key == term.key.encode()
@@ -604,72 +544,6 @@ class AsyncElection:
         if not own.kvs or own.kvs[0].create_revision != term.token:
             raise self._key_gone(key)
         return TxnResult(succeeded=False, revision=result.revision, responses=result.responses[:-1])
-
-    # -- observing ---------------------------------------------------------------------------------
-
-    async def observe(self) -> AsyncIterator[LeaderInfo | None]:
-        """Yield the current leader (or ``None``) at once, then every change.
-
-        Survives compaction, broken streams and endpoint changes by re-reading and watching
-        again; it never ends silently. Raises only for errors retrying cannot cure
-        (permissions, credentials).
-        """
-        last: object = _UNSET
-        delay = 0.05
-        while True:
-            try:
-                first = await self._nearest(descending=False)
-                current = LeaderInfo.from_kv(first[0]) if first else None
-                if current != last:
-                    last = current
-                    yield current
-                revision = first[1] if first else await self._revision()
-                async with self._client.watch(
-                    self.prefix, prefix=True, start_revision=revision + 1
-                ) as watch:
-                    delay = 0.05
-                    async for batch in watch:
-                        for event in batch.events:
-                            if not is_candidate_key(self.prefix, event.kv.key):
-                                continue
-                            if not self._may_change_leader(last, event):
-                                continue
-                            found = await self._nearest_at(event.kv.mod_revision)
-                            if found != last:
-                                last = found
-                                yield found
-            except _FATAL:
-                raise
-            except (WatchError, TransportError) as exc:
-                log.info("observe election=%s: %s; re-reading", self.name, exc)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 2.0)
-
-    @staticmethod
-    def _may_change_leader(last: object, event: Event) -> bool:
-        if not isinstance(last, LeaderInfo):
-            return event.type is EventType.PUT
-        return event.kv.key.decode(errors="replace") == last.key
-
-    async def _nearest_at(self, revision: int) -> LeaderInfo | None:
-        """The leader as of ``revision`` (consistent with the event that prompted the read)."""
-        result = await self._client.get_prefix(
-            self.prefix, sort_by_create_revision=True, revision=revision, limit=8
-        )
-        for kv in result.kvs:
-            if is_candidate_key(self.prefix, kv.key):
-                return LeaderInfo.from_kv(kv)
-        if result.more:
-            everything = await self._client.get_prefix(
-                self.prefix, sort_by_create_revision=True, revision=revision
-            )
-            for kv in everything.kvs:
-                if is_candidate_key(self.prefix, kv.key):
-                    return LeaderInfo.from_kv(kv)
-        return None
-
-    async def _revision(self) -> int:
-        return (await self._client.get(self.prefix)).revision
 
     # -- helpers --------------------------------------------------------------------------------
 

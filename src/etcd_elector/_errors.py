@@ -72,8 +72,8 @@ class NoLeader(ConnectionFailed):
     """The etcd member has no raft leader (it lost quorum); another member may still serve."""
 
 
-class RequestTimeout(TransportError):
-    """The call's deadline passed without an answer."""
+class RequestTimeout(TransportError, TimeoutError):
+    """The call's deadline passed without an answer (also a built-in ``TimeoutError``)."""
 
 
 class AmbiguousResult(TransportError):

@@ -30,7 +30,14 @@ if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._election import AsyncElection
 
-__all__ = ["AsyncSession", "LossReason", "SessionState", "default_margin", "validate_ttl"]
+__all__ = [
+    "AsyncSession",
+    "LossReason",
+    "SessionState",
+    "default_margin",
+    "validate_timing",
+    "validate_ttl",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,27 @@ def validate_ttl(ttl: float) -> int:
     return int(ttl)
 
 
+def validate_timing(
+    ttl: float, margin: float | None, keepalive_interval: float | None
+) -> tuple[int, float]:
+    """Check a session's timing settings together; return the TTL and the margin to use.
+
+    :raises ConfigurationError: naming the setting that cannot work.
+    """
+    whole_ttl = validate_ttl(ttl)
+    margin = default_margin(whole_ttl) if margin is None else margin
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin >= 0:
+        raise ConfigurationError(f"margin must be a non-negative number of seconds, got {margin!r}")
+    if margin >= whole_ttl:
+        raise ConfigurationError(f"margin {margin:g}s must be smaller than the ttl {whole_ttl}s")
+    if keepalive_interval is not None and not 0 < keepalive_interval < whole_ttl - margin:
+        raise ConfigurationError(
+            f"keepalive_interval must be positive and below ttl - margin "
+            f"({whole_ttl - margin:g}s), got {keepalive_interval!r}"
+        )
+    return whole_ttl, float(margin)
+
+
 def default_margin(ttl: float) -> float:
     """Time kept in reserve to stop leader work before etcd can expire the lease."""
     return min(max(0.5, 0.15 * ttl), ttl / 3)
@@ -93,24 +121,7 @@ class AsyncSession:
         clock: _clock.Clock | None = None,
     ) -> None:
         self._client = client
-        self.requested_ttl = validate_ttl(ttl)
-        margin = default_margin(self.requested_ttl) if margin is None else margin
-        if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
-            raise ConfigurationError(
-                f"margin must be a non-negative number of seconds, got {margin!r}"
-            )
-        if margin >= self.requested_ttl:
-            raise ConfigurationError(
-                f"margin {margin:g}s must be smaller than the ttl {self.requested_ttl}s"
-            )
-        if (
-            keepalive_interval is not None
-            and not 0 < keepalive_interval < self.requested_ttl - margin
-        ):
-            raise ConfigurationError(
-                f"keepalive_interval must be positive and below ttl - margin "
-                f"({self.requested_ttl - margin:g}s), got {keepalive_interval!r}"
-            )
+        self.requested_ttl, margin = validate_timing(ttl, margin, keepalive_interval)
         self._interval_setting = keepalive_interval
         self._clock = clock or _clock.now
         self._deadline = LeaseDeadline(self._clock, float(margin))

@@ -1,0 +1,416 @@
+"""``AsyncElector``: run a piece of work only while leader, stop it on loss, and try again.
+
+Each term: campaign, call ``work(term)``, and wait for whichever comes first: the work returns
+(resign, fast handoff), leadership is lost (cancel the work at once; the loss fires at the
+session's local deadline, before etcd can elect anyone else), or the elector is closed.
+``on_lost`` is called exactly once for every term that was elected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import inspect
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ._election import AsyncElection, Term
+from ._errors import CampaignFailed, LeadershipLost, SessionLost, TransportError
+from ._identity import default_identity
+from ._keys import KeyLike, as_bytes
+from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
+from ._session import AsyncSession, validate_timing
+from ._view import FATAL_ERRORS, ElectionView, LeaderInfo
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient
+
+__all__ = ["AsyncElector", "ElectorEvent", "ElectorState", "Work"]
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[Term], Awaitable[Any]]
+Callback = Callable[..., Any]
+
+
+class ElectorState(enum.Enum):
+    IDLE = "idle"
+    CAMPAIGNING = "campaigning"
+    LEADING = "leading"
+    STOPPED = "stopped"
+
+
+class EndReason:
+    """Why a term ended, as passed to ``on_lost`` (besides the session's and election's)."""
+
+    WORK_DONE = "work_done"  # work returned; we resigned
+    WORK_FAILED = "work_failed"  # work raised; we resigned and re-raise
+    CLOSED = "closed"  # the elector was closed or run() cancelled; we resigned
+
+
+@dataclass(frozen=True)
+class ElectorEvent:
+    """A change of the elector's state; ``reason`` is set when a term ends."""
+
+    state: ElectorState
+    term: Term | None = None
+    reason: str | None = None
+
+
+class AsyncElector:
+    """Leader election as most services want it. Use ``client.elector("name")``.
+
+    ::
+
+        async with client.elector("scheduler") as elector:
+            await elector.run(schedule_jobs)   # schedule_jobs(term) runs only while leader
+
+    :param value: what the leader publishes (default: ``hostname:pid`` or the pod name).
+    :param ttl: session TTL in whole seconds (default 10).
+    :param margin: safety margin in seconds (default 15% of the TTL, at least 0.5 s).
+    :param requeue: campaign again after each term (default) or return after one.
+    :param on_elected: ``on_elected(term)``, sync or async.
+    :param on_lost: ``on_lost(term, reason)``, sync or async; exactly once per elected term.
+    :param on_leader_change: ``on_leader_change(leader_or_None)`` for every change seen.
+    :raises ConfigurationError: for a bad name, namespace or timing, at construction.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: str,
+        *,
+        value: KeyLike | None = None,
+        ttl: float = 10.0,
+        margin: float | None = None,
+        keepalive_interval: float | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        requeue: bool = True,
+        on_elected: Callback | None = None,
+        on_lost: Callback | None = None,
+        on_leader_change: Callback | None = None,
+        backoff: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
+        self.client = client
+        self.name = validate_name(name)
+        self.namespace = validate_namespace(namespace)
+        self.ttl, self.margin = validate_timing(ttl, margin, keepalive_interval)
+        self.keepalive_interval = keepalive_interval
+        self.value = as_bytes(value if value is not None else default_identity())
+        self.requeue = requeue
+        self.on_elected = on_elected
+        self.on_lost = on_lost
+        self.on_leader_change = on_leader_change
+        self.backoff = backoff
+        self.view = ElectionView(client, self.name, namespace=self.namespace)
+        self._session: AsyncSession | None = None
+        self._retired: list[AsyncSession] = []
+        self._election: AsyncElection | None = None
+        self._state = ElectorState.IDLE
+        self._subscribers: list[asyncio.Queue[ElectorEvent]] = []
+        self._closing: asyncio.Event | None = None
+        self._running = False
+        self._run_finished: asyncio.Event | None = None
+        self._observer: asyncio.Task[None] | None = None
+        self._failures = 0
+
+    def __repr__(self) -> str:
+        return f"<AsyncElector {self.name!r} state={self._state.value}>"
+
+    # -- local state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ElectorState:
+        return self._state
+
+    def is_leader(self) -> bool:
+        """Local, no I/O: true only while a term holds and the session deadline has not passed."""
+        return self._election is not None and self._election.is_leader()
+
+    @property
+    def term(self) -> Term | None:
+        """The current term, or ``None``."""
+        return self._election.term if self._election is not None else None
+
+    @property
+    def session(self) -> AsyncSession | None:
+        return self._session
+
+    @property
+    def election(self) -> AsyncElection | None:
+        return self._election
+
+    async def leader(self) -> LeaderInfo | None:
+        """The current leader of the election (a linearizable read)."""
+        return await self.view.leader()
+
+    async def states(self) -> AsyncIterator[ElectorEvent]:
+        """Every state change from now on, ending after ``STOPPED``."""
+        queue: asyncio.Queue[ElectorEvent] = asyncio.Queue()
+        self._subscribers.append(queue)
+        try:
+            while True:
+                event = await queue.get()
+                yield event
+                if event.state is ElectorState.STOPPED:
+                    return
+        finally:
+            self._subscribers.remove(queue)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> AsyncElector:
+        if self._closing is None:
+            self._closing = asyncio.Event()
+            self._run_finished = asyncio.Event()
+            self._run_finished.set()
+            if self.on_leader_change is not None:
+                self._observer = asyncio.get_running_loop().create_task(
+                    self._watch_leader(), name=f"etcd-elector-observe-{self.name}"
+                )
+        return self
+
+    async def __aenter__(self) -> AsyncElector:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop the work, resign (the next candidate takes over at once), close the session."""
+        await self.start()
+        assert self._closing is not None and self._run_finished is not None
+        self._closing.set()
+        await self._run_finished.wait()
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await observer
+        await self._close_sessions()
+        if self._state is not ElectorState.STOPPED:
+            self._publish(ElectorEvent(ElectorState.STOPPED))
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def run(self, work: Work) -> Any:
+        """Campaign, run ``work(term)`` while leader, and repeat (with ``requeue``).
+
+        Returns when the elector is closed, or after one term with ``requeue=False`` (the
+        work's result). Cancelling ``run`` stops the work and resigns.
+
+        :raises LeadershipLost: with ``requeue=False``, if the term ended before work returned.
+        :raises Exception: whatever ``work`` raised (after resigning).
+        """
+        await self.start()
+        assert self._closing is not None and self._run_finished is not None
+        if self._running:
+            raise RuntimeError("run() is already active on this elector")
+        self._running = True
+        self._run_finished.clear()
+        try:
+            while not self._closing.is_set():
+                term = await self._campaign()
+                if term is None:
+                    continue
+                done, result = await self._lead(term, work)
+                if not self.requeue:
+                    if done:
+                        return result
+                    raise LeadershipLost(
+                        f"leadership of {self.name!r} ended before the work finished",
+                        reason="lost",
+                    )
+            return None
+        finally:
+            self._running = False
+            await self._close_sessions()
+            self._run_finished.set()
+            self._publish(ElectorEvent(ElectorState.IDLE))
+
+    async def _campaign(self) -> Term | None:
+        """One campaign attempt; ``None`` means try again (after a backoff) or closing."""
+        assert self._closing is not None
+        session = await self._live_session()
+        if session is None:
+            return None
+        election = self._election
+        if election is None or election.session is not session:
+            election = session.election(self.name, namespace=self.namespace)
+            self._election = election
+        self._publish(ElectorEvent(ElectorState.CAMPAIGNING))
+        try:
+            term = await self._unless_closing(election.campaign(self.value))
+        except FATAL_ERRORS:
+            raise
+        except (SessionLost, CampaignFailed, TransportError) as exc:
+            log.warning("campaign for %s failed, trying again: %s", self.name, exc)
+            await self._pause()
+            return None
+        if not isinstance(term, Term):  # closing
+            return None
+        self._failures = 0
+        return term
+
+    async def _lead(self, term: Term, work: Work) -> tuple[bool, Any]:
+        """Run ``work`` for one term. Returns (work finished, its result)."""
+        assert self._closing is not None and self._election is not None
+        election = self._election
+        self._publish(ElectorEvent(ElectorState.LEADING, term))
+        reason = EndReason.CLOSED
+        error: BaseException | None = None
+        result: Any = None
+        finished = False
+        work_task = asyncio.ensure_future(work(term))
+        lost = asyncio.ensure_future(election.wait_lost())
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await self._call(self.on_elected, term)
+            await asyncio.wait({work_task, lost, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if lost.done() and not work_task.done():
+                reason = lost.result()
+            elif work_task.done():
+                finished = True
+                if work_task.cancelled():
+                    reason = EndReason.CLOSED
+                elif work_task.exception() is not None:
+                    error, reason = work_task.exception(), EndReason.WORK_FAILED
+                else:
+                    result, reason = work_task.result(), EndReason.WORK_DONE
+        finally:
+            # Stop the work first: leadership may already be gone.
+            await _cancel_and_wait(work_task)
+            term_already_over = lost.done() and not lost.cancelled()
+            for helper in (lost, closing):
+                helper.cancel()
+            if not term_already_over:
+                await asyncio.shield(self._resign(election))
+            await self._call(self.on_lost, term, reason)
+            self._publish(ElectorEvent(ElectorState.IDLE, term, reason))
+            log.info(
+                "term over election=%s key=%s lease=%x token=%d reason=%s",
+                self.name,
+                term.key,
+                term.lease_id,
+                term.token,
+                reason,
+                extra={
+                    "election": self.name,
+                    "key": term.key,
+                    "lease": term.lease_hex,
+                    "token": term.token,
+                    "reason": reason,
+                },
+            )
+        if error is not None:
+            raise error
+        return finished, result
+
+    async def _resign(self, election: AsyncElection) -> None:
+        try:
+            await election.resign()
+        except TransportError as exc:
+            log.warning("resign of %s failed (%s); the key expires with its lease", self.name, exc)
+
+    async def _live_session(self) -> AsyncSession | None:
+        """The current session if alive, else a new one (``None`` if etcd is unreachable)."""
+        if self._session is not None and self._session.alive:
+            return self._session
+        if self._session is not None:
+            self._retired.append(self._session)
+            self._session = None
+            self._election = None
+        try:
+            session = await self._unless_closing(
+                self.client.session(
+                    ttl=self.ttl, margin=self.margin, keepalive_interval=self.keepalive_interval
+                ).start()
+            )
+        except FATAL_ERRORS:
+            raise
+        except TransportError as exc:
+            log.warning("cannot start a session for %s, retrying: %s", self.name, exc)
+            await self._pause()
+            return None
+        if not isinstance(session, AsyncSession):  # closing
+            return None
+        self._session = session
+        return session
+
+    async def _unless_closing(self, awaitable: Awaitable[Any]) -> Any:
+        """Await ``awaitable`` unless the elector starts closing first (then ``None``)."""
+        assert self._closing is not None
+        task = asyncio.ensure_future(awaitable)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not task.done():
+                await _cancel_and_wait(task)
+        if task.cancelled():
+            return None
+        result = task.result()
+        if self._closing.is_set() and isinstance(result, AsyncSession):
+            await result.close()
+            return None
+        return result
+
+    async def _pause(self) -> None:
+        """Jittered exponential backoff, cut short by closing."""
+        assert self._closing is not None
+        low, high = self.backoff
+        delay = min(high, low * 2**self._failures) * random.uniform(0.5, 1.0)
+        self._failures += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), delay)
+
+    async def _close_sessions(self) -> None:
+        sessions = [*self._retired, *([self._session] if self._session else [])]
+        self._retired.clear()
+        self._session = None
+        if sessions:
+            await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+    async def _watch_leader(self) -> None:
+        try:
+            async for leader in self.view.observe():
+                await self._call(self.on_leader_change, leader)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("observing the leader of %s stopped", self.name)
+
+    def _publish(self, event: ElectorEvent) -> None:
+        self._state = event.state
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    async def _call(self, callback: Callback | None, *args: Any) -> None:
+        if callback is None:
+            return
+        try:
+            outcome = callback(*args)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("elector callback %r failed", callback)
+
+
+async def _cancel_and_wait(task: asyncio.Future[Any]) -> None:
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
