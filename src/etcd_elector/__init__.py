@@ -37,6 +37,7 @@ from ._errors import (
 )
 from ._keepalive import KeepAliveStream
 from ._session import AsyncSession, LossReason, SessionState
+from ._sync import Client, Election, ElectionView, Elector, Session
 from ._txn import Compare, Op
 from ._types import (
     DeleteResult,
@@ -54,7 +55,8 @@ from ._types import (
     TxnResult,
     WatchBatch,
 )
-from ._view import ElectionView, LeaderInfo
+from ._view import ElectionView as AsyncElectionView
+from ._view import LeaderInfo
 from ._watch import Watch
 
 __version__ = "0.1.0"
@@ -63,16 +65,20 @@ __all__ = [
     "AmbiguousResult",
     "AsyncClient",
     "AsyncElection",
+    "AsyncElectionView",
     "AsyncElector",
     "AsyncSession",
     "AuthenticationFailed",
     "CampaignFailed",
+    "Client",
     "ClientConfig",
     "Compare",
     "ConfigurationError",
     "ConnectionFailed",
     "DeleteResult",
+    "Election",
     "ElectionView",
+    "Elector",
     "ElectorEvent",
     "ElectorState",
     "EndReason",
@@ -100,6 +106,7 @@ __all__ = [
     "PutResult",
     "RangeResult",
     "RequestTimeout",
+    "Session",
     "SessionLost",
     "SessionState",
     "Status",

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _clock
@@ -57,10 +59,28 @@ class TermEndReason:
     NOT_LEADER = "not_leader"  # a linearizable check found another leader
 
 
+class _TermState:
+    """What a term and its proclaimed copies share: whether it still holds, and why not."""
+
+    def __init__(self) -> None:
+        self.lost = threading.Event()
+        self.reason: str | None = None
+        self.holds: Callable[[], bool] = lambda: False
+
+    def end(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.lost.set()
+
+
 @dataclass(frozen=True)
 class Term:
     """One term of leadership. ``token`` (the key's create revision) is the fencing token:
-    it strictly increases across the terms of one election."""
+    it strictly increases across the terms of one election.
+
+    ``is_leader()`` and ``check()`` are local and cheap, and safe from any thread: use them
+    before each unit of work. ``lost`` is a ``threading.Event`` set when the end is noticed.
+    """
 
     election: str
     key: str
@@ -68,10 +88,33 @@ class Term:
     lease_id: int
     token: int
     elected_at: float
+    _state: _TermState = field(default_factory=_TermState, compare=False, repr=False)
 
     @property
     def lease_hex(self) -> str:
         return f"{self.lease_id:x}"
+
+    @property
+    def lost(self) -> threading.Event:
+        return self._state.lost
+
+    @property
+    def end_reason(self) -> str | None:
+        """Why the term ended, once it has (a session or :class:`TermEndReason` value)."""
+        return self._state.reason
+
+    def is_leader(self) -> bool:
+        """True while this term holds, computed from the session's deadline right now."""
+        return not self._state.lost.is_set() and self._state.holds()
+
+    def check(self) -> None:
+        """:raises LeadershipLost: if this term no longer holds."""
+        if not self.is_leader():
+            reason = self._state.reason or "deadline"
+            raise LeadershipLost(
+                f"term {self.token} of election {self.election!r} is over ({reason})",
+                reason=reason,
+            )
 
 
 class AsyncElection:
@@ -401,6 +444,7 @@ class AsyncElection:
         loop = asyncio.get_running_loop()
         self._term = term
         self._term_end = loop.create_future()
+        term._state.holds = self.is_leader
         self.session.add_loss_callback(functools.partial(self._end_term, term=term))
         self._guard = loop.create_task(
             self._guard_key(term, revision), name=f"etcd-term-guard-{term.key}"
@@ -416,16 +460,17 @@ class AsyncElection:
         except Exception as exc:
             log.warning("election=%s cannot watch our key %s: %s", self.name, term.key, exc)
             return
-        if deleted and self._term is term:
+        if deleted and self._term is not None and self._term._state is term._state:
             self._end_term(TermEndReason.KEY_DELETED, term)
 
     def _end_term(self, reason: str, term: Term | None = None) -> None:
         current = self._term
-        if current is None or (term is not None and term is not current):
+        if current is None or (term is not None and term._state is not current._state):
             return
         if self._term_end is None or self._term_end.done():
             return
         self._term_end.set_result(reason)
+        current._state.end(reason)
         if reason != TermEndReason.RESIGNED:
             self._key = None
         guard = self._guard
@@ -464,14 +509,7 @@ class AsyncElection:
             term = self.check()
             await self._put_value(term.key.encode(), term.token, raw)
             if self._term is term:
-                self._term = Term(
-                    election=term.election,
-                    key=term.key,
-                    value=raw,
-                    lease_id=term.lease_id,
-                    token=term.token,
-                    elected_at=term.elected_at,
-                )
+                self._term = dataclasses.replace(term, value=raw)
 
     async def resign(self) -> None:
         """Give up leadership (or candidacy): delete our key so the next candidate takes over.

@@ -94,6 +94,8 @@ class WatchHub:
         self._call: Any = None
         self._endpoint: Endpoint | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._last_heard = 0.0
         self._pending: collections.deque[Watch] = collections.deque()
         self._active: dict[int, Watch] = {}
         self._lock = asyncio.Lock()
@@ -126,64 +128,54 @@ class WatchHub:
         if watch in self._pending:
             self._pending.remove(watch)
         if watch.watch_id is not None and self._active.pop(watch.watch_id, None) is watch:
+            request = rpc_pb2.WatchRequest(
+                cancel_request=rpc_pb2.WatchCancelRequest(watch_id=watch.watch_id)
+            )
+            # Shielded: a cancelled write would cancel the whole stream, and every other watch.
             with contextlib.suppress(Exception):
-                async with self._lock:
-                    if self._call is not None:
-                        await self._send(
-                            rpc_pb2.WatchRequest(
-                                cancel_request=rpc_pb2.WatchCancelRequest(watch_id=watch.watch_id)
-                            )
-                        )
+                await asyncio.shield(self._send_if_open(request))
+
+    async def _send_if_open(self, request: rpc_pb2.WatchRequest) -> None:
+        async with self._lock:
+            if self._call is not None:
+                await self._send(request)
 
     async def _open(self, deadline: float) -> None:
         endpoint = await self._client.connect(deadline)
         stub = self._client.pool.callable(endpoint, _rpc.WATCH, "stream")
-        self._call = stub(metadata=self._client.metadata())
+        self._call = call = stub(metadata=self._client.metadata())
         self._endpoint = endpoint
-        self._reader = asyncio.get_running_loop().create_task(
-            self._read_loop(self._call, endpoint), name=f"etcd-watch-stream-{endpoint}"
+        self._last_heard = _clock.now()
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(
+            self._read_loop(call, endpoint), name=f"etcd-watch-stream-{endpoint}"
+        )
+        self._monitor = loop.create_task(
+            self._monitor_loop(call, endpoint), name=f"etcd-watch-monitor-{endpoint}"
         )
 
     async def _send(self, request: rpc_pb2.WatchRequest) -> None:
         call, endpoint = self._call, self._endpoint
         try:
-            async with asyncio.timeout(self._client.config.stream_timeout):
-                await call.write(request)
+            await _write(call, request, self._client.config.stream_timeout)
         except TimeoutError:
             error = RequestTimeout(f"watch stream to {endpoint} is stuck", endpoint=str(endpoint))
-            self._break(error)
+            self._break(error, call)
             raise error from None
         except grpc.aio.AioRpcError as exc:
             mapped = _rpc.map_rpc_error(exc, str(endpoint), write=False)
-            self._break(mapped)
+            self._break(mapped, call)
             raise mapped from exc
+        except (grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+            ended = ConnectionFailed(f"watch stream to {endpoint} ended: {exc}")
+            self._break(ended, call)
+            raise ended from exc
 
     async def _read_loop(self, call: Any, endpoint: Endpoint) -> None:
-        probe_after = self._client.config.stream_timeout / 2
-        probing = False
+        # Never put a timeout on read(): cancelling a pending read cancels the whole RPC.
         while True:
             try:
-                async with asyncio.timeout(probe_after):
-                    response = await call.read()
-            except TimeoutError:
-                if not (self._active or self._pending):
-                    continue  # nothing to lose; stay quiet
-                if probing:
-                    self._break(
-                        RequestTimeout(
-                            f"watch stream to {endpoint} went silent for "
-                            f"{self._client.config.stream_timeout:g}s",
-                            endpoint=str(endpoint),
-                        ),
-                        call,
-                    )
-                    return
-                probing = True
-                with contextlib.suppress(Exception):
-                    await call.write(
-                        rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
-                    )
-                continue
+                response = await call.read()
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
@@ -200,8 +192,40 @@ class WatchHub:
                     call,
                 )
                 return
-            probing = False
+            self._last_heard = _clock.now()
             self._dispatch(response)
+
+    async def _monitor_loop(self, call: Any, endpoint: Endpoint) -> None:
+        """A silent stream never fails by itself: probe it, and give up if even that is silent."""
+        timeout = self._client.config.stream_timeout
+        half = timeout / 2
+        probe_sent: float | None = None
+        while call is self._call:
+            await asyncio.sleep(half / 2)
+            if not (self._active or self._pending):
+                probe_sent = None
+                continue
+            now = _clock.now()
+            if probe_sent is not None and self._last_heard >= probe_sent:
+                probe_sent = None  # the stream answered
+            if probe_sent is None:
+                if now - self._last_heard >= half:
+                    probe_sent = now
+                    with contextlib.suppress(Exception):
+                        await _write(
+                            call,
+                            rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()),
+                            half,
+                        )
+            elif now - probe_sent >= half:
+                self._break(
+                    RequestTimeout(
+                        f"watch stream to {endpoint} went silent for {now - self._last_heard:.1f}s",
+                        endpoint=str(endpoint),
+                    ),
+                    call,
+                )
+                return
 
     def _dispatch(self, response: rpc_pb2.WatchResponse) -> None:
         if response.created:
@@ -252,10 +276,10 @@ class WatchHub:
         if self._endpoint is not None and not self._closed:
             log.info("watch stream to %s failed: %s", self._endpoint, error)
             self._client.endpoint_failed(self._endpoint, error)
-        reader = self._reader
-        if reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
-        self._call = self._endpoint = self._reader = None
+        for task in (self._reader, self._monitor):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        self._call = self._endpoint = self._reader = self._monitor = None
         watches = list(self._pending) + list(self._active.values())
         self._pending.clear()
         self._active.clear()
@@ -264,8 +288,23 @@ class WatchHub:
 
     async def close(self) -> None:
         self._closed = True
-        reader = self._reader
+        tasks = [t for t in (self._reader, self._monitor) if t is not None]
         self._break(ConnectionFailed("the client was closed"))
-        if reader is not None:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await reader
+                await task
+
+
+async def _write(call: Any, request: rpc_pb2.WatchRequest, timeout: float) -> None:
+    """Write with a deadline without cancelling the write itself (that would end the RPC)."""
+    write = asyncio.ensure_future(call.write(request))
+    done, _ = await asyncio.wait([write], timeout=timeout)
+    if not done:
+        write.add_done_callback(_consume)
+        raise TimeoutError
+    write.result()
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,146 @@
+"""A blocking portal: an asyncio loop on its own thread, and calls carried into it.
+
+The sync API is a thin layer over the async core through this portal, so keepalives and watches
+keep running while the user's thread blocks in its own work, and no logic is written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+from ._errors import RequestTimeout
+
+__all__ = ["Portal", "SyncIterator"]
+
+T = TypeVar("T")
+
+# How long a cancelled call may take to clean up (a campaign deleting its key, say).
+_CLEANUP_TIMEOUT = 10.0
+
+
+class Portal:
+    """Owns one event loop running on a daemon thread until :meth:`close`."""
+
+    def __init__(self, name: str = "etcd-elector-loop") -> None:
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        self._closed = False
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.call_soon(self._ready.set)
+        self._loop.run_forever()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def call(self, awaitable: Awaitable[T], timeout: float | None = None, *, what: str = "") -> T:
+        """Run ``awaitable`` on the loop and block until it finishes.
+
+        With ``timeout``, the call is cancelled when it expires (its cleanup is awaited) and
+        ``RequestTimeout`` is raised. An interrupt in the calling thread cancels it too.
+        """
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(
+                "the blocking API was called from its own event loop; use the async API"
+            )
+        started, finished = threading.Event(), threading.Event()
+
+        async def tracked() -> T:
+            started.set()
+            try:
+                return await awaitable
+            finally:
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(tracked(), self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            self._cancel(future, started, finished)
+            raise RequestTimeout(
+                f"{what or 'the call'} did not finish within {timeout:g}s"
+            ) from None
+        except BaseException:
+            self._cancel(future, started, finished)
+            raise
+
+    @staticmethod
+    def _cancel(
+        future: concurrent.futures.Future[Any], started: threading.Event, finished: threading.Event
+    ) -> None:
+        if future.cancel() and started.is_set():
+            finished.wait(_CLEANUP_TIMEOUT)
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coroutine`` on the loop without waiting."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def close(self) -> None:
+        """Cancel what is left on the loop, stop it and join its thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+
+        async def shutdown() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._loop.shutdown_asyncgens()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(_CLEANUP_TIMEOUT)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(_CLEANUP_TIMEOUT)
+        self._loop.close()
+
+
+class SyncIterator(Iterator[T]):
+    """A plain iterator over an async iterator living on the portal's loop."""
+
+    def __init__(
+        self, portal: Portal, iterator: AsyncIterator[T], timeout: float | None = None
+    ) -> None:
+        self._portal = portal
+        self._iterator = iterator
+        self._timeout = timeout
+        self._done = False
+
+    def __iter__(self) -> SyncIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._done:
+            raise StopIteration
+        try:
+            return self._portal.call(self._next(), self._timeout, what="waiting for the next item")
+        except StopAsyncIteration:
+            self._done = True
+            raise StopIteration from None
+
+    async def _next(self) -> T:
+        return await self._iterator.__anext__()
+
+    def close(self) -> None:
+        """Stop iterating and release the underlying stream. Idempotent."""
+        if not self._done:
+            self._done = True
+            closer = getattr(self._iterator, "aclose", None)
+            if closer is not None:
+                self._portal.call(closer())
+
+    def __enter__(self) -> SyncIterator[T]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,420 @@
+"""The blocking twins of the async API, for threaded code (Django, Flask, Celery, threads).
+
+Each ``Client`` runs the async core on one event loop in a background thread (see
+:mod:`._portal`); these classes only carry calls into that loop, so keepalives and watches keep
+running while your thread blocks. Objects may be shared between threads. Local checks
+(``is_leader()``, ``alive``, ``remaining()``) read state directly and cost no loop round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from ._client import AsyncClient
+from ._config import ClientConfig
+from ._election import AsyncElection, Term
+from ._elector import AsyncElector, ElectorState
+from ._keys import KeyLike
+from ._portal import Portal, SyncIterator
+from ._session import AsyncSession, SessionState
+from ._txn import Compare, Op
+from ._types import (
+    DeleteResult,
+    GetResult,
+    KeepAliveAnswer,
+    Lease,
+    LeaseInfo,
+    Member,
+    PutResult,
+    RangeResult,
+    Status,
+    TxnResult,
+    WatchBatch,
+)
+from ._view import ElectionView as AsyncElectionView
+from ._view import LeaderInfo
+from ._watch import Watch as AsyncWatch
+
+__all__ = ["Client", "Election", "ElectionView", "Elector", "Session", "Watch"]
+
+log = logging.getLogger(__name__)
+
+
+class Client:
+    """Blocking etcd client: ``with Client("127.0.0.1:2379") as client: ...``.
+
+    Same arguments as :class:`AsyncClient`. Starts one background thread, stopped by ``close()``.
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str] | None = None,
+        *,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+        stream_timeout: float | None = None,
+        config: ClientConfig | None = None,
+    ) -> None:
+        self.aio = AsyncClient(
+            endpoints,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            stream_timeout=stream_timeout,
+            config=config,
+        )
+        self.portal = Portal()
+        self.portal.call(self.aio.open())
+
+    @property
+    def config(self) -> ClientConfig:
+        return self.aio.config
+
+    def close(self) -> None:
+        """Close connections and stop the background thread. Idempotent."""
+        if self.portal.loop.is_closed():
+            return
+        try:
+            self.portal.call(self.aio.close())
+        finally:
+            self.portal.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return repr(self.aio).replace("AsyncClient", "Client")
+
+    # KV
+    def get(self, key: KeyLike, **options: Any) -> GetResult:
+        return self.portal.call(self.aio.get(key, **options))
+
+    def get_prefix(self, prefix: KeyLike, **options: Any) -> RangeResult:
+        return self.portal.call(self.aio.get_prefix(prefix, **options))
+
+    def put(self, key: KeyLike, value: KeyLike, **options: Any) -> PutResult:
+        return self.portal.call(self.aio.put(key, value, **options))
+
+    def delete(self, key: KeyLike, **options: Any) -> DeleteResult:
+        return self.portal.call(self.aio.delete(key, **options))
+
+    def txn(
+        self,
+        compares: Sequence[Compare],
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
+        *,
+        timeout: float | None = None,
+    ) -> TxnResult:
+        return self.portal.call(self.aio.txn(compares, success, failure, timeout=timeout))
+
+    def compact(self, revision: int, **options: Any) -> None:
+        self.portal.call(self.aio.compact(revision, **options))
+
+    def watch(self, key: KeyLike, **options: Any) -> Watch:
+        """``with client.watch(key) as w: for batch in w: ...``; see :meth:`AsyncClient.watch`."""
+        return Watch(self.portal, self.aio.watch(key, **options))
+
+    # leases
+    def lease_grant(self, ttl: float, **options: Any) -> Lease:
+        return self.portal.call(self.aio.lease_grant(ttl, **options))
+
+    def lease_revoke(self, lease_id: int, **options: Any) -> None:
+        self.portal.call(self.aio.lease_revoke(lease_id, **options))
+
+    def lease_time_to_live(self, lease_id: int, **options: Any) -> LeaseInfo:
+        return self.portal.call(self.aio.lease_time_to_live(lease_id, **options))
+
+    def lease_list(self, **options: Any) -> tuple[int, ...]:
+        return self.portal.call(self.aio.lease_list(**options))
+
+    def lease_keepalive_once(
+        self, lease_id: int, *, timeout: float | None = None
+    ) -> KeepAliveAnswer:
+        """One keepalive on a fresh stream (sessions keep leases alive for you)."""
+
+        async def once() -> KeepAliveAnswer:
+            async with self.aio.lease_keepalive(lease_id) as stream:
+                return await stream.ping(timeout)
+
+        return self.portal.call(once())
+
+    # cluster
+    def status(self, endpoint: str | None = None, **options: Any) -> Status:
+        return self.portal.call(self.aio.status(endpoint, **options))
+
+    def member_list(self, **options: Any) -> tuple[Member, ...]:
+        return self.portal.call(self.aio.member_list(**options))
+
+    # election entry points
+    def session(self, ttl: float = 10.0, **options: Any) -> Session:
+        """A lease kept alive on the background loop; ``with client.session(ttl=10) as s:``."""
+        return Session(self, self.aio.session(ttl, **options))
+
+    def election_view(self, name: str, **options: Any) -> ElectionView:
+        return ElectionView(self.portal, self.aio.election_view(name, **options))
+
+    def elector(self, name: str, **options: Any) -> Elector:
+        """Run work only while leader; see :class:`Elector`."""
+        return Elector(self, self.aio.elector(name, **options))
+
+
+class Watch:
+    """Blocking watch: a context manager and a plain iterator of :class:`WatchBatch`."""
+
+    def __init__(self, portal: Portal, watch: AsyncWatch) -> None:
+        self._portal = portal
+        self.aio = watch
+        self._iterator = SyncIterator(portal, watch)
+
+    def __enter__(self) -> Watch:
+        self._portal.call(self.aio.__aenter__())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._portal.call(self.aio.cancel())
+
+    def __iter__(self) -> Watch:
+        return self
+
+    def __next__(self) -> WatchBatch:
+        return next(self._iterator)
+
+
+class Session:
+    """Blocking twin of :class:`AsyncSession`: ``with client.session(ttl=10) as session:``."""
+
+    def __init__(self, client: Client, session: AsyncSession) -> None:
+        self.client = client
+        self.aio = session
+
+    def start(self) -> Session:
+        self.client.portal.call(self.aio.start())
+        return self
+
+    def __enter__(self) -> Session:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop keepalives and revoke the lease. Idempotent."""
+        self.client.portal.call(self.aio.close())
+
+    def orphan(self) -> None:
+        """Stop keepalives, leave the lease to expire."""
+        self.client.portal.call(self.aio.orphan())
+
+    @property
+    def lease_id(self) -> int:
+        return self.aio.lease_id
+
+    @property
+    def ttl(self) -> int:
+        return self.aio.ttl
+
+    @property
+    def margin(self) -> float:
+        return self.aio.margin
+
+    @property
+    def alive(self) -> bool:
+        return self.aio.alive
+
+    @property
+    def state(self) -> SessionState:
+        return self.aio.state
+
+    def remaining(self) -> float:
+        return self.aio.remaining()
+
+    def wait_lost(self, timeout: float | None = None) -> str:
+        """Block until the session ends; return the reason."""
+        return self.client.portal.call(self.aio.wait_lost(), timeout, what="waiting for loss")
+
+    def election(self, name: str, **options: Any) -> Election:
+        return Election(self, self.aio.election(name, **options))
+
+    def __repr__(self) -> str:
+        return repr(self.aio).replace("AsyncSession", "Session")
+
+
+class ElectionView:
+    """Blocking reads of an election: leader, candidates, observe."""
+
+    def __init__(self, portal: Portal, view: AsyncElectionView) -> None:
+        self._portal = portal
+        self.aio = view
+
+    def leader(self) -> LeaderInfo | None:
+        return self._portal.call(self.aio.leader())
+
+    def candidates(self) -> tuple[LeaderInfo, ...]:
+        return self._portal.call(self.aio.candidates())
+
+    def observe(self, timeout: float | None = None) -> SyncIterator[LeaderInfo | None]:
+        """Leader changes as a plain iterator (current leader first); ``timeout`` per item."""
+        return SyncIterator(self._portal, self.aio.observe(), timeout)
+
+
+class Election:
+    """Blocking twin of :class:`AsyncElection`."""
+
+    def __init__(self, session: Session, election: AsyncElection) -> None:
+        self.session = session
+        self.aio = election
+        self._portal = session.client.portal
+
+    def campaign(self, value: KeyLike, *, timeout: float | None = None) -> Term:
+        """Block until elected. With ``timeout``, give up (deleting our key) and raise
+        ``RequestTimeout``."""
+        return self._portal.call(self.aio.campaign(value), timeout, what="the campaign")
+
+    def proclaim(self, value: KeyLike, *, timeout: float | None = None) -> None:
+        self._portal.call(self.aio.proclaim(value), timeout, what="proclaim")
+
+    def resign(self, *, timeout: float | None = None) -> None:
+        self._portal.call(self.aio.resign(), timeout, what="resign")
+
+    def leader(self, *, timeout: float | None = None) -> LeaderInfo | None:
+        return self._portal.call(self.aio.leader(), timeout)
+
+    def observe(self, timeout: float | None = None) -> SyncIterator[LeaderInfo | None]:
+        return SyncIterator(self._portal, self.aio.observe(), timeout)
+
+    def is_leader(self) -> bool:
+        return self.aio.is_leader()
+
+    @property
+    def term(self) -> Term | None:
+        return self.aio.term
+
+    @property
+    def key(self) -> str | None:
+        return self.aio.key
+
+    def verify(self, *, timeout: float | None = None) -> bool:
+        return self._portal.call(self.aio.verify(), timeout)
+
+    def txn(
+        self,
+        compares: Sequence[Compare] = (),
+        on_success: Sequence[Op] = (),
+        on_failure: Sequence[Op] = (),
+        *,
+        timeout: float | None = None,
+    ) -> TxnResult:
+        return self._portal.call(self.aio.txn(compares, on_success, on_failure), timeout)
+
+    def wait_lost(self, timeout: float | None = None) -> str:
+        return self._portal.call(self.aio.wait_lost(), timeout, what="waiting for loss")
+
+
+class Elector:
+    """Blocking twin of :class:`AsyncElector`.
+
+    ``run(work)`` calls ``work(term)`` in *your* thread. A thread cannot be cancelled, so when
+    leadership is lost ``term.lost`` (a ``threading.Event``) is set and ``term.is_leader()``
+    turns false: check one of them (or call ``term.check()``, which raises ``LeadershipLost``)
+    before each unit of work. The elector waits for ``work`` to return before campaigning
+    again. For work that must be killed on loss, run it as a process under
+    ``etcd-elector run``. Callbacks run on the client's event loop thread: keep them short.
+    """
+
+    def __init__(self, client: Client, elector: AsyncElector) -> None:
+        self.client = client
+        self.aio = elector
+        self._portal = client.portal
+
+    def __enter__(self) -> Elector:
+        self._portal.call(self.aio.start())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop, resign and close the session. Idempotent."""
+        self._portal.call(self.aio.close())
+
+    def is_leader(self) -> bool:
+        return self.aio.is_leader()
+
+    @property
+    def term(self) -> Term | None:
+        return self.aio.term
+
+    @property
+    def state(self) -> ElectorState:
+        return self.aio.state
+
+    def leader(self) -> LeaderInfo | None:
+        return self._portal.call(self.aio.leader())
+
+    def run(self, work: Callable[[Term], Any]) -> Any:
+        """Campaign and call ``work(term)`` in this thread while leader; see the class docs."""
+        handoff: queue.Queue[tuple[Term, asyncio.Future[Any]] | None] = queue.Queue()
+        loop = self._portal.loop
+
+        async def in_this_thread(term: Term) -> Any:
+            done: asyncio.Future[Any] = loop.create_future()
+            handoff.put((term, done))
+            try:
+                return await asyncio.shield(done)
+            except asyncio.CancelledError:
+                # Leadership ended: the thread sees term.lost; wait until its work returns.
+                if not done.done():
+                    await asyncio.wait([done])
+                raise
+
+        finished = threading.Event()
+
+        async def run_and_signal() -> Any:
+            try:
+                return await self.aio.run(in_this_thread)
+            finally:
+                finished.set()
+                handoff.put(None)
+
+        runner = self._portal.submit(run_and_signal())
+        try:
+            while True:
+                item = handoff.get()
+                if item is None:
+                    return runner.result()
+                term, done = item
+                try:
+                    result = work(term)
+                except BaseException as exc:
+                    loop.call_soon_threadsafe(_settle, done, None, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    loop.call_soon_threadsafe(_settle, done, result, None)
+        finally:
+            if not finished.is_set():
+                runner.cancel()
+                finished.wait(30)  # the run loop stops the term, resigns, closes its session
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error if isinstance(error, Exception) else asyncio.CancelledError())
+    else:
+        future.set_result(result)

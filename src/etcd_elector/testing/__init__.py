@@ -1,0 +1,33 @@
+"""Test kit: real etcd processes and a fault-injecting TCP proxy, all on 127.0.0.1.
+
+Usable from any test suite; the pytest fixtures live in
+:mod:`etcd_elector.testing.pytest_plugin`, registered automatically as a pytest plugin::
+
+    from etcd_elector.testing import EtcdCluster, FaultProxy
+
+    with EtcdCluster.start(3) as cluster, FaultProxy.start(cluster.endpoints[0]) as proxy:
+        cluster.leader().kill()
+        proxy.blackhole()
+"""
+
+from __future__ import annotations
+
+from etcd_elector.testing._binary import ETCD_BINARY_ENV, etcd_version, find_etcd_binary
+from etcd_elector.testing._cluster import EtcdCluster, EtcdMember, EtcdStartError, LeaderUnknown
+from etcd_elector.testing._ports import LOOPBACK, free_port, reserve_port
+from etcd_elector.testing._proxy import FaultProxy, ProxyMode
+
+__all__ = [
+    "ETCD_BINARY_ENV",
+    "LOOPBACK",
+    "EtcdCluster",
+    "EtcdMember",
+    "EtcdStartError",
+    "FaultProxy",
+    "LeaderUnknown",
+    "ProxyMode",
+    "etcd_version",
+    "find_etcd_binary",
+    "free_port",
+    "reserve_port",
+]

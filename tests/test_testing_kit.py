@@ -1,0 +1,401 @@
+"""The real-etcd test kit: binary lookup, etcd processes and their faults, and FaultProxy."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import socketserver
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etcd_elector._errors import ConfigurationError
+from etcd_elector.testing import (
+    EtcdCluster,
+    EtcdMember,
+    EtcdStartError,
+    FaultProxy,
+    etcd_version,
+    find_etcd_binary,
+    free_port,
+)
+
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_IO_TIMEOUT_S = 5.0
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _gateway(endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://{endpoint}{path}", data=json.dumps(body).encode(), method="POST"
+    )
+    with _HTTP.open(request, timeout=_IO_TIMEOUT_S) as response:
+        answer = json.loads(response.read())
+    assert isinstance(answer, dict)
+    return answer
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _put(endpoint: str, key: str, value: str) -> None:
+    _gateway(endpoint, "/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
+
+
+def _get(endpoint: str, key: str) -> str | None:
+    answer = _gateway(endpoint, "/v3/kv/range", {"key": _b64(key)})
+    kvs = answer.get("kvs", [])
+    return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not true within {timeout} s: {what}")
+        time.sleep(0.02)
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _connect(endpoint: str) -> socket.socket:
+    host, port = endpoint.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=_IO_TIMEOUT_S)
+    sock.settimeout(_IO_TIMEOUT_S)
+    return sock
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise AssertionError(f"connection closed after {data!r}")
+        data += chunk
+    return data
+
+
+def _echo(sock: socket.socket, payload: bytes) -> bytes:
+    sock.sendall(payload)
+    return _recv_exactly(sock, len(payload))
+
+
+class _EchoHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        with sock:
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                sock.sendall(data)
+
+
+class _EchoServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@pytest.fixture
+def echo_endpoint() -> Iterator[str]:
+    """A small threaded echo server on 127.0.0.1, the target of the proxy tests."""
+    server = _EchoServer(("127.0.0.1", 0), _EchoHandler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(_IO_TIMEOUT_S)
+
+
+# -- binary ----------------------------------------------------------------------------------
+
+
+def test_binary_is_found_and_its_version_parsed(etcd_binary: str) -> None:
+    assert os.access(etcd_binary, os.X_OK)
+    assert find_etcd_binary() == etcd_binary
+    major, minor, patch = etcd_version(etcd_binary)
+    assert (major, minor) >= (3, 4)
+    assert patch >= 0
+
+
+def test_etcd_binary_variable_must_name_an_executable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, etcd_binary: str
+) -> None:
+    monkeypatch.setenv("ETCD_BINARY", str(tmp_path / "missing-etcd"))
+    with pytest.raises(ConfigurationError, match="ETCD_BINARY"):
+        find_etcd_binary()
+    monkeypatch.setenv("ETCD_BINARY", etcd_binary)
+    assert find_etcd_binary() == os.path.realpath(etcd_binary)
+
+
+def test_free_ports_are_never_issued_twice() -> None:
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+
+
+# -- etcd processes --------------------------------------------------------------------------
+
+
+def test_single_member_answers_health(etcd_member: EtcdMember) -> None:
+    member, cluster = etcd_member, etcd_member.cluster
+    assert member.name == "m0"
+    assert cluster.members == [member]
+    assert cluster.endpoints == [member.client_endpoint]
+    assert cluster.endpoint_string == member.client_endpoint
+    with _HTTP.open(f"http://{member.client_endpoint}/health", timeout=_IO_TIMEOUT_S) as answer:
+        assert json.loads(answer.read())["health"] == "true"
+    assert member.log_path.is_file()
+    assert cluster.leader() is member
+
+
+def test_session_server_with_private_prefix(etcd_endpoint: str, etcd_prefix: str) -> None:
+    assert etcd_prefix.startswith("/test/")
+    assert etcd_prefix.endswith("/")
+    _put(etcd_endpoint, f"{etcd_prefix}k", "v")
+    assert _get(etcd_endpoint, f"{etcd_prefix}k") == "v"
+
+
+def test_close_kills_members_and_removes_data(tmp_path: Path) -> None:
+    with EtcdCluster.start(1, data_root=tmp_path) as cluster:
+        (member,) = cluster.members
+        pid = member.pid
+        member.stop()  # close must also kill a frozen member
+    assert _pid_gone(pid)
+    assert not member.data_dir.exists()
+    assert member.log_path.is_file()  # kept, since data_root was ours
+    cluster.close()  # idempotent
+
+
+def test_start_failure_reports_the_log(etcd_binary: str) -> None:
+    with pytest.raises(EtcdStartError, match="no-such-flag"):
+        EtcdCluster.start(1, binary=etcd_binary, extra_args=["--no-such-flag"], start_timeout=10)
+
+
+def _leaders_by_member(cluster: EtcdCluster) -> dict[str, int]:
+    return {m.name: int(m.status().get("leader", "0")) for m in cluster.members if m.is_serving}
+
+
+def test_three_member_cluster_has_exactly_one_leader(etcd_cluster3: EtcdCluster) -> None:
+    assert [m.name for m in etcd_cluster3.members] == ["m0", "m1", "m2"]
+    assert len(set(etcd_cluster3.endpoints)) == 3
+    leader = etcd_cluster3.wait_for_leader(timeout=10)
+    _wait_for(
+        lambda: set(_leaders_by_member(etcd_cluster3).values()) == {leader.member_id},
+        timeout=10,
+        what="every member names the same leader",
+    )
+    own_leaders = [m for m in etcd_cluster3.members if m.member_id == leader.member_id]
+    assert own_leaders == [leader]
+    assert etcd_cluster3.leader() is leader
+
+
+def test_killing_the_leader_elects_another(etcd_cluster3: EtcdCluster) -> None:
+    old = etcd_cluster3.wait_for_leader(timeout=10)
+    old_pid = old.pid
+    old.kill()
+    assert not old.is_running
+    assert _pid_gone(old_pid)
+    new = etcd_cluster3.wait_for_leader(timeout=15)
+    assert new is not old
+    assert new in etcd_cluster3.members
+    survivors: list[EtcdMember] = [m for m in etcd_cluster3.members if m is not old]
+    _put(survivors[0].client_endpoint, "/kit/after-failover", "yes")
+    assert _get(survivors[1].client_endpoint, "/kit/after-failover") == "yes"
+    old.restart(timeout=20)  # rejoins with its data and catches up
+    assert old.health()
+    _wait_for(
+        lambda: _get(old.client_endpoint, "/kit/after-failover") == "yes",
+        timeout=10,
+        what="the restarted member caught up",
+    )
+
+
+def test_stop_freezes_and_cont_thaws_a_member(etcd_member: EtcdMember) -> None:
+    member = etcd_member
+    member.stop()
+    assert member.is_running
+    assert member.is_stopped
+    assert not member.health(timeout=0.3)
+    member.cont()
+    assert not member.is_stopped
+    member.wait_healthy(timeout=10)
+
+
+def test_restart_keeps_data(etcd_member: EtcdMember) -> None:
+    member = etcd_member
+    _put(member.client_endpoint, "/kit/durable", "kept")
+    old_pid = member.pid
+    member.kill()
+    member.restart(timeout=20)
+    assert member.pid != old_pid
+    assert member.health()
+    assert _get(member.client_endpoint, "/kit/durable") == "kept"
+
+
+# -- FaultProxy ------------------------------------------------------------------------------
+
+
+def test_proxy_passes_data_through(
+    fault_proxy: Callable[[str], FaultProxy], echo_endpoint: str
+) -> None:
+    proxy = fault_proxy(echo_endpoint)
+    assert proxy.endpoint.startswith("127.0.0.1:")
+    with _connect(proxy.endpoint) as sock:
+        assert _echo(sock, b"hello") == b"hello"
+        big = os.urandom(300_000)
+        assert _echo(sock, big) == big
+        assert proxy.connection_count == 1
+    assert proxy.bytes_to_target == proxy.bytes_to_client == 300_005
+    _wait_for(lambda: proxy.connection_count == 0, timeout=5, what="connection closed")
+
+
+def test_proxy_delay_adds_latency(
+    fault_proxy: Callable[[str], FaultProxy], echo_endpoint: str
+) -> None:
+    proxy = fault_proxy(echo_endpoint)
+    delay = 0.15
+    with _connect(proxy.endpoint) as sock:
+        _echo(sock, b"warm-up")
+        proxy.delay(delay)
+        started = time.monotonic()
+        assert _echo(sock, b"slow") == b"slow"
+        elapsed = time.monotonic() - started
+        assert elapsed >= 2 * delay  # once each way
+        proxy.pass_through()
+        assert _echo(sock, b"fast") == b"fast"
+
+
+async def test_proxy_works_from_async_tests(
+    fault_proxy: Callable[[str], FaultProxy], echo_endpoint: str
+) -> None:
+    proxy = fault_proxy(echo_endpoint)
+    proxy.delay(0.05)
+    host, port = proxy.endpoint.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        started = time.monotonic()
+        writer.write(b"async")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readexactly(5), _IO_TIMEOUT_S) == b"async"
+        assert time.monotonic() - started >= 0.1
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def test_proxy_blackhole_holds_data_until_heal(
+    fault_proxy: Callable[[str], FaultProxy], echo_endpoint: str
+) -> None:
+    proxy = fault_proxy(echo_endpoint)
+    with _connect(proxy.endpoint) as old:
+        assert _echo(old, b"before") == b"before"
+        sent = proxy.bytes_to_target
+        proxy.blackhole()
+        old.sendall(b"held-1")
+        with _connect(proxy.endpoint) as new:  # accepted, but held too
+            new.sendall(b"held-2")
+            for sock in (old, new):
+                sock.settimeout(0.3)
+                with pytest.raises(TimeoutError):
+                    sock.recv(100)
+                sock.settimeout(_IO_TIMEOUT_S)
+            assert proxy.bytes_to_target == sent
+            _wait_for(lambda: proxy.connection_count == 2, timeout=5, what="both connections held")
+            proxy.heal()
+            assert _recv_exactly(old, 6) == b"held-1"
+            assert _recv_exactly(new, 6) == b"held-2"
+            assert _echo(new, b"after") == b"after"
+
+
+def test_proxy_drop_resets_connections(
+    fault_proxy: Callable[[str], FaultProxy], echo_endpoint: str
+) -> None:
+    proxy = fault_proxy(echo_endpoint)
+    with _connect(proxy.endpoint) as sock:
+        assert _echo(sock, b"ping") == b"ping"
+        proxy.drop()
+        assert proxy.connection_count == 0
+        with pytest.raises(ConnectionResetError):
+            sock.recv(100)
+    with _connect(proxy.endpoint) as again:  # new connections pass through
+        assert _echo(again, b"pong") == b"pong"
+
+
+def test_proxy_refuse_until_heal(
+    fault_proxy: Callable[[str], FaultProxy], echo_endpoint: str
+) -> None:
+    proxy = fault_proxy(echo_endpoint)
+    with _connect(proxy.endpoint) as existing:
+        proxy.refuse()
+        with pytest.raises(ConnectionRefusedError):
+            _connect(proxy.endpoint).close()
+        assert _echo(existing, b"still") == b"still"  # refusing leaves connections alone
+        proxy.heal()
+        with _connect(proxy.endpoint) as sock:
+            assert _echo(sock, b"back") == b"back"
+
+
+def _connect_and_echo(endpoint: str, payload: bytes) -> bytes:
+    with _connect(endpoint) as sock:
+        return _echo(sock, payload)
+
+
+def test_proxy_to_a_dead_target_resets_the_client() -> None:
+    with FaultProxy.start(f"127.0.0.1:{free_port()}") as proxy:
+        # The reset may already show when connect() completes, or only on send or receive.
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            _connect_and_echo(proxy.endpoint, b"anyone?")
+        assert proxy.accepted_count == 1
+
+
+def test_closing_the_proxy_leaves_no_threads(echo_endpoint: str) -> None:
+    before = set(threading.enumerate())
+    proxy = FaultProxy.start(echo_endpoint)
+    with _connect(proxy.endpoint) as sock:
+        assert _echo(sock, b"x") == b"x"
+        proxy.blackhole()
+        with _connect(proxy.endpoint):
+            proxy.close()
+            proxy.close()  # idempotent
+    with pytest.raises(RuntimeError):
+        proxy.heal()
+    leftover = [t for t in set(threading.enumerate()) - before if t.name.startswith("FaultProxy")]
+    assert leftover == []
+    assert not any(t.name.startswith("asyncio") for t in set(threading.enumerate()) - before)
+
+
+def test_proxy_in_front_of_etcd(
+    fault_proxy: Callable[[str], FaultProxy], etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    proxy = fault_proxy(etcd_endpoint)
+    _put(proxy.endpoint, f"{etcd_prefix}via-proxy", "1")
+    assert _get(etcd_endpoint, f"{etcd_prefix}via-proxy") == "1"
+    proxy.refuse()
+    with pytest.raises(urllib.error.URLError):
+        _get(proxy.endpoint, f"{etcd_prefix}via-proxy")
+    proxy.heal()
+    assert _get(proxy.endpoint, f"{etcd_prefix}via-proxy") == "1"
