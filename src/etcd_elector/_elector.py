@@ -14,7 +14,7 @@ import enum
 import inspect
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -149,7 +149,7 @@ class AsyncElector:
         """The current leader of the election (a linearizable read)."""
         return await self.view.leader()
 
-    async def states(self) -> AsyncIterator[ElectorEvent]:
+    async def states(self) -> AsyncGenerator[ElectorEvent, None]:
         """Every state change from now on, ending after ``STOPPED``."""
         queue: asyncio.Queue[ElectorEvent] = asyncio.Queue()
         self._subscribers.append(queue)

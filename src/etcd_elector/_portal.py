@@ -42,6 +42,10 @@ class Portal:
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def call(self, awaitable: Awaitable[T], timeout: float | None = None, *, what: str = "") -> T:
         """Run ``awaitable`` on the loop and block until it finishes.
 

@@ -19,7 +19,7 @@ from typing import Any
 from ._client import AsyncClient
 from ._config import ClientConfig
 from ._election import AsyncElection, Term
-from ._elector import AsyncElector, ElectorState
+from ._elector import AsyncElector, ElectorState, EndReason
 from ._keys import KeyLike
 from ._portal import Portal, SyncIterator
 from ._session import AsyncSession, SessionState
@@ -77,7 +77,7 @@ class Client:
 
     def close(self) -> None:
         """Close connections and stop the background thread. Idempotent."""
-        if self.portal.loop.is_closed():
+        if self.portal.closed:
             return
         try:
             self.portal.call(self.aio.close())
@@ -213,7 +213,8 @@ class Session:
 
     def close(self) -> None:
         """Stop keepalives and revoke the lease. Idempotent."""
-        self.client.portal.call(self.aio.close())
+        if not self.client.portal.closed:
+            self.client.portal.call(self.aio.close())
 
     def orphan(self) -> None:
         """Stop keepalives, leave the lease to expire."""
@@ -349,7 +350,8 @@ class Elector:
 
     def close(self) -> None:
         """Stop, resign and close the session. Idempotent."""
-        self._portal.call(self.aio.close())
+        if not self._portal.closed:
+            self._portal.call(self.aio.close())
 
     def is_leader(self) -> bool:
         return self.aio.is_leader()
@@ -376,7 +378,9 @@ class Elector:
             try:
                 return await asyncio.shield(done)
             except asyncio.CancelledError:
-                # Leadership ended: the thread sees term.lost; wait until its work returns.
+                # Leadership ended or the elector is closing: tell the thread through
+                # term.lost (a loss has set it already), then wait until its work returns.
+                term._state.end(EndReason.CLOSED)
                 if not done.done():
                     await asyncio.wait([done])
                 raise
