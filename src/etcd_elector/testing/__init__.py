@@ -13,21 +13,38 @@ Usable from any test suite; the pytest fixtures live in
 from __future__ import annotations
 
 from etcd_elector.testing._binary import ETCD_BINARY_ENV, etcd_version, find_etcd_binary
+from etcd_elector.testing._checker import (
+    CheckReport,
+    Interval,
+    Violation,
+    check_history,
+    leadership_intervals,
+)
 from etcd_elector.testing._cluster import EtcdCluster, EtcdMember, EtcdStartError, LeaderUnknown
+from etcd_elector.testing._history import Record, RecordKind, dump_records, load_records
 from etcd_elector.testing._ports import LOOPBACK, free_port, reserve_port
 from etcd_elector.testing._proxy import FaultProxy, ProxyMode
 
 __all__ = [
     "ETCD_BINARY_ENV",
     "LOOPBACK",
+    "CheckReport",
     "EtcdCluster",
     "EtcdMember",
     "EtcdStartError",
     "FaultProxy",
+    "Interval",
     "LeaderUnknown",
     "ProxyMode",
+    "Record",
+    "RecordKind",
+    "Violation",
+    "check_history",
+    "dump_records",
     "etcd_version",
     "find_etcd_binary",
     "free_port",
+    "leadership_intervals",
+    "load_records",
     "reserve_port",
 ]

@@ -1,0 +1,200 @@
+"""The checker: reads a recorded history and says whether the election kept its promises.
+
+It fails, with a readable report, when
+- two leadership intervals overlap at all (each candidate's own belief, on the shared clock);
+- a fencing token is reused or goes backwards across terms;
+- a fenced write committed out of token order (a stale leader wrote after a newer one);
+- after the last fault healed, no leader was elected within the bound the settings imply.
+Pure logic, no I/O: the chaos runner adds what only etcd can tell (leaked leases and keys).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ._history import Record, RecordKind
+
+__all__ = ["CheckReport", "Interval", "Violation", "check_history", "leadership_intervals"]
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str  # overlap | token | stale_write | failover | leak
+    message: str
+
+
+@dataclass(frozen=True)
+class Interval:
+    """When ``candidate`` believed it led with ``token``: ``[start, end)``."""
+
+    candidate: str
+    token: int
+    start: float
+    end: float
+    how_ended: str
+
+
+@dataclass
+class CheckReport:
+    intervals: list[Interval]
+    violations: list[Violation] = field(default_factory=list)
+    writes_committed: int = 0
+    writes_refused: int = 0
+    failovers: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    @property
+    def worst_failover(self) -> float | None:
+        return max(self.failovers) if self.failovers else None
+
+    def render(self) -> str:
+        lines = [
+            f"terms: {len(self.intervals)}, fenced writes committed: {self.writes_committed}, "
+            f"refused: {self.writes_refused}, worst failover: "
+            + (f"{self.worst_failover:.3f}s" if self.worst_failover is not None else "n/a"),
+        ]
+        if self.ok:
+            lines.append("no violations")
+        for violation in self.violations:
+            lines.append(f"VIOLATION [{violation.kind}] {violation.message}")
+        return "\n".join(lines)
+
+
+def leadership_intervals(records: Iterable[Record]) -> list[Interval]:
+    """Pair each ``elected`` with what ended it: ``lost`` (its ``until``), a kill, an exit,
+    or the end of the history."""
+    ordered = sorted(records, key=lambda r: r.time)
+    open_terms: dict[str, Record] = {}
+    intervals: list[Interval] = []
+
+    def close(candidate: str, end: float, how: str) -> None:
+        start = open_terms.pop(candidate)
+        intervals.append(Interval(candidate, start.token, start.time, end, how))
+
+    for record in ordered:
+        if record.kind == RecordKind.ELECTED:
+            if record.candidate in open_terms:  # a new term without a recorded end
+                close(record.candidate, record.time, "next term")
+            open_terms[record.candidate] = record
+        elif record.candidate in open_terms:
+            if record.kind == RecordKind.LOST:
+                close(record.candidate, record.until or record.time, record.reason or "lost")
+            elif record.kind in (RecordKind.KILLED, RecordKind.EXITED):
+                close(record.candidate, record.time, record.kind)
+    for candidate in list(open_terms):
+        close(candidate, math.inf, "still leading")  # as far as the history knows
+    return sorted(intervals, key=lambda i: i.start)
+
+
+def check_history(
+    records: Iterable[Record],
+    *,
+    failover_bound: float | None = None,
+    extra: Iterable[Violation] = (),
+) -> CheckReport:
+    """Check a history. ``failover_bound``: seconds within which a leader must be elected
+    after the last ``healed`` record if none leads then."""
+    records = list(records)
+    intervals = leadership_intervals(records)
+    report = CheckReport(intervals=intervals, violations=list(extra))
+    _check_overlaps(intervals, report)
+    _check_tokens(intervals, report)
+    _check_writes(records, report)
+    _measure_failovers(intervals, report)
+    if failover_bound is not None:
+        _check_recovery(records, intervals, failover_bound, report)
+    return report
+
+
+def _check_overlaps(intervals: list[Interval], report: CheckReport) -> None:
+    latest: Interval | None = None  # the interval reaching furthest so far
+    for interval in intervals:
+        if latest is not None and interval.start < latest.end:
+            report.violations.append(
+                Violation(
+                    "overlap",
+                    f"{interval.candidate} (token {interval.token}) became leader at "
+                    f"{interval.start:.6f} while {latest.candidate} (token {latest.token}) "
+                    f"led until {latest.end:.6f} ({latest.how_ended})",
+                )
+            )
+        if latest is None or interval.end > latest.end:
+            latest = interval
+
+
+def _check_tokens(intervals: list[Interval], report: CheckReport) -> None:
+    seen: dict[int, Interval] = {}
+    previous: Interval | None = None
+    for interval in intervals:
+        if interval.token in seen:
+            first = seen[interval.token]
+            report.violations.append(
+                Violation(
+                    "token",
+                    f"token {interval.token} used twice: by {first.candidate} at "
+                    f"{first.start:.6f} and by {interval.candidate} at {interval.start:.6f}",
+                )
+            )
+        elif previous is not None and interval.token < previous.token:
+            report.violations.append(
+                Violation(
+                    "token",
+                    f"token went backwards: {previous.candidate} led with {previous.token}, then "
+                    f"{interval.candidate} with {interval.token} at {interval.start:.6f}",
+                )
+            )
+        seen.setdefault(interval.token, interval)
+        previous = interval
+
+
+def _check_writes(records: list[Record], report: CheckReport) -> None:
+    writes = [r for r in records if r.kind == RecordKind.WRITE]
+    report.writes_refused = sum(1 for w in writes if not w.ok)
+    committed = sorted((w for w in writes if w.ok), key=lambda w: w.revision)
+    report.writes_committed = len(committed)
+    highest: Record | None = None
+    for write in committed:
+        if highest is not None and write.token < highest.token:
+            report.violations.append(
+                Violation(
+                    "stale_write",
+                    f"{write.candidate} committed a write with token {write.token} at revision "
+                    f"{write.revision}, after {highest.candidate} had written with token "
+                    f"{highest.token} at revision {highest.revision}",
+                )
+            )
+        if highest is None or write.token > highest.token:
+            highest = write
+
+
+def _measure_failovers(intervals: list[Interval], report: CheckReport) -> None:
+    for before, after in itertools.pairwise(intervals):
+        if before.how_ended != "still leading":
+            report.failovers.append(max(0.0, after.start - before.end))
+
+
+def _check_recovery(
+    records: list[Record], intervals: list[Interval], bound: float, report: CheckReport
+) -> None:
+    heals = [r.time for r in records if r.kind == RecordKind.HEALED]
+    if not heals:
+        return
+    healed = max(heals)
+    if any(i.start <= healed < i.end for i in intervals):
+        return  # someone led when the last fault healed
+    next_start = min((i.start for i in intervals if i.start >= healed), default=math.inf)
+    if next_start - healed > bound:
+        waited = "never" if math.isinf(next_start) else f"after {next_start - healed:.3f}s"
+        report.violations.append(
+            Violation(
+                "failover",
+                f"no leader within {bound:.3f}s after the last fault healed at {healed:.6f} "
+                f"(a leader was elected {waited})",
+            )
+        )
