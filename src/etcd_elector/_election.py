@@ -16,7 +16,7 @@ import functools
 import logging
 import random
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -237,6 +237,11 @@ class AsyncElection:
         except CampaignFailed:
             self._key = None
             raise
+        except Exception:
+            # Any other failure: leave no ghost candidate behind, which would block the
+            # election for as long as our session lives once its turn came.
+            await self._abandon(key)
+            raise
         term = Term(
             election=self.name,
             key=key.decode(),
@@ -269,8 +274,9 @@ class AsyncElection:
                     [Op.get(key)],
                 )
             except AmbiguousResult:
-                # The key name carries our lease id, so reading it tells us what happened.
-                existing = await self._read_own_key(key)
+                # The key name carries our lease id, so reading it tells us what happened;
+                # read until we know (a lost session ends the wait), or a ghost key may stay.
+                existing = await self._riding_out(lambda: self._read_own_key(key))
                 if existing is None:
                     continue  # not created: the CAS is safe to send again
                 if existing.value != value:
@@ -330,7 +336,9 @@ class AsyncElection:
         key, so a waiter whose key is deleted fails at once instead of waiting in vain.
         """
         while True:
-            predecessor = await self.view.nearest(descending=True, max_create_revision=token - 1)
+            predecessor = await self._riding_out(
+                lambda: self.view.nearest(descending=True, max_create_revision=token - 1)
+            )
             if predecessor is None:
                 return
             kv, revision = predecessor
@@ -350,8 +358,22 @@ class AsyncElection:
     async def _first_deleted(self, keys: Sequence[bytes], revision: int) -> bytes:
         """Wait until one of ``keys`` (all seen existing at ``revision``) is deleted."""
         delay = 0.05
+        reread = False
         while True:
             try:
+                if reread:
+                    # Compaction or a broken stream: re-read, and resume from what we see now.
+                    # Inside the try: while etcd is unreachable the re-read fails too, and we
+                    # keep trying (the session's deadline bounds a campaign; the term, a guard).
+                    # Watch from the *first* read's revision: a key seen existing there but
+                    # deleted before a later read must still show up as deleted.
+                    first_read = 0
+                    for k in keys:
+                        found = await self._client.get(k)
+                        if found.kv is None:
+                            return k
+                        first_read = first_read or found.revision
+                    revision = first_read
                 async with contextlib.AsyncExitStack() as stack:
                     watches = [
                         await stack.enter_async_context(
@@ -366,16 +388,11 @@ class AsyncElection:
                 log.debug("election=%s watch failed, re-reading: %s", self.name, exc)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 1.0)
-                # Compaction or a broken stream: re-read, and resume from what we see now.
-                for k in keys:
-                    found = await self._client.get(k)
-                    if found.kv is None:
-                        return k
-                    revision = found.revision
+                reread = True
 
     async def _recheck(self, key: bytes, token: int) -> int:
         """One linearizable read: our key still exists and leads. Returns the read revision."""
-        first = await self.view.nearest(descending=False)
+        first = await self._riding_out(lambda: self.view.nearest(descending=False))
         if first is None or first[0].key != key or first[0].create_revision != token:
             if first is not None and first[0].create_revision < token:
                 # A predecessor re-appeared between reads (cannot normally happen): wait again.
@@ -386,6 +403,20 @@ class AsyncElection:
             )
         self.session.check()
         return first[1]
+
+    async def _riding_out(self, read: Callable[[], Awaitable[T]]) -> T:
+        """Run ``read`` until it succeeds: transport trouble while waiting must not end a
+        campaign (the session's deadline bounds it, see :meth:`_until_session_lost`)."""
+        delay = 0.05
+        while True:
+            try:
+                return await read()
+            except TransportError as exc:
+                if isinstance(exc, FATAL_ERRORS):
+                    raise
+                log.debug("election=%s read failed, reading again: %s", self.name, exc)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 1.0)
 
     async def _until_session_lost(self, awaitable: Any) -> Any:
         """Run ``awaitable``; if the session ends first, cancel it and raise ``SessionLost``."""

@@ -21,6 +21,7 @@ from ._deadline import LeaseDeadline
 from ._errors import (
     AmbiguousResult,
     ConfigurationError,
+    ConnectionFailed,
     LeaseNotFound,
     SessionLost,
     TransportError,
@@ -29,6 +30,8 @@ from ._errors import (
 if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._election import AsyncElection
+    from ._keepalive import KeepAliveStream
+    from ._types import KeepAliveAnswer
 
 __all__ = [
     "AsyncSession",
@@ -88,7 +91,11 @@ def validate_timing(
         raise ConfigurationError(f"margin must be a non-negative number of seconds, got {margin!r}")
     if margin >= whole_ttl:
         raise ConfigurationError(f"margin {margin:g}s must be smaller than the ttl {whole_ttl}s")
-    if keepalive_interval is not None and not 0 < keepalive_interval < whole_ttl - margin:
+    if keepalive_interval is not None and (
+        isinstance(keepalive_interval, bool)
+        or not isinstance(keepalive_interval, int | float)
+        or not 0 < keepalive_interval < whole_ttl - margin
+    ):
         raise ConfigurationError(
             f"keepalive_interval must be positive and below ttl - margin "
             f"({whole_ttl - margin:g}s), got {keepalive_interval!r}"
@@ -331,8 +338,8 @@ class AsyncSession:
                     self._lose(LossReason.DEADLINE)
                     break
                 try:
-                    answer = await stream.ping(
-                        timeout=min(self._client.config.stream_timeout, remaining)
+                    answer = await self._ping(
+                        stream, min(self._client.config.stream_timeout, remaining)
                     )
                 except LeaseNotFound:
                     self._lose(LossReason.EXPIRED)
@@ -369,6 +376,21 @@ class AsyncSession:
         # Lost: make our keys vanish as soon as etcd can hear us.
         if self._revoker is None and not self._revoked:
             self._revoker = asyncio.get_running_loop().create_task(self._revoke(persistent=True))
+
+    async def _ping(self, stream: KeepAliveStream, timeout: float) -> KeepAliveAnswer:
+        """One keepalive. gRPC raises ``CancelledError`` into a call whose channel was closed
+        under it (another stream of this client reset the connection): that is a failed
+        keepalive, not a cancellation of the keeper, which would end it without a loss signal.
+        """
+        try:
+            return await stream.ping(timeout=timeout)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # we really are being cancelled
+            raise ConnectionFailed(
+                f"keepalive of lease {self.lease_id:x} was cancelled by its connection's reset"
+            ) from None
 
     async def _revoke(self, *, persistent: bool) -> None:
         """Revoke the lease; if ``persistent``, keep trying while etcd is unreachable (bounded)."""

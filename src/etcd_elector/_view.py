@@ -141,11 +141,18 @@ class ElectionView:
         while True:
             try:
                 first = await self.nearest(descending=False)
+                if first is not None:
+                    revision = first[1]
+                else:
+                    # "Nobody" was read without a revision to watch from. Take one from a
+                    # second read and look again at exactly that revision: a candidate created
+                    # between the two reads is then seen here instead of silently skipped.
+                    revision = (await self.client.get(self.prefix)).revision
+                    first = await self.nearest(descending=False, revision=revision)
                 current = LeaderInfo.from_kv(first[0]) if first else None
                 if current != last:
                     last = current
                     yield current
-                revision = first[1] if first else (await self.client.get(self.prefix)).revision
                 async with self.client.watch(
                     self.prefix, prefix=True, start_revision=revision + 1
                 ) as watch:
