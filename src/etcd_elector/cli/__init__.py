@@ -1,0 +1,106 @@
+"""The ``etcd-elector`` command: campaign, run a command while leader, observe, leader,
+status, a development etcd, and a demo. ``main()`` is the console-script entry point.
+
+Errors are one line on stderr, ``etcd-elector: error: ...``, and a documented exit code (see
+:mod:`etcd_elector.cli._exit`); never a traceback, except for an internal error with
+``--log-level debug``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from .._errors import EtcdElectorError
+from ._exit import CliError, ExitCode, code_for
+from ._options import Options, resolve_options
+from ._output import Printer
+from ._parser import ParsedArgs, UsageError, parse_args
+
+__all__ = ["main"]
+
+log = logging.getLogger(__name__)
+
+Command = Callable[[ParsedArgs, Options, Printer], Coroutine[Any, Any, int]]
+
+
+def _command(name: str) -> Command:
+    # Imported on demand: `leader` should not pay for the demo's imports.
+    if name == "run":
+        from ._supervisor import run
+
+        return run
+    if name == "etcd":
+        from ._devserver import serve
+
+        return serve
+    if name == "demo":
+        from ._demo import demo
+
+        return demo
+    from . import _commands
+
+    command: Command = getattr(_commands, name)
+    return command
+
+
+def _error(message: str) -> None:
+    text = " ".join(str(message).split())  # always exactly one line
+    with contextlib.suppress(OSError):
+        print(f"etcd-elector: error: {text}", file=sys.stderr, flush=True)
+
+
+def _hint(error: EtcdElectorError, code: int) -> str:
+    message = str(error)
+    if code == ExitCode.AUTH and "etcd-elector cannot" not in message:
+        return (
+            f"{message}: etcd requires credentials or permissions this client does not have "
+            "(authentication is not supported yet; grant access or use an etcd without auth)"
+        )
+    if code == ExitCode.UNREACHABLE and "endpoints" not in message:
+        return f"{message}: check that etcd is running and --endpoints / ETCD_ENDPOINTS"
+    return message
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    try:
+        args = parse_args(argv)
+    except UsageError as exc:
+        _error(str(exc))
+        return ExitCode.USAGE
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else ExitCode.OK
+    debug = args.log_level == "debug"
+    logging.basicConfig(
+        level=getattr(logging, (args.log_level or "warning").upper()),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        options = resolve_options(args)
+        printer = Printer(json_lines=options.json)
+        return asyncio.run(_command(args.command)(args, options, printer))
+    except CliError as exc:
+        _error(str(exc))
+        return exc.code
+    except EtcdElectorError as exc:
+        code = code_for(exc)
+        _error(_hint(exc, code))
+        if debug:
+            log.debug("details", exc_info=exc)
+        return code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        _error(
+            f"internal error ({type(exc).__name__}: {exc}), please report it; "
+            "run with --log-level debug for the traceback"
+        )
+        if debug:
+            log.debug("traceback", exc_info=exc)
+        return ExitCode.INTERNAL

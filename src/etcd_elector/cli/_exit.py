@@ -1,0 +1,107 @@
+"""Exit codes of the ``etcd-elector`` command, and which error maps to which.
+
+code     meaning
+-------  ----------------------------------------------------------------------------
+0        success
+2        usage error: unknown option, missing argument, no command after ``--``
+3        ``leader``: the election has no leader
+4        configuration error: bad endpoints, name, namespace, TTL, timeout or grace
+5        etcd cannot be reached (or, for ``etcd``/``demo``, cannot be started)
+6        etcd refused our credentials or our user lacks permission
+7        leadership was lost (``campaign --once``, ``run --once``)
+8        ``demo``: a round did not finish or two leaders were seen at once
+70       internal error: a bug, please report it (traceback with --log-level debug)
+126      ``run``: the command exists but cannot be executed
+127      ``run``: the command was not found
+N        ``run``: the command exited by itself with code N (it may overlap the above)
+128+N    stopped by signal N (130 for SIGINT, 143 for SIGTERM); under ``run``, also
+         the command's own death by signal N
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .._errors import (
+    AuthenticationFailed,
+    ConfigurationError,
+    EtcdElectorError,
+    LeadershipLost,
+    PermissionDenied,
+    TransportError,
+)
+
+__all__ = ["EXIT_CODES_HELP", "CliError", "ExitCode", "code_for", "signal_code"]
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    USAGE = 2
+    NO_LEADER = 3
+    CONFIGURATION = 4
+    UNREACHABLE = 5
+    AUTH = 6
+    LOST = 7
+    DEMO_FAILED = 8
+    INTERNAL = 70
+    NOT_EXECUTABLE = 126
+    NOT_FOUND = 127
+
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0      success
+  2      usage error (unknown option, missing argument, no command after --)
+  3      leader: the election has no leader
+  4      configuration error (endpoints, name, namespace, TTL, timeout, grace)
+  5      etcd cannot be reached (etcd/demo: cannot be started)
+  6      etcd refused the credentials, or permission denied
+  7      leadership lost (campaign --once, run --once)
+  8      demo: a round did not finish, or two leaders were seen at once
+  70     internal error (please report; traceback with --log-level debug)
+  126    run: the command cannot be executed
+  127    run: the command was not found
+  N      run: the command exited by itself with code N
+  128+N  stopped by signal N (130 SIGINT, 143 SIGTERM); run: command killed by signal N
+"""
+
+# etcd answers these when auth is enabled and no (or a stale) token was sent; the transport
+# maps them to EtcdServerError, so recognise them by their text.
+_AUTH_MARKERS = (
+    "user name is empty",
+    "invalid auth token",
+    "auth: revision",
+    "user name not found",
+)
+
+
+class CliError(Exception):
+    """An error the CLI reports as one line on stderr, with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def signal_code(signum: int) -> int:
+    """The shell's convention for "stopped by signal N"."""
+    return 128 + signum
+
+
+def code_for(error: BaseException) -> int:
+    """The exit code for an error raised by the library (or the CLI)."""
+    if isinstance(error, CliError):
+        return error.code
+    if isinstance(error, ConfigurationError):
+        return ExitCode.CONFIGURATION
+    if isinstance(error, AuthenticationFailed | PermissionDenied):
+        return ExitCode.AUTH
+    if isinstance(error, TransportError):
+        if any(marker in str(error).lower() for marker in _AUTH_MARKERS):
+            return ExitCode.AUTH
+        return ExitCode.UNREACHABLE
+    if isinstance(error, LeadershipLost):
+        return ExitCode.LOST
+    if isinstance(error, EtcdElectorError):
+        return ExitCode.UNREACHABLE
+    return ExitCode.INTERNAL

@@ -1,0 +1,150 @@
+"""One elector driven by a CLI command: report each term, stop cleanly on a signal or when
+the command asks to exit, and say when leadership really ended (``ended_at``).
+
+``ended_at`` (Unix time) is when this process stopped believing it leads: the moment its term
+ended, or its local lease deadline if that came first (a paused process notices late, but
+its belief ended at the deadline). Tools comparing leaders' intervals, like the demo's
+two-leaders check, use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .._client import AsyncClient
+from .._election import AsyncElection, Term
+from .._elector import AsyncElector, ElectorState, EndReason
+from .._names import candidate_key
+from .._session import AsyncSession
+from ._exit import ExitCode, signal_code
+from ._options import Options
+from ._output import Printer, unix_time
+from ._signals import Signals
+
+__all__ = ["OUR_REASONS", "Leadership"]
+
+# Term ends that we chose (resigned); anything else is a loss.
+OUR_REASONS = frozenset({EndReason.CLOSED, EndReason.WORK_DONE, EndReason.WORK_FAILED})
+
+
+class Leadership:
+    """An :class:`AsyncElector` with the CLI's reporting and stop logic around it."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        options: Options,
+        printer: Printer,
+        name: str,
+        *,
+        value: str | None,
+        once: bool,
+    ) -> None:
+        self.name = name
+        self.options = options
+        self.printer = printer
+        self.once = once
+        self.exit_code: int | None = None
+        self._exit_requested = asyncio.Event()
+        self._hooked: AsyncElection | None = None
+        self._term_sessions: dict[int, AsyncSession] = {}
+        self._term_ended: dict[int, float] = {}
+        self.elector = AsyncElector(
+            client,
+            name,
+            value=value,
+            ttl=options.ttl,
+            namespace=options.namespace,
+            on_elected=self._elected,
+            on_lost=self._lost,
+        )
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def _elected(self, term: Term) -> None:
+        election = self.elector.election
+        if election is not None:
+            self._term_sessions[term.token] = election.session
+            if election is not self._hooked:
+                self._hooked = election
+                election.add_term_end_callback(self._term_end)
+        self.printer.event("elected", self.name, term, elected_at=unix_time(term.elected_at))
+
+    def _term_end(self, term: Term, reason: str) -> None:
+        self._term_ended.setdefault(term.token, time.time())
+
+    def ended_at(self, term: Term) -> float:
+        """When this process stopped believing it leads (Unix time)."""
+        ended = self._term_ended.pop(term.token, time.time())
+        session = self._term_sessions.pop(term.token, None)
+        if session is not None:
+            ended = min(ended, unix_time(session.deadline))
+        return ended
+
+    def _lost(self, term: Term, reason: str) -> None:
+        ended = self.ended_at(term)
+        if reason in OUR_REASONS:
+            self.printer.event("resigned", self.name, term, reason=reason, ended_at=ended)
+            return
+        self.printer.event("lost", self.name, term, reason=reason, ended_at=ended)
+        if self.once:
+            self.request_exit(ExitCode.LOST)
+
+    async def _report_campaigning(self) -> None:
+        async for change in self.elector.states():
+            if change.state is not ElectorState.CAMPAIGNING:
+                continue
+            session = self.elector.session
+            if session is None:
+                continue
+            key = candidate_key(self.options.namespace, self.name, session.lease_id).decode()
+            self.printer.event(
+                "campaigning",
+                self.name,
+                key=key,
+                lease=f"{session.lease_id:x}",
+                value=self.elector.value.decode(errors="replace"),
+            )
+
+    # -- running ---------------------------------------------------------------------------
+
+    def request_exit(self, code: int) -> None:
+        """Stop: the elector is closed (work stopped, resigned) and ``run`` returns ``code``."""
+        if self.exit_code is None:
+            self.exit_code = code
+        self._exit_requested.set()
+
+    @property
+    def exiting(self) -> bool:
+        return self._exit_requested.is_set()
+
+    async def run(self, work: Callable[[Term], Awaitable[Any]], signals: Signals) -> int:
+        """Campaign and run ``work`` each term until a signal or :meth:`request_exit`.
+
+        :raises EtcdElectorError: what the elector raised (credentials, permissions...).
+        """
+        reporter = asyncio.create_task(self._report_campaigning())
+        runner = asyncio.create_task(self.elector.run(work))
+        stop = asyncio.create_task(signals.wait())
+        requested = asyncio.create_task(self._exit_requested.wait())
+        try:
+            await asyncio.wait({runner, stop, requested}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for helper in (stop, requested):
+                helper.cancel()
+            await self.elector.close()
+            await asyncio.wait({runner})
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+        if runner.done() and not runner.cancelled() and runner.exception() is not None:
+            error = runner.exception()
+            assert error is not None
+            raise error
+        if signals.received is not None:
+            return signal_code(signals.received)
+        return self.exit_code if self.exit_code is not None else ExitCode.OK

@@ -1,0 +1,64 @@
+"""SIGINT and SIGTERM as asyncio events: the first asks for a clean stop, each further one
+calls an escalation hook (the supervisor kills its command's process group at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from types import TracebackType
+
+__all__ = ["STOP_SIGNALS", "Signals"]
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Signals:
+    """``async with Signals() as signals: ... await signals.wait()``."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None  # the first stop signal
+        self.count = 0
+        self._event = asyncio.Event()
+        self._escalations: list[Callable[[int], None]] = []
+        self._installed: list[int] = []
+
+    def on_repeat(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(signum)`` for every stop signal after the first."""
+        self._escalations.append(callback)
+
+    @property
+    def stopping(self) -> bool:
+        return self.received is not None
+
+    async def wait(self) -> int:
+        await self._event.wait()
+        assert self.received is not None
+        return self.received
+
+    def _handle(self, signum: int) -> None:
+        self.count += 1
+        if self.received is None:
+            self.received = signum
+            self._event.set()
+            return
+        for callback in self._escalations:
+            callback(signum)
+
+    async def __aenter__(self) -> Signals:
+        loop = asyncio.get_running_loop()
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, self._handle, signum)
+            self._installed.append(signum)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in self._installed:
+            loop.remove_signal_handler(signum)
+        self._installed.clear()
