@@ -13,6 +13,7 @@ Usable from any test suite; the pytest fixtures live in
 from __future__ import annotations
 
 from etcd_elector.testing._binary import ETCD_BINARY_ENV, etcd_version, find_etcd_binary
+from etcd_elector.testing._chaos import FAULTS, ChaosResult, ChaosSettings, run_chaos
 from etcd_elector.testing._checker import (
     CheckReport,
     Interval,
@@ -27,7 +28,10 @@ from etcd_elector.testing._proxy import FaultProxy, ProxyMode
 
 __all__ = [
     "ETCD_BINARY_ENV",
+    "FAULTS",
     "LOOPBACK",
+    "ChaosResult",
+    "ChaosSettings",
     "CheckReport",
     "EtcdCluster",
     "EtcdMember",
@@ -47,4 +51,5 @@ __all__ = [
     "leadership_intervals",
     "load_records",
     "reserve_port",
+    "run_chaos",
 ]

@@ -1,0 +1,337 @@
+"""Randomized fault runs: real candidate processes, a seeded nemesis, and the checker.
+
+    result = run_chaos(ChaosSettings(duration=60, seed=7))
+    print(result.summary()); assert result.report.ok
+
+Each trial injects one fault chosen by the seeded random schedule, holds it, heals it, records
+``healed`` with the recovery bound the settings imply, and waits for a leader before the next.
+At the end every candidate exits cleanly and etcd is asked whether any lease or key leaked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from etcd_elector import AsyncClient, _clock
+
+from ._checker import CheckReport, Violation, check_history
+from ._cluster import EtcdCluster
+from ._history import Record, RecordKind
+from ._proxy import FaultProxy
+
+__all__ = ["FAULTS", "ChaosResult", "ChaosSettings", "run_chaos"]
+
+ELECTION = "chaos"
+NAMESPACE = "/etcd-elector-chaos"
+ETCD_EXPIRY_CHECK = 0.5  # etcd revokes expired leases in a loop of about this period
+
+# Faults on candidates, and (needing a cluster to stay meaningful) on etcd members.
+CANDIDATE_FAULTS = ("kill", "pause_short", "pause_long", "blackhole", "drop", "latency", "compact")
+MEMBER_FAULTS = ("member_restart", "etcd_leader_kill", "quorum_loss")
+FAULTS = CANDIDATE_FAULTS + MEMBER_FAULTS
+
+
+@dataclass(frozen=True)
+class ChaosSettings:
+    duration: float = 60.0
+    seed: int = 1
+    ttl: int = 2
+    candidates: int = 3
+    members: int = 1
+    faults: tuple[str, ...] = ()  # default: every fault that makes sense for ``members``
+
+
+@dataclass
+class ChaosResult:
+    settings: ChaosSettings
+    report: CheckReport
+    faults: Counter[str] = field(default_factory=Counter)
+    trials: int = 0
+
+    def summary(self) -> str:
+        report = self.report
+        worst = report.worst_failover
+        rows = [
+            ("seed", str(self.settings.seed)),
+            ("ttl", f"{self.settings.ttl}s"),
+            ("candidates / etcd members", f"{self.settings.candidates} / {self.settings.members}"),
+            ("trials", str(self.trials)),
+            ("faults", ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"),
+            ("terms", str(len(report.intervals))),
+            (
+                "fenced writes committed / refused",
+                f"{report.writes_committed} / {report.writes_refused}",
+            ),
+            ("overlaps", str(sum(v.kind == "overlap" for v in report.violations))),
+            ("stale writes", str(sum(v.kind == "stale_write" for v in report.violations))),
+            (
+                "other violations",
+                str(sum(v.kind not in ("overlap", "stale_write") for v in report.violations)),
+            ),
+            ("worst failover", f"{worst:.3f}s" if worst is not None else "n/a"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        lines = [f"{name:<{width}}  {value}" for name, value in rows]
+        lines += [f"VIOLATION [{v.kind}] {v.message}" for v in report.violations]
+        if report.violations:
+            lines.append(f"replay with: --seed {self.settings.seed}")
+        return "\n".join(lines)
+
+
+class _Candidate:
+    """One candidate process, connected to etcd through its own fault proxies."""
+
+    def __init__(
+        self,
+        ident: str,
+        cluster: EtcdCluster,
+        ttl: int,
+        sink: Callable[[str], None],
+        log_dir: str,
+    ) -> None:
+        self.ident = ident
+        self.log_path = os.path.join(log_dir, f"{ident}.log")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in finish()
+        self.proxies = [FaultProxy.start(endpoint) for endpoint in cluster.endpoints]
+        endpoints = ",".join(p.endpoint for p in self.proxies)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "etcd_elector.testing._chaos_candidate",
+                "--endpoints",
+                endpoints,
+                "--name",
+                ELECTION,
+                "--namespace",
+                NAMESPACE,
+                "--ttl",
+                str(ttl),
+                "--id",
+                ident,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            start_new_session=True,
+        )
+        self.paused = False
+        self._reader = threading.Thread(target=self._read, args=(sink,), daemon=True)
+        self._reader.start()
+
+    def _read(self, sink: Callable[[str], None]) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            sink(line)
+
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signum)
+
+    def each_proxy(self, action: Callable[[FaultProxy], None]) -> None:
+        for proxy in self.proxies:
+            action(proxy)
+
+    def finish(self, timeout: float) -> None:
+        """Ask for a clean exit; kill if it does not come."""
+        if self.paused:
+            self.signal(signal.SIGCONT)
+        self.each_proxy(lambda p: p.heal())
+        self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.each_proxy(lambda p: p.close())
+        self._log.close()
+
+
+class _Run:
+    def __init__(self, settings: ChaosSettings, progress: Callable[[str], None]):
+        self.settings = settings
+        self.progress = progress
+        self.rng = random.Random(settings.seed)
+        self.records: list[Record] = []
+        self.lock = threading.Lock()
+        self.faults: Counter[str] = Counter()
+        self.extra: list[Violation] = []
+        self.next_id = 0
+        self.candidates: list[_Candidate] = []
+        self.log_dir = tempfile.mkdtemp(prefix="etcd-elector-chaos-")
+
+    def sink(self, line: str) -> None:
+        with contextlib.suppress(ValueError, TypeError):
+            record = Record.from_json(line)
+            with self.lock:
+                self.records.append(record)
+
+    def note(self, kind: str, **fields: object) -> None:
+        with self.lock:
+            self.records.append(Record(kind, _clock.now(), **fields))  # type: ignore[arg-type]
+
+    def spawn(self, cluster: EtcdCluster) -> _Candidate:
+        self.next_id += 1
+        candidate = _Candidate(
+            f"c{self.next_id}", cluster, self.settings.ttl, self.sink, self.log_dir
+        )
+        self.candidates.append(candidate)
+        return candidate
+
+    def leader(self) -> str | None:
+        """Who currently believes it leads, from the records so far."""
+        with self.lock:
+            records = sorted(self.records, key=lambda r: r.time)
+        current: dict[str, bool] = {}
+        for record in records:
+            if record.kind == RecordKind.ELECTED:
+                current[record.candidate] = True
+            elif record.kind in (RecordKind.LOST, RecordKind.KILLED, RecordKind.EXITED):
+                current[record.candidate] = False
+        leaders = [who for who, leads in current.items() if leads]
+        return leaders[-1] if leaders else None
+
+    def wait_for_leader(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.leader() is not None:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def by_ident(self, ident: str | None) -> _Candidate:
+        live = [c for c in self.candidates if c.process.poll() is None]
+        for candidate in live:
+            if candidate.ident == ident:
+                return candidate
+        return self.rng.choice(live)
+
+
+def run_chaos(
+    settings: ChaosSettings, progress: Callable[[str], None] = lambda _: None
+) -> ChaosResult:
+    """Run one seeded fault schedule for ``settings.duration`` seconds and check it."""
+    run = _Run(settings, progress)
+    faults = settings.faults or (
+        FAULTS if settings.members >= 3 else (*CANDIDATE_FAULTS, "member_restart")
+    )
+    ttl = settings.ttl
+    bound = ttl + ETCD_EXPIRY_CHECK + 1.5  # expiry, the sweep, a campaign's round trips
+    trials = 0
+    with EtcdCluster.start(settings.members) as cluster:
+        for _ in range(settings.candidates):
+            run.spawn(cluster)
+        if not run.wait_for_leader(30):
+            run.extra.append(Violation("failover", "no leader was ever elected"))
+        started = time.monotonic()
+        while time.monotonic() - started < settings.duration:
+            trials += 1
+            fault = run.rng.choice(faults)
+            run.faults[fault] += 1
+            target = run.by_ident(run.leader() if run.rng.random() < 0.8 else None)
+            member_fault = fault in MEMBER_FAULTS or fault == "member_restart"
+            run.note(RecordKind.FAULT, detail=f"{fault} {target.ident}")
+            progress(f"trial {trials}: {fault} (target {target.ident}, leader {run.leader()})")
+            _inject(run, cluster, fault, target)
+            run.note(RecordKind.HEALED, until=(2 * ttl + bound) if member_fault else bound)
+            if not run.wait_for_leader(4 * ttl + 10):
+                progress("  no leader after the fault healed")
+            time.sleep(run.rng.uniform(0, ttl / 2))
+        for candidate in run.candidates:
+            candidate.finish(timeout=10)
+        run.extra.extend(asyncio.run(_leaks(cluster.endpoint_string, run.records)))
+    report = check_history(run.records, extra=run.extra)
+    if report.ok:
+        shutil.rmtree(run.log_dir, ignore_errors=True)
+    else:
+        progress(f"candidate logs kept in {run.log_dir}")
+    return ChaosResult(settings=settings, report=report, faults=run.faults, trials=trials)
+
+
+def _inject(run: _Run, cluster: EtcdCluster, fault: str, target: _Candidate) -> None:
+    ttl = run.settings.ttl
+    rng = run.rng
+    if fault == "kill":
+        target.signal(signal.SIGKILL)
+        target.process.wait()
+        run.note(RecordKind.KILLED, candidate=target.ident)
+        run.spawn(cluster)
+    elif fault in ("pause_short", "pause_long"):
+        hold = rng.uniform(0.1, ttl / 3) if fault == "pause_short" else rng.uniform(ttl, 2 * ttl)
+        target.signal(signal.SIGSTOP)
+        target.paused = True
+        time.sleep(hold)
+        target.signal(signal.SIGCONT)
+        target.paused = False
+    elif fault == "blackhole":
+        target.each_proxy(lambda p: p.blackhole())
+        time.sleep(rng.uniform(ttl / 2, 2 * ttl))
+        target.each_proxy(lambda p: p.heal())
+    elif fault == "drop":
+        target.each_proxy(lambda p: p.drop())
+    elif fault == "latency":
+        target.each_proxy(lambda p: p.delay(rng.uniform(0.05, 0.3)))
+        time.sleep(rng.uniform(ttl / 2, ttl))
+        target.each_proxy(lambda p: p.heal())
+    elif fault == "compact":
+        asyncio.run(_compact(cluster.endpoint_string))
+    elif fault == "member_restart":
+        member = rng.choice(cluster.members)
+        member.kill()
+        time.sleep(rng.uniform(0.1, ttl))
+        member.restart()
+    elif fault == "etcd_leader_kill":
+        member = cluster.wait_for_leader(10)
+        member.kill()
+        time.sleep(rng.uniform(0.1, ttl))
+        member.restart()
+    elif fault == "quorum_loss":
+        stopped = rng.sample(cluster.members, 2)
+        for member in stopped:
+            member.stop()
+        time.sleep(rng.uniform(ttl / 2, 2 * ttl))
+        for member in stopped:
+            member.cont()
+        cluster.wait_for_leader(10)
+
+
+async def _compact(endpoints: str) -> None:
+    async with AsyncClient(endpoints) as client:
+        revision = (await client.get(NAMESPACE)).revision
+        await client.compact(revision)
+
+
+async def _leaks(endpoints: str, records: list[Record]) -> list[Violation]:
+    """After every candidate exited cleanly, no key and none of their leases may remain."""
+    violations = []
+    exited = [r for r in records if r.kind == RecordKind.EXITED]
+    async with AsyncClient(endpoints) as client:
+        keys = await client.get_prefix(f"{NAMESPACE}/{ELECTION}/", keys_only=True)
+        if keys.kvs:
+            names = ", ".join(kv.key.decode() for kv in keys.kvs)
+            violations.append(Violation("leak", f"keys left after a clean exit: {names}"))
+        live = set(await client.lease_list())
+        for record in exited:
+            leaked = live.intersection(record.leases)
+            if leaked:
+                leases = ", ".join(f"{lease:x}" for lease in sorted(leaked))
+                violations.append(
+                    Violation("leak", f"{record.candidate} exited cleanly but lease {leases} lives")
+                )
+    return violations

@@ -1,0 +1,104 @@
+"""A candidate process for fault runs (``python -m etcd_elector.testing._chaos_candidate``).
+
+It runs the elector through the public API. While leader it does fenced writes (a guarded
+transaction bumping a counter key) and prints one JSON :class:`Record` per event on stdout:
+elected, lost (with the moment it stopped believing it led), each write, and a clean exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from etcd_elector import AsyncClient, LeadershipError, Op, Term, TransportError, _clock
+from etcd_elector.testing._history import Record, RecordKind
+
+WRITE_EVERY = 0.05
+
+
+def emit(record: Record) -> None:
+    sys.stdout.write(record.to_json() + "\n")
+    sys.stdout.flush()
+
+
+async def main(args: argparse.Namespace) -> None:
+    me = args.id
+    leases: set[int] = set()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    async with AsyncClient(args.endpoints, timeout=2.0, stream_timeout=1.0) as client:
+        elector = client.elector(
+            args.name, namespace=args.namespace, ttl=args.ttl, value=me, backoff=(0.05, 1.0)
+        )
+
+        def on_elected(term: Term) -> None:
+            leases.add(term.lease_id)
+            emit(Record(RecordKind.ELECTED, term.elected_at, candidate=me, token=term.token))
+
+        def on_lost(term: Term, reason: str) -> None:
+            now = _clock.now()
+            session = elector.session
+            # is_leader() turned false at the session deadline at the latest, whatever the
+            # reason recorded and however late (after a pause, say) the loss was noticed.
+            until = min(now, session.deadline) if session is not None else now
+            emit(
+                Record(
+                    RecordKind.LOST, now, candidate=me, token=term.token, until=until, reason=reason
+                )
+            )
+
+        elector.on_elected, elector.on_lost = on_elected, on_lost
+        counter = f"{args.namespace}/{args.name}-writes"
+
+        async def work(term: Term) -> None:
+            election = elector.election
+            assert election is not None
+            while True:
+                if not term.is_leader():
+                    await asyncio.sleep(WRITE_EVERY)
+                    continue
+                try:
+                    result = await election.txn([], [Op.put(counter, str(term.token))])
+                    emit(
+                        Record(
+                            RecordKind.WRITE,
+                            _clock.now(),
+                            candidate=me,
+                            token=term.token,
+                            ok=result.succeeded,
+                            revision=result.revision,
+                        )
+                    )
+                except LeadershipError:
+                    emit(Record(RecordKind.WRITE, _clock.now(), candidate=me, token=term.token))
+                except TransportError:
+                    pass  # unknown outcome or unreachable: no claim either way
+                await asyncio.sleep(WRITE_EVERY)
+
+        async with elector:
+            runner = asyncio.create_task(elector.run(work))
+            await stop.wait()
+            await elector.close()
+            with contextlib.suppress(Exception):
+                await runner
+    emit(Record(RecordKind.EXITED, _clock.now(), candidate=me, leases=tuple(sorted(leases))))
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--endpoints", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--ttl", type=int, required=True)
+    parser.add_argument("--id", required=True)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))
