@@ -32,7 +32,9 @@ def _channel_options(config: ClientConfig) -> list[tuple[str, Any]]:
         ("grpc.keepalive_permit_without_calls", 0),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.initial_reconnect_backoff_ms", 100),
-        ("grpc.min_reconnect_backoff_ms", 100),
+        # Despite its name, gRPC core uses this as the minimum *connect timeout* of each
+        # attempt (default 20 s); 100 ms would abort any handshake slower than the backoff.
+        ("grpc.min_reconnect_backoff_ms", int(config.connect_timeout * 1000)),
         ("grpc.max_reconnect_backoff_ms", 1000),
         ("grpc.max_receive_message_length", 256 * 1024 * 1024),
     ]

@@ -86,7 +86,9 @@ class AsyncClient:
                 connect_timeout=connect_timeout,
                 stream_timeout=stream_timeout,
             )
-        elif endpoints is not None or timeout is not None:
+        elif endpoints is not None or any(
+            value is not None for value in (timeout, connect_timeout, stream_timeout)
+        ):
             raise ConfigurationError("pass either config= or endpoints/timeouts, not both")
         self.config = config
         self._pool: EndpointPool | None = None

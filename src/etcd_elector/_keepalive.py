@@ -15,7 +15,7 @@ import grpc
 
 from . import _clock, _rpc
 from ._config import Endpoint, validate_timeout
-from ._errors import ConnectionFailed, RequestTimeout
+from ._errors import ConnectionFailed, NoLeader, RequestTimeout, TransportError
 from ._proto import rpc_pb2
 from ._types import KeepAliveAnswer
 
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["KeepAliveStream"]
 
 log = logging.getLogger(__name__)
+
+# Sends of one keepalive on fresh streams, when the stream it was written to had ended.
+_SEND_ATTEMPTS = 3
 
 
 class KeepAliveStream:
@@ -56,35 +59,58 @@ class KeepAliveStream:
         )
         async with self._lock:
             deadline = _clock.now() + seconds
-            if self._call is None:
-                self._endpoint = await self._client.connect(deadline)
-                stub = self._client.pool.callable(self._endpoint, _rpc.LEASE_KEEPALIVE, "stream")
-                self._call = stub(metadata=self._client.metadata())
-            call, endpoint = self._call, self._endpoint
-            assert endpoint is not None
-            sent_at = _clock.now()
-            try:
-                async with asyncio.timeout(max(0.0, deadline - sent_at)):
-                    await call.write(rpc_pb2.LeaseKeepAliveRequest(ID=self.lease_id))
-                    response = await call.read()
-            except TimeoutError:
-                error: Exception = RequestTimeout(
-                    f"lease {self.lease_id:x}: no keepalive answer from etcd at {endpoint} "
-                    f"within {seconds:g}s",
-                    endpoint=str(endpoint),
-                )
-                self._fail(endpoint, error)
-                raise error from None
-            except grpc.aio.AioRpcError as exc:
-                mapped = _rpc.map_rpc_error(exc, str(endpoint), write=False)
-                self._fail(endpoint, mapped)
-                raise mapped from exc
-            except (grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-                mapped = ConnectionFailed(
-                    f"keepalive stream to {endpoint} closed: {exc}", endpoint=str(endpoint)
-                )
-                self._fail(endpoint, mapped)
-                raise mapped from exc
+            request = rpc_pb2.LeaseKeepAliveRequest(ID=self.lease_id)
+            unsent: list[TransportError] = []
+            while True:
+                if self._call is None or self._endpoint is None:
+                    await self._open(deadline)
+                call, endpoint = self._call, self._endpoint
+                assert endpoint is not None
+                sent_at = _clock.now()
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - sent_at)):
+                        try:
+                            await call.write(request)
+                        except (
+                            grpc.aio.AioRpcError,
+                            grpc.aio.UsageError,
+                            asyncio.InvalidStateError,
+                        ) as exc:
+                            # The stream had ended (its member died or lost its leader since
+                            # the last ping, or refused the new stream at once): the request
+                            # never left, so it is safe to send it again on a fresh stream.
+                            ended = await _rpc.finished_stream_error(
+                                call, str(endpoint), "keepalive"
+                            )
+                            if _rpc.is_lost_write(exc):
+                                self._drop_call()  # says nothing against the connection
+                            else:
+                                self._fail(endpoint, ended)
+                            unsent.append(ended)
+                            if len(unsent) < _SEND_ATTEMPTS:
+                                continue
+                            # The most telling reason: "no leader" over a bare "closed".
+                            raise next(
+                                (e for e in unsent if isinstance(e, NoLeader)), ended
+                            ) from exc
+                        response = await call.read()
+                        break
+                except TimeoutError:
+                    error: Exception = RequestTimeout(
+                        f"lease {self.lease_id:x}: no keepalive answer from etcd at {endpoint} "
+                        f"within {seconds:g}s",
+                        endpoint=str(endpoint),
+                    )
+                    self._fail(endpoint, error)
+                    raise error from None
+                except grpc.aio.AioRpcError as exc:
+                    mapped = _rpc.map_rpc_error(exc, str(endpoint), write=False)
+                    self._fail(endpoint, mapped)
+                    raise mapped from exc
+                except (grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+                    mapped = await _rpc.finished_stream_error(call, str(endpoint), "keepalive")
+                    self._fail(endpoint, mapped)
+                    raise mapped from exc
             if response is grpc.aio.EOF:
                 mapped = ConnectionFailed(
                     f"etcd at {endpoint} closed the keepalive stream", endpoint=str(endpoint)
@@ -106,6 +132,11 @@ class KeepAliveStream:
                 received_at=received_at,
                 revision=response.header.revision,
             )
+
+    async def _open(self, deadline: float) -> None:
+        self._endpoint = await self._client.connect(deadline)
+        stub = self._client.pool.callable(self._endpoint, _rpc.LEASE_KEEPALIVE, "stream")
+        self._call = stub(metadata=self._client.metadata())
 
     def _fail(self, endpoint: Endpoint, error: Exception) -> None:
         self._drop_call()

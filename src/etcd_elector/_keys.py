@@ -8,8 +8,15 @@ KeyLike = str | bytes
 
 
 def as_bytes(value: KeyLike) -> bytes:
-    """Encode a key or value: text as UTF-8, bytes unchanged."""
-    return value.encode() if isinstance(value, str) else bytes(value)
+    """Encode a key or value: text as UTF-8, bytes unchanged.
+
+    :raises TypeError: for anything else (``bytes(5)`` would silently be five zero bytes).
+    """
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise TypeError(f"etcd keys and values are str or bytes, not {type(value).__name__}")
 
 
 def prefix_range_end(prefix: bytes) -> bytes:

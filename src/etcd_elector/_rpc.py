@@ -24,7 +24,7 @@ from ._errors import (
 )
 from ._proto import rpc_pb2
 
-__all__ = ["Method", "map_rpc_error"]
+__all__ = ["Method", "finished_stream_error", "is_lost_write", "map_rpc_error", "map_status"]
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,47 @@ def map_rpc_error(exc: grpc.aio.AioRpcError, endpoint: str, *, write: bool) -> T
     ``write`` says the request was a mutation that reached the wire: then any failure whose
     outcome is unknown (timeout, broken connection, etcd's own timeouts) is ``AmbiguousResult``.
     """
-    code = exc.code()
-    details = (exc.details() or code.name.lower()).strip()
+    return map_status(exc.code(), exc.details(), endpoint, write=write)
+
+
+async def finished_stream_error(call: Any, endpoint: str, what: str) -> TransportError:
+    """The error a stream call that gRPC already finished ended with (etcd's status, mapped).
+
+    Writing to such a call raises a bare "RPC already finished"; the status says why.
+    """
+    code, details = None, None
+    if call.done():
+        try:
+            code = await call.code()
+            details = await call.details()
+        except Exception:  # the call cannot tell: report it as closed
+            code = None
+    if code is None or code == grpc.StatusCode.OK:
+        return ConnectionFailed(f"etcd at {endpoint} closed the {what} stream", endpoint=endpoint)
+    mapped = map_status(code, details, endpoint, write=False)
+    if type(mapped) is EtcdServerError:
+        # Nothing more specific (gRPC reports a write that lost the race with the stream's
+        # end as INTERNAL): for the caller the stream just broke.
+        return ConnectionFailed(
+            f"etcd at {endpoint} ended the {what} stream ({code.name}: {details})",
+            endpoint=endpoint,
+        )
+    return mapped
+
+
+def is_lost_write(exc: BaseException) -> bool:
+    """Whether a stream write failed only because gRPC had already seen the stream end.
+
+    gRPC then reports a bare INTERNAL in place of the stream's real status.
+    """
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.INTERNAL
+
+
+def map_status(
+    code: grpc.StatusCode, details: str | None, endpoint: str, *, write: bool
+) -> TransportError:
+    """:func:`map_rpc_error` for a status code and its details."""
+    details = (details or code.name.lower()).strip()
     lowered = details.lower()
     where = f"etcd at {endpoint}"
     if "no leader" in lowered:

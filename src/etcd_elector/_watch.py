@@ -162,12 +162,10 @@ class WatchHub:
             error = RequestTimeout(f"watch stream to {endpoint} is stuck", endpoint=str(endpoint))
             self._break(error, call)
             raise error from None
-        except grpc.aio.AioRpcError as exc:
-            mapped = _rpc.map_rpc_error(exc, str(endpoint), write=False)
-            self._break(mapped, call)
-            raise mapped from exc
-        except (grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-            ended = ConnectionFailed(f"watch stream to {endpoint} ended: {exc}")
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+            # The stream had ended; its status says why (gRPC may report the failed write
+            # itself as a bare INTERNAL or "RPC already finished").
+            ended = await _rpc.finished_stream_error(call, str(endpoint), "watch")
             self._break(ended, call)
             raise ended from exc
 
