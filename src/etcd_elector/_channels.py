@@ -94,20 +94,23 @@ class EndpointPool:
         every endpoint down fails promptly instead of waiting out its whole timeout.
         """
         channel = self.channel(endpoint)
-        state = channel.get_state(try_to_connect=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
-        while state != _READY:
-            if state in _FAILED:
-                return False
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
-            except TimeoutError:
-                return False
+        try:
             state = channel.get_state(try_to_connect=True)
+            while state != _READY:
+                if state in _FAILED:
+                    return False
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+                except TimeoutError:
+                    return False
+                state = channel.get_state(try_to_connect=True)
+        except grpc.aio.UsageError:
+            return False  # closed by a concurrent reset: the next attempt opens a fresh one
         return True
 
     def demote(self, endpoint: Endpoint) -> None:

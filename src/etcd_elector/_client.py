@@ -9,6 +9,7 @@ quorum refuses at once instead of hanging.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from types import TracebackType
@@ -18,8 +19,9 @@ import grpc
 
 from . import _clock, _rpc
 from ._channels import EndpointPool
-from ._config import ClientConfig, Endpoint, validate_timeout
+from ._config import ClientConfig, Endpoint, parse_endpoints, validate_timeout
 from ._errors import (
+    AmbiguousResult,
     ConfigurationError,
     ConnectionFailed,
     NoLeader,
@@ -164,7 +166,9 @@ class AsyncClient:
     def endpoint_failed(self, endpoint: Endpoint, error: TransportError) -> None:
         """Steer future calls and streams away from an endpoint that just failed."""
         self.pool.demote(endpoint)
-        if isinstance(error, RequestTimeout | ConnectionFailed) and not isinstance(error, NoLeader):
+        if isinstance(
+            error, RequestTimeout | ConnectionFailed | AmbiguousResult
+        ) and not isinstance(error, NoLeader):
             # A silent connection never fails by itself: force a fresh one.
             self.pool.reset(endpoint)
 
@@ -181,7 +185,13 @@ class AsyncClient:
                 break
             stub = self.pool.callable(endpoint, method, "unary")
             try:
-                return await stub(request, timeout=remaining, metadata=self.metadata())
+                try:
+                    return await stub(request, timeout=remaining, metadata=self.metadata())
+                except asyncio.CancelledError:
+                    if _we_are_cancelled():
+                        raise
+                    # gRPC cancels calls on a channel that another call just reset.
+                    raise _reset_error(endpoint) from None
             except grpc.aio.AioRpcError as exc:
                 error = _rpc.map_rpc_error(exc, str(endpoint), write=write)
                 retriable = isinstance(error, NoLeader) or (
@@ -440,9 +450,8 @@ class AsyncClient:
         if endpoint is None:
             target = await self.connect(self.deadline(timeout))
         else:
-            matches = [
-                e for e in self.pool.endpoints if e.address == endpoint or str(e) == endpoint
-            ]
+            wanted = parse_endpoints(endpoint)[0].address
+            matches = [e for e in self.pool.endpoints if e.address == wanted]
             if not matches:
                 raise ConfigurationError(f"{endpoint!r} is not one of this client's endpoints")
             target = matches[0]
@@ -491,3 +500,18 @@ class AsyncClient:
         from ._session import AsyncSession
 
         return AsyncSession(self, ttl=ttl, **options)
+
+
+def _we_are_cancelled() -> bool:
+    """Whether the current task was asked to stop (rather than hit by a reset channel)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
+def _reset_error(endpoint: Endpoint) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.CANCELLED,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(),
+        details="the connection was reset while the call was in flight",
+    )

@@ -19,7 +19,8 @@ __all__ = ["DEFAULT_ENDPOINT", "ClientConfig", "Endpoint", "parse_endpoints", "v
 
 DEFAULT_ENDPOINT = "127.0.0.1:2379"
 
-_HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# Underscores are not valid in DNS host names but common in container networks (compose).
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,16 @@ def map_status(
             f"{where} denied the request: {details}; grant the user's role access to the key range",
             endpoint=endpoint,
         )
-    if code == grpc.StatusCode.UNAUTHENTICATED or "authentication failed" in lowered:
+    if code == grpc.StatusCode.UNAUTHENTICATED or any(
+        marker in lowered
+        for marker in (
+            "authentication failed",
+            "user name is empty",
+            "user name not found",
+            "invalid auth token",
+            "auth: revision",
+        )
+    ):
         return AuthenticationFailed(
             f"{where} rejected the credentials: {details}", endpoint=endpoint
         )

@@ -65,15 +65,6 @@ exit codes:
   128+N  stopped by signal N (130 SIGINT, 143 SIGTERM); run: command killed by signal N
 """
 
-# etcd answers these when auth is enabled and no (or a stale) token was sent; the transport
-# maps them to EtcdServerError, so recognise them by their text.
-_AUTH_MARKERS = (
-    "user name is empty",
-    "invalid auth token",
-    "auth: revision",
-    "user name not found",
-)
-
 
 class CliError(Exception):
     """An error the CLI reports as one line on stderr, with its exit code."""
@@ -97,8 +88,6 @@ def code_for(error: BaseException) -> int:
     if isinstance(error, AuthenticationFailed | PermissionDenied):
         return ExitCode.AUTH
     if isinstance(error, TransportError):
-        if any(marker in str(error).lower() for marker in _AUTH_MARKERS):
-            return ExitCode.AUTH
         return ExitCode.UNREACHABLE
     if isinstance(error, LeadershipLost):
         return ExitCode.LOST

@@ -21,30 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 from .. import _clock
+from .._orphans import dies_with_parent
 from ._exit import CliError, ExitCode
 
 __all__ = ["ChildProcess", "check_command", "exit_code_of"]
 
-# Runs in the child: set PR_SET_PDEATHSIG (1) to SIGKILL, make sure the parent did not die
-# before that, then become the command. 126/127 like a shell when it cannot be run.
-_TRAMPOLINE = """\
-import os, sys
-try:
-    import ctypes
-    ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)
-except Exception:
-    pass
-if os.getppid() != int(sys.argv[1]):
-    os._exit(137)
-try:
-    os.execvp(sys.argv[2], sys.argv[2:])
-except FileNotFoundError:
-    sys.stderr.write("etcd-elector: error: command %r not found\\n" % sys.argv[2])
-    os._exit(127)
-except OSError as exc:
-    sys.stderr.write("etcd-elector: error: cannot execute %r: %s\\n" % (sys.argv[2], exc))
-    os._exit(126)
-"""
 
 _SWEEP_POLL = 0.05
 
@@ -96,9 +77,7 @@ class ChildProcess:
         stderr: int | IO[Any] | None = None,
     ) -> ChildProcess:
         """Start ``argv`` in a new session (so its own process group)."""
-        command = list(argv)
-        if sys.platform.startswith("linux") and sys.executable:
-            command = [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), *argv]
+        command = dies_with_parent(argv)
         stdin = asyncio.subprocess.DEVNULL if sys.stdin is None or sys.stdin.isatty() else None
         process = await asyncio.create_subprocess_exec(
             *command,

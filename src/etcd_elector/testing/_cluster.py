@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from etcd_elector._errors import ConfigurationError
+from etcd_elector._orphans import dies_with_parent
 from etcd_elector.testing._binary import etcd_version, find_etcd_binary
 from etcd_elector.testing._ports import LOOPBACK, free_port
 
@@ -339,7 +340,7 @@ class EtcdMember:
             log.flush()
             # start_new_session: a Ctrl-C in the test's terminal must not reach etcd.
             self._proc = subprocess.Popen(
-                command,
+                dies_with_parent(command),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
