@@ -42,6 +42,10 @@ def _command(name: str) -> Command:
         from ._demo import demo
 
         return demo
+    if name == "chaos":
+        from ._chaos import chaos
+
+        return chaos
     from . import _commands
 
     command: Command = getattr(_commands, name)

@@ -43,6 +43,7 @@ class ExitCode(enum.IntEnum):
     AUTH = 6
     LOST = 7
     DEMO_FAILED = 8
+    VIOLATION = 9
     INTERNAL = 70
     NOT_EXECUTABLE = 126
     NOT_FOUND = 127
@@ -58,6 +59,7 @@ exit codes:
   6      etcd refused the credentials, or permission denied
   7      leadership lost (campaign --once, run --once)
   8      demo: a round did not finish, or two leaders were seen at once
+  9      chaos: the checker found a violation (overlap, stale write, slow recovery, leak)
   70     internal error (please report; traceback with --log-level debug)
   126    run: the command cannot be executed
   127    run: the command was not found

@@ -196,6 +196,20 @@ def _build() -> argparse.ArgumentParser:
     demo.add_argument("--candidates", type=int, default=3, help="number of candidates (2-9)")
     demo.add_argument("--rounds", type=int, default=4, help="fault rounds (default 4)")
     demo.add_argument("--no-tty", action="store_true", help="plain lines instead of a live view")
+
+    chaos = command(
+        "chaos",
+        "soak the election under seeded random faults and check for two leaders at once",
+        "Starts its own etcd and candidate processes that do fenced writes, injects faults\n"
+        "(kills, pauses, blackholes, drops, latency, compaction, etcd member restarts, etcd\n"
+        "leader kills, quorum loss with --members 3) and checks the recorded history: no\n"
+        "overlapping leaders, no stale fenced write, a new leader within the bound after\n"
+        "each fault, no leaked lease. The TTL is 2 s unless --ttl is given.",
+    )
+    chaos.add_argument("--duration", default="60s", help="how long: 90s, 30m, 1h (default 60s)")
+    chaos.add_argument("--seed", type=int, default=1, help="seed of the fault schedule")
+    chaos.add_argument("--candidates", type=int, default=3, help="candidate processes (2-9)")
+    chaos.add_argument("--members", type=int, choices=(1, 3), default=1, help="etcd members")
     return parser
 
 

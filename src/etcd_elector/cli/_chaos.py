@@ -1,0 +1,69 @@
+"""``etcd-elector chaos``: a seeded fault soak with its own etcd, checked for split brain.
+
+Prints progress as it goes and a summary table at the end; exits 9 on any violation and
+prints the seed that replays the schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from ..testing import ChaosSettings, run_chaos
+from ._exit import CliError, ExitCode
+from ._options import Options
+from ._output import Printer
+from ._parser import ParsedArgs
+
+__all__ = ["chaos", "parse_duration"]
+
+DEFAULT_CHAOS_TTL = 2
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m`` or ``1h`` as seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise CliError(
+            f"duration {text!r} is malformed: use seconds or a unit, e.g. 90s, 30m, 1h",
+            ExitCode.CONFIGURATION,
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+async def chaos(args: ParsedArgs, options: Options, printer: Printer) -> int:
+    settings = ChaosSettings(
+        duration=parse_duration(args.duration),
+        seed=args.seed,
+        ttl=int(options.ttl) if args.ttl is not None else DEFAULT_CHAOS_TTL,
+        candidates=args.candidates,
+        members=args.members,
+    )
+    if not 2 <= settings.candidates <= 9:
+        raise CliError("--candidates must be between 2 and 9", ExitCode.CONFIGURATION)
+    printer.event(
+        "chaos_started",
+        seed=settings.seed,
+        duration=settings.duration,
+        ttl=settings.ttl,
+        candidates=settings.candidates,
+        members=settings.members,
+    )
+    result = await asyncio.to_thread(
+        run_chaos, settings, lambda line: printer.event("progress", text=line, detail=line)
+    )
+    report = result.report
+    printer.event(
+        "chaos_finished",
+        text=result.summary(),
+        seed=settings.seed,
+        trials=result.trials,
+        faults=dict(result.faults),
+        terms=len(report.intervals),
+        writes_committed=report.writes_committed,
+        writes_refused=report.writes_refused,
+        worst_failover=report.worst_failover,
+        violations=[f"{v.kind}: {v.message}" for v in report.violations],
+    )
+    return ExitCode.OK if report.ok else ExitCode.VIOLATION
