@@ -65,11 +65,13 @@ class _TermState:
     def __init__(self) -> None:
         self.lost = threading.Event()
         self.reason: str | None = None
+        self.ended_at: float | None = None
         self.holds: Callable[[], bool] = lambda: False
 
     def end(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
+            self.ended_at = _clock.now()
         self.lost.set()
 
 
@@ -102,6 +104,13 @@ class Term:
     def end_reason(self) -> str | None:
         """Why the term ended, once it has (a session or :class:`TermEndReason` value)."""
         return self._state.reason
+
+    @property
+    def ended_at(self) -> float | None:
+        """When the end was noticed, on :func:`etcd_elector._clock.now` (``None`` while it
+        holds). A resign ends the term before it deletes the key. After a pause the end may be
+        noticed late; ``is_leader()`` was false from the session deadline on regardless."""
+        return self._state.ended_at
 
     def is_leader(self) -> bool:
         """True while this term holds, computed from the session's deadline right now."""

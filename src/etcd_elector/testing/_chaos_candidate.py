@@ -44,9 +44,12 @@ async def main(args: argparse.Namespace) -> None:
         def on_lost(term: Term, reason: str) -> None:
             now = _clock.now()
             session = elector.session
-            # is_leader() turned false at the session deadline at the latest, whatever the
-            # reason recorded and however late (after a pause, say) the loss was noticed.
-            until = min(now, session.deadline) if session is not None else now
+            # is_leader() turned false when the term ended (a resign ends it before deleting
+            # the key), and at the session deadline at the latest, however late a loss after
+            # a pause was noticed.
+            until = term.ended_at or now
+            if session is not None:
+                until = min(until, session.deadline)
             emit(
                 Record(
                     RecordKind.LOST, now, candidate=me, token=term.token, until=until, reason=reason
