@@ -395,7 +395,6 @@ async def test_leader_change_callback_and_state_stream(
 def test_sync_keepalive_continues_while_the_user_thread_sleeps(
     etcd_endpoint: str, etcd_prefix: str
 ) -> None:
-    baseline = set(threading.enumerate())
     with Client(etcd_endpoint) as client, client.session(ttl=TTL) as session:
         election = session.election("sleepy", namespace=etcd_prefix.rstrip("/"))
         term = election.campaign("sleeper", timeout=WAIT)
@@ -403,7 +402,10 @@ def test_sync_keepalive_continues_while_the_user_thread_sleeps(
         assert session.alive and term.is_leader()
         assert client.lease_time_to_live(session.lease_id).ttl > 0
         assert election.verify()
-    assert set(threading.enumerate()) == baseline, "a thread leaked after close"
+    # Our loop thread is joined on close. (gRPC keeps process-wide poller threads of its own,
+    # started lazily on first use; they are not ours to stop.)
+    ours = [t.name for t in threading.enumerate() if t.name.startswith("etcd-elector")]
+    assert not ours, f"threads leaked after close: {ours}"
 
 
 def test_sync_campaign_timeout_cancels_and_leaves_no_key(

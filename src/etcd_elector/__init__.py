@@ -30,14 +30,27 @@ from ._errors import (
     PermissionDenied,
     RequestTimeout,
     SessionLost,
+    TLSHandshakeFailed,
     TransportError,
     WatchCanceled,
     WatchCompacted,
     WatchError,
 )
+from ._health import HealthServer
 from ._keepalive import KeepAliveStream
+from ._logfmt import JsonLogFormatter
+from ._metrics import (
+    FencedResult,
+    MetricsSink,
+    NoopMetrics,
+    PrometheusMetrics,
+    get_metrics,
+    set_metrics,
+)
+from ._secret import Secret
 from ._session import AsyncSession, LossReason, SessionState
 from ._sync import Client, Election, ElectionView, Elector, Session
+from ._tuning import TimingReport, check_timing
 from ._txn import Compare, Op
 from ._types import (
     DeleteResult,
@@ -60,6 +73,7 @@ from ._view import LeaderInfo
 from ._watch import Watch
 
 __version__ = "0.1.0"
+"""The version of etcd-elector."""
 
 __all__ = [
     "AmbiguousResult",
@@ -87,7 +101,10 @@ __all__ = [
     "EtcdServerError",
     "Event",
     "EventType",
+    "FencedResult",
     "GetResult",
+    "HealthServer",
+    "JsonLogFormatter",
     "KeepAliveAnswer",
     "KeepAliveStream",
     "KeyValue",
@@ -99,19 +116,25 @@ __all__ = [
     "LeaseNotFound",
     "LossReason",
     "Member",
+    "MetricsSink",
     "NoLeader",
+    "NoopMetrics",
     "NotLeader",
     "Op",
     "PermissionDenied",
+    "PrometheusMetrics",
     "PutResult",
     "RangeResult",
     "RequestTimeout",
+    "Secret",
     "Session",
     "SessionLost",
     "SessionState",
     "Status",
+    "TLSHandshakeFailed",
     "Term",
     "TermEndReason",
+    "TimingReport",
     "TransportError",
     "TxnResult",
     "Watch",
@@ -120,4 +143,7 @@ __all__ = [
     "WatchCompacted",
     "WatchError",
     "__version__",
+    "check_timing",
+    "get_metrics",
+    "set_metrics",
 ]

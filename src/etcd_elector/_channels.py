@@ -1,7 +1,8 @@
 """The gRPC channels to etcd's endpoints, and which endpoint to use next.
 
 Every channel has its own subchannel pool, so resetting a channel really opens a new TCP
-connection instead of reusing a dead one that gRPC shares between channels.
+connection instead of reusing a dead one that gRPC shares between channels. Endpoints marked
+secure get TLS channels, with credentials built once from the configured files.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 import grpc
 
 from ._config import ClientConfig, Endpoint
-from ._rpc import Method
+from ._proto import rpc_pb2
+from ._rpc import STATUS, Method
+from ._tls import channel_credentials
 
 __all__ = ["EndpointPool"]
 
@@ -37,7 +40,7 @@ def _channel_options(config: ClientConfig) -> list[tuple[str, Any]]:
         ("grpc.min_reconnect_backoff_ms", int(config.connect_timeout * 1000)),
         ("grpc.max_reconnect_backoff_ms", 1000),
         ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-    ]
+    ] + ([("grpc.ssl_target_name_override", config.server_name)] if config.server_name else [])
 
 
 class EndpointPool:
@@ -51,6 +54,7 @@ class EndpointPool:
         self._callables: dict[tuple[Endpoint, str, str], Any] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._credentials = channel_credentials(config) if config.tls else None
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
@@ -66,9 +70,12 @@ class EndpointPool:
         if channel is None:
             if self._closed:
                 raise RuntimeError("the client is closed")
-            channel = grpc.aio.insecure_channel(
-                endpoint.address, options=_channel_options(self._config)
-            )
+            options = _channel_options(self._config)
+            if endpoint.secure:
+                assert self._credentials is not None
+                channel = grpc.aio.secure_channel(endpoint.address, self._credentials, options)
+            else:
+                channel = grpc.aio.insecure_channel(endpoint.address, options=options)
             self._channels[endpoint] = channel
         return channel
 
@@ -112,6 +119,25 @@ class EndpointPool:
         except grpc.aio.UsageError:
             return False  # closed by a concurrent reset: the next attempt opens a fresh one
         return True
+
+    async def failure_details(self, endpoint: Endpoint, budget: float) -> str | None:
+        """Why ``endpoint``'s connection is failing, in gRPC's words (for a TLS handshake:
+        BoringSSL's), or None when it is not in a failed state or tells nothing."""
+        channel = self._channels.get(endpoint)
+        if channel is None or channel.get_state() not in _FAILED:
+            return None
+        probe = self.callable(endpoint, STATUS, "unary")
+        try:
+            await probe(rpc_pb2.StatusRequest(), timeout=budget, wait_for_ready=False)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                details: str | None = exc.details()
+                return details
+        except (grpc.aio.UsageError, asyncio.CancelledError):
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        return None
 
     def demote(self, endpoint: Endpoint) -> None:
         """Prefer the endpoint after ``endpoint`` from now on."""

@@ -4,7 +4,8 @@ Reads fail over to another endpoint on any transport trouble. Writes fail over o
 request never left (no connection); once a write was sent, a failure of unknown outcome raises
 ``AmbiguousResult`` and the caller re-reads. Every call, stream request and connection attempt
 has a deadline. Every request carries etcd's require-leader metadata, so a member that lost
-quorum refuses at once instead of hanging.
+quorum refuses at once instead of hanging, and, with credentials, etcd's auth token: a call
+refused for its token alone gets a fresh token and is sent again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from . import _clock, _rpc
+from . import _clock, _rpc, _tls
+from ._auth import AuthManager
 from ._channels import EndpointPool
 from ._config import ClientConfig, Endpoint, parse_endpoints, validate_timeout
 from ._errors import (
@@ -31,6 +33,7 @@ from ._errors import (
 from ._keepalive import KeepAliveStream
 from ._keys import KeyLike, as_bytes, prefix_range_end
 from ._proto import rpc_pb2
+from ._secret import Secret
 from ._txn import Compare, Op, build_txn_request
 from ._types import (
     DeleteResult,
@@ -69,7 +72,14 @@ class AsyncClient:
     :param endpoints: ``"host:port,host:port"`` or a list; default ``ETCD_ENDPOINTS`` or
         ``127.0.0.1:2379``.
     :param timeout: deadline in seconds for each call, failover included (default 5).
-    :raises ConfigurationError: for malformed endpoints or timeouts.
+    :param ca_file: PEM CA bundle that signed etcd's certificate (turns TLS on).
+    :param cert_file: client certificate (PEM) for etcd's ``--client-cert-auth``, with
+        ``key_file``, its unencrypted PEM key.
+    :param server_name: the name etcd's certificate carries, if not the endpoint's host.
+    :param username: etcd user; with ``password`` (a str or a :class:`Secret`).
+    :raises ConfigurationError: for malformed endpoints or timeouts, or a certificate file
+        that is missing, unreadable or unusable. See :class:`ClientConfig` for the
+        environment variables.
     """
 
     def __init__(
@@ -80,19 +90,39 @@ class AsyncClient:
         connect_timeout: float | None = None,
         stream_timeout: float | None = None,
         config: ClientConfig | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        server_name: str | None = None,
+        username: str | None = None,
+        password: str | Secret | None = None,
     ) -> None:
+        security = (ca_file, cert_file, key_file, server_name, username, password)
         if config is None:
             config = ClientConfig.build(
                 endpoints,
                 timeout=timeout,
                 connect_timeout=connect_timeout,
                 stream_timeout=stream_timeout,
+                ca_file=ca_file,
+                cert_file=cert_file,
+                key_file=key_file,
+                server_name=server_name,
+                username=username,
+                password=password,
             )
         elif endpoints is not None or any(
-            value is not None for value in (timeout, connect_timeout, stream_timeout)
+            value is not None for value in (timeout, connect_timeout, stream_timeout, *security)
         ):
-            raise ConfigurationError("pass either config= or endpoints/timeouts, not both")
+            raise ConfigurationError(
+                "pass either config= or endpoints, timeouts, TLS files and credentials, not both"
+            )
         self.config = config
+        self._auth = (
+            AuthManager(self, config.username, config.password)
+            if config.username is not None and config.password is not None
+            else None
+        )
         self._pool: EndpointPool | None = None
         self._watch_hub: WatchHub | None = None
 
@@ -125,7 +155,8 @@ class AsyncClient:
 
     def __repr__(self) -> str:
         endpoints = ",".join(str(e) for e in self.config.endpoints)
-        return f"<AsyncClient endpoints={endpoints}>"
+        user = f" user={self.config.username}" if self.config.username else ""
+        return f"<AsyncClient endpoints={endpoints}{user}>"
 
     # -- plumbing shared with streams ---------------------------------------------------------
 
@@ -136,8 +167,33 @@ class AsyncClient:
         return self._pool
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        """Metadata sent with every call and stream."""
-        return (_REQUIRE_LEADER,)
+        """Metadata sent with every call and stream: require-leader, and the auth token once
+        one was obtained (streams call :meth:`authenticate` first)."""
+        token = self.token
+        return (_REQUIRE_LEADER,) if token is None else (_REQUIRE_LEADER, ("token", token))
+
+    @property
+    def token(self) -> str | None:
+        """The auth token calls carry now (None without credentials)."""
+        return None if self._auth is None else self._auth.token
+
+    async def authenticate(self, deadline: float) -> None:
+        """Get a token if there are credentials and no token yet (no-op otherwise).
+
+        :raises AuthenticationFailed: for a wrong user name or password.
+        """
+        if self._auth is not None:
+            await self._auth.ensure(deadline)
+
+    async def renew_token(self, stale: str | None, deadline: float) -> bool:
+        """After etcd refused a call or stream for its token ``stale``: get a new one.
+
+        Returns False when this client has no credentials (nothing to renew).
+        """
+        if self._auth is None:
+            return False
+        await self._auth.refresh(stale, deadline)
+        return True
 
     def deadline(self, timeout: float | None) -> float:
         seconds = self.config.timeout if timeout is None else validate_timeout(timeout, "timeout")
@@ -148,20 +204,47 @@ class AsyncClient:
 
         :raises ConnectionFailed: when none can be reached; the message lists each endpoint.
         """
-        failures: list[str] = []
+        failures: list[Endpoint] = []
         for endpoint in self.pool.candidates():
             remaining = deadline - _clock.now()
             if remaining <= 0:
                 break
             if await self.pool.ready(endpoint, min(remaining, self.config.connect_timeout)):
                 return endpoint
-            failures.append(str(endpoint))
+            failures.append(endpoint)
             self.pool.demote(endpoint)
-        tried = ", ".join(failures) or ", ".join(str(e) for e in self.pool.endpoints)
+        explained = await self._explain(failures, deadline)
+        if explained is not None:
+            raise explained
+        tried = ", ".join(map(str, failures)) or ", ".join(str(e) for e in self.pool.endpoints)
         raise ConnectionFailed(
             f"cannot connect to etcd at {tried}: check that etcd is running and the endpoints "
             "are right (--endpoints / ETCD_ENDPOINTS)"
         )
+
+    async def _explain(self, failed: list[Endpoint], deadline: float) -> ConnectionFailed | None:
+        """A clearer error than "cannot connect" when gRPC knows why a connection failed:
+        a TLS handshake problem, or plaintext spoken to a TLS port."""
+        for endpoint in failed:
+            budget = min(0.25, deadline - _clock.now())  # never past the caller's deadline
+            if budget <= 0.01:
+                break
+            details = await self.pool.failure_details(endpoint, budget)
+            if details is None:
+                continue
+            error: ConnectionFailed | None
+            if endpoint.secure:
+                error = _tls.handshake_error(
+                    details,
+                    str(endpoint),
+                    server_name=self.config.server_name,
+                    client_certificate=self.config.cert_file,
+                )
+            else:
+                error = _tls.plaintext_hint(details, endpoint.address)
+            if error is not None:
+                return error
+        return None
 
     def endpoint_failed(self, endpoint: Endpoint, error: TransportError) -> None:
         """Steer future calls and streams away from an endpoint that just failed."""
@@ -173,26 +256,61 @@ class AsyncClient:
             self.pool.reset(endpoint)
 
     async def call(
-        self, method: _rpc.Method, request: Any, *, timeout: float | None, write: bool
+        self,
+        method: _rpc.Method,
+        request: Any,
+        *,
+        timeout: float | None,
+        write: bool,
+        authenticate: bool = True,
     ) -> Any:
-        """Send one unary request with failover, within ``timeout`` seconds in all."""
+        """Send one unary request with failover, within ``timeout`` seconds in all.
+
+        A request refused for its auth token alone is sent once more with a fresh token
+        (etcd refuses such a request before applying it, so even a write is safe to resend).
+        ``authenticate=False`` sends no token (for ``Authenticate`` itself).
+
+        :raises TransportError: the mapped error of the last attempt: ``ConnectionFailed``,
+            ``RequestTimeout``, ``AmbiguousResult`` (a write that may have committed),
+            ``AuthenticationFailed``, ``PermissionDenied``, ...
+        """
         deadline = self.deadline(timeout)
         last: TransportError | None = None
-        for _attempt in range(len(self.pool.endpoints)):
+        attempts = len(self.pool.endpoints)
+        renewed = False
+        while attempts > 0:
+            attempts -= 1
             endpoint = await self.connect(deadline)
+            if authenticate:
+                await self.authenticate(deadline)
             remaining = deadline - _clock.now()
             if remaining <= 0:
                 break
             stub = self.pool.callable(endpoint, method, "unary")
+            token = self.token if authenticate else None
+            metadata = self.metadata() if authenticate else (_REQUIRE_LEADER,)
             try:
                 try:
-                    return await stub(request, timeout=remaining, metadata=self.metadata())
+                    return await stub(request, timeout=remaining, metadata=metadata)
                 except asyncio.CancelledError:
                     if _we_are_cancelled():
                         raise
                     # gRPC cancels calls on a channel that another call just reset.
                     raise _reset_error(endpoint) from None
             except grpc.aio.AioRpcError as exc:
+                if (
+                    authenticate
+                    and not renewed
+                    and _rpc.token_rejected(exc.details())
+                    and await self.renew_token(token, deadline)
+                ):
+                    renewed, attempts = True, attempts + 1
+                    log.debug(
+                        "%s: etcd refused the auth token (%s), sending again",
+                        method.path,
+                        exc.details(),
+                    )
+                    continue
                 error = _rpc.map_rpc_error(exc, str(endpoint), write=write)
                 retriable = isinstance(error, NoLeader) or (
                     not write and isinstance(error, ConnectionFailed | RequestTimeout)
@@ -390,7 +508,10 @@ class AsyncClient:
     async def lease_grant(
         self, ttl: float, *, lease_id: int = 0, timeout: float | None = None
     ) -> Lease:
-        """Grant a lease. etcd may grant a longer TTL than asked (its minimum); read ``.ttl``."""
+        """Grant a lease. etcd may grant a longer TTL than asked (its minimum); read ``.ttl``.
+
+        :raises TransportError: if etcd cannot be reached or refuses the grant.
+        """
         seconds = validate_timeout(ttl, "lease TTL")
         request = rpc_pb2.LeaseGrantRequest(TTL=max(1, round(seconds)), ID=lease_id)
         response = await self.call(_rpc.LEASE_GRANT, request, timeout=timeout, write=True)
@@ -446,7 +567,11 @@ class AsyncClient:
         )
 
     async def status(self, endpoint: str | None = None, *, timeout: float | None = None) -> Status:
-        """One member's status: the given endpoint, or whichever answers first."""
+        """One member's status: the given endpoint, or whichever answers first.
+
+        :raises ConfigurationError: for an endpoint that is not one of this client's.
+        :raises TransportError: if the member cannot be reached.
+        """
         if endpoint is None:
             target = await self.connect(self.deadline(timeout))
         else:

@@ -1,4 +1,5 @@
-"""Client settings: endpoints, deadlines, connection tuning. Validated when built.
+"""Client settings: endpoints, deadlines, connection tuning, TLS and credentials. Validated
+when built: certificate files are read and checked then, not at the first connection.
 
 Reading the environment happens here and only here (``ClientConfig.from_env``), so every
 entry point (library, CLI, test kit) agrees on what ``ETCD_ENDPOINTS`` means.
@@ -11,9 +12,11 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ._errors import ConfigurationError
+from ._secret import Secret
+from ._tls import check_tls_files
 
 __all__ = ["DEFAULT_ENDPOINT", "ClientConfig", "Endpoint", "parse_endpoints", "validate_timeout"]
 
@@ -117,6 +120,16 @@ class ClientConfig:
     ``timeout`` bounds every unary call (including failover attempts); ``connect_timeout``
     bounds waiting for one endpoint's connection; ``stream_timeout`` is how long a watch or
     keepalive stream may stay silent after we asked it something before we call it dead.
+
+    TLS: ``https://`` endpoints use TLS, verified against the system's CA roots unless
+    ``ca_file`` names a PEM CA bundle. Giving ``ca_file``, ``cert_file`` or ``key_file``
+    turns TLS on for every endpoint. ``cert_file`` and ``key_file`` (PEM, unencrypted) are the
+    client certificate for etcd's ``--client-cert-auth``. ``server_name`` is the name etcd's
+    certificate must carry when it differs from the endpoint's host.
+
+    Authentication: ``username`` and ``password`` (kept as a :class:`Secret`, shown as
+    ``********``) are exchanged for a token that every call carries; the client gets a new one
+    when etcd says it expired.
     """
 
     endpoints: tuple[Endpoint, ...] = field(
@@ -128,15 +141,51 @@ class ClientConfig:
     # gRPC HTTP/2 pings: etcd rejects pings more often than every 5 s by default.
     grpc_keepalive_time: float = 10.0
     grpc_keepalive_timeout: float = 5.0
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+    username: str | None = None
+    password: Secret | None = None
 
     def __post_init__(self) -> None:
         if not self.endpoints:
             raise ConfigurationError("no etcd endpoint given")
+        self._check_security()
         validate_timeout(self.timeout, "timeout")
         validate_timeout(self.connect_timeout, "connect_timeout")
         validate_timeout(self.stream_timeout, "stream_timeout")
         validate_timeout(self.grpc_keepalive_time, "grpc_keepalive_time")
         validate_timeout(self.grpc_keepalive_timeout, "grpc_keepalive_timeout")
+
+    def _check_security(self) -> None:
+        for name in ("ca_file", "cert_file", "key_file", "server_name", "username"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
+        if self.password is not None and not isinstance(self.password, Secret):
+            if not isinstance(self.password, str):
+                raise ConfigurationError("password must be a str or a Secret")
+            object.__setattr__(self, "password", Secret(self.password))
+        if self.username is None and self.password is not None:
+            raise ConfigurationError(
+                "a password was given without a user name: pass the user too (--user, ETCD_USER)"
+            )
+        if self.username is not None and not self.password:
+            raise ConfigurationError(
+                f"user {self.username!r} has no password: pass it with --user NAME:PASSWORD, "
+                "--password-file FILE or ETCD_PASSWORD"
+            )
+        if self.ca_file or self.cert_file or self.key_file:
+            check_tls_files(self.ca_file, self.cert_file, self.key_file)
+            if not all(endpoint.secure for endpoint in self.endpoints):
+                secure = tuple(replace(endpoint, secure=True) for endpoint in self.endpoints)
+                object.__setattr__(self, "endpoints", secure)
+
+    @property
+    def tls(self) -> bool:
+        """Whether connections use TLS (to every endpoint, or to its https:// ones)."""
+        return any(endpoint.secure for endpoint in self.endpoints)
 
     @classmethod
     def build(
@@ -146,11 +195,25 @@ class ClientConfig:
         timeout: float | None = None,
         connect_timeout: float | None = None,
         stream_timeout: float | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        server_name: str | None = None,
+        username: str | None = None,
+        password: str | Secret | None = None,
+        password_file: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> ClientConfig:
         """Settings from arguments, falling back to the environment, then to defaults.
 
-        ``ETCD_ENDPOINTS`` (then ``ETCDCTL_ENDPOINTS``) supply endpoints when none are passed.
+        Each unset argument falls back to its variable, then to etcdctl's: ``ETCD_ENDPOINTS``
+        (``ETCDCTL_ENDPOINTS``), ``ETCD_CACERT``, ``ETCD_CERT``, ``ETCD_KEY``, ``ETCD_USER``
+        and ``ETCD_PASSWORD`` (``ETCDCTL_CACERT`` ...). Like etcdctl, a user given as
+        ``name:password`` carries its password; ``password_file`` holds the password (one
+        trailing newline is dropped).
+
+        :raises ConfigurationError: for a bad value, a missing or unreadable file, or a
+            password given twice.
         """
         env = os.environ if environ is None else environ
         if endpoints is None:
@@ -164,4 +227,65 @@ class ClientConfig:
             options["connect_timeout"] = validate_timeout(connect_timeout, "connect_timeout")
         if stream_timeout is not None:
             options["stream_timeout"] = validate_timeout(stream_timeout, "stream_timeout")
-        return cls(endpoints=parse_endpoints(endpoints), **options)
+        user, secret = _credentials(username, password, password_file, env)
+        return cls(
+            endpoints=parse_endpoints(endpoints),
+            **options,
+            ca_file=ca_file or _env(env, "CACERT"),
+            cert_file=cert_file or _env(env, "CERT"),
+            key_file=key_file or _env(env, "KEY"),
+            server_name=server_name,
+            username=user,
+            password=secret,
+        )
+
+
+def _env(env: Mapping[str, str], name: str) -> str | None:
+    """``ETCD_<name>``, else ``ETCDCTL_<name>``, else None (empty counts as unset)."""
+    return env.get(f"ETCD_{name}") or env.get(f"ETCDCTL_{name}") or None
+
+
+def _credentials(
+    username: str | None,
+    password: str | Secret | None,
+    password_file: str | None,
+    env: Mapping[str, str],
+) -> tuple[str | None, Secret | None]:
+    """The user name and password from arguments, a file or the environment, in that order."""
+    if password is not None and password_file is not None:
+        raise ConfigurationError("give the password once: password or password_file, not both")
+    secret = Secret(password) if password is not None else None
+    if password_file is not None:
+        secret = Secret(_read_password(password_file))
+    user = username if username is not None else _env(env, "USER")
+    if user is not None and ":" in user:
+        user, _, inline = user.partition(":")
+        if secret is not None and username is not None:
+            raise ConfigurationError(
+                "give the password once: in --user NAME:PASSWORD or apart, not both"
+            )
+        secret = secret or Secret(inline)
+    if secret is None and user is not None and _env(env, "PASSWORD") is not None:
+        secret = Secret(_env(env, "PASSWORD") or "")
+    return user, secret
+
+
+def _read_password(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        raise ConfigurationError(f"password file {path} (--password-file) does not exist") from None
+    except PermissionError:
+        raise ConfigurationError(
+            f"password file {path} (--password-file) cannot be read (permission denied)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(
+            f"password file {path} (--password-file) cannot be read: {type(exc).__name__}"
+        ) from None
+    if text.endswith("\n"):
+        text = text[:-2] if text.endswith("\r\n") else text[:-1]
+    if not text:
+        raise ConfigurationError(f"password file {path} (--password-file) is empty")
+    return text

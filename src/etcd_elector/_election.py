@@ -14,13 +14,13 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import random
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _clock
+from . import _clock, _metrics
+from ._backoff import Backoff
 from ._errors import (
     AmbiguousResult,
     CampaignFailed,
@@ -127,7 +127,12 @@ class Term:
 
 
 class AsyncElection:
-    """An election on one session. Make it with ``session.election("name")``.
+    """An election on one session. Make it with ``session.election("name")``::
+
+        election = session.election("scheduler")
+        term = await election.campaign("host-a")  # returns once we lead
+        if election.is_leader():  # local, no I/O
+            await election.txn(on_success=[Op.put("/jobs/owner", "host-a")])  # fenced
 
     :param namespace: key prefix shared by elections (default ``/etcd-elector``).
     :param identity: a label for logs (default: the campaign value).
@@ -231,6 +236,7 @@ class AsyncElection:
             self._identity(raw_value),
             extra=self._log_fields(key, raw_value),
         )
+        _metrics.sink().campaign_started(self.name)
         try:
             async with self._lock:
                 token = await self._until_session_lost(self._create_key(key, raw_value))
@@ -260,6 +266,8 @@ class AsyncElection:
             elected_at=_clock.now(),
         )
         self._begin_term(term, revision)
+        waited = term.elected_at - started
+        _metrics.sink().campaign_waited(self.name, waited)
         log.info(
             "elected election=%s key=%s lease=%x token=%d identity=%s waited=%.3fs",
             self.name,
@@ -267,8 +275,8 @@ class AsyncElection:
             term.lease_id,
             token,
             self._identity(raw_value),
-            term.elected_at - started,
-            extra=self._log_fields(key, raw_value, token=token),
+            waited,
+            extra=self._log_fields(key, raw_value, token=token, waited=waited),
         )
         return term
 
@@ -352,11 +360,18 @@ class AsyncElection:
                 return
             kv, revision = predecessor
             log.debug(
-                "election=%s key=%s waiting on predecessor %s (create revision %d)",
+                "election=%s key=%s lease=%x waiting on predecessor %s (create revision %d)",
                 self.name,
                 key.decode(),
+                self.session.lease_id,
                 kv.key.decode(),
                 kv.create_revision,
+                extra={
+                    "election": self.name,
+                    "key": key.decode(errors="replace"),
+                    "lease": f"{self.session.lease_id:x}",
+                    "predecessor": kv.key.decode(errors="replace"),
+                },
             )
             deleted = await self._first_deleted([kv.key, key], revision)
             if deleted == key:
@@ -366,7 +381,7 @@ class AsyncElection:
 
     async def _first_deleted(self, keys: Sequence[bytes], revision: int) -> bytes:
         """Wait until one of ``keys`` (all seen existing at ``revision``) is deleted."""
-        delay = 0.05
+        backoff = Backoff()
         reread = False
         while True:
             try:
@@ -394,9 +409,14 @@ class AsyncElection:
             except (WatchError, TransportError) as exc:
                 if isinstance(exc, FATAL_ERRORS):
                     raise
-                log.debug("election=%s watch failed, re-reading: %s", self.name, exc)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 1.0)
+                log.debug(
+                    "election=%s lease=%x watch failed, re-reading: %s",
+                    self.name,
+                    self.session.lease_id,
+                    exc,
+                    extra=self._retry_fields(),
+                )
+                await backoff.sleep()
                 reread = True
 
     async def _recheck(self, key: bytes, token: int) -> int:
@@ -416,16 +436,21 @@ class AsyncElection:
     async def _riding_out(self, read: Callable[[], Awaitable[T]]) -> T:
         """Run ``read`` until it succeeds: transport trouble while waiting must not end a
         campaign (the session's deadline bounds it, see :meth:`_until_session_lost`)."""
-        delay = 0.05
+        backoff = Backoff()
         while True:
             try:
                 return await read()
             except TransportError as exc:
                 if isinstance(exc, FATAL_ERRORS):
                     raise
-                log.debug("election=%s read failed, reading again: %s", self.name, exc)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 1.0)
+                log.debug(
+                    "election=%s lease=%x read failed, reading again: %s",
+                    self.name,
+                    self.session.lease_id,
+                    exc,
+                    extra=self._retry_fields(),
+                )
+                await backoff.sleep()
 
     async def _until_session_lost(self, awaitable: Any) -> Any:
         """Run ``awaitable``; if the session ends first, cancel it and raise ``SessionLost``."""
@@ -471,10 +496,12 @@ class AsyncElection:
                     return
             except TransportError as exc:
                 log.warning(
-                    "could not delete key=%s (%s); it vanishes with lease %x",
+                    "election=%s could not delete key=%s (%s); it vanishes with lease=%x",
+                    self.name,
                     key.decode(),
                     exc,
                     self.session.lease_id,
+                    extra=self._retry_fields(key),
                 )
                 return
 
@@ -485,6 +512,9 @@ class AsyncElection:
         self._term = term
         self._term_end = loop.create_future()
         term._state.holds = self.is_leader
+        metrics = _metrics.sink()
+        metrics.term_started(self.name)
+        metrics.leadership(self.name, True)
         self.session.add_loss_callback(functools.partial(self._end_term, term=term))
         self._guard = loop.create_task(
             self._guard_key(term, revision), name=f"etcd-term-guard-{term.key}"
@@ -498,7 +528,15 @@ class AsyncElection:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("election=%s cannot watch our key %s: %s", self.name, term.key, exc)
+            log.warning(
+                "election=%s cannot watch our key=%s lease=%x token=%d: %s",
+                self.name,
+                term.key,
+                term.lease_id,
+                term.token,
+                exc,
+                extra=self._log_fields(term.key.encode(), term.value, token=term.token),
+            )
             return
         if deleted and self._term is not None and self._term._state is term._state:
             self._end_term(TermEndReason.KEY_DELETED, term)
@@ -517,9 +555,11 @@ class AsyncElection:
         if guard is not None and guard is not asyncio.current_task():
             guard.cancel()
         self._guard = None
-        level = logging.INFO
-        log.log(
-            level,
+        duration = _clock.now() - current.elected_at
+        metrics = _metrics.sink()
+        metrics.leadership(self.name, False)
+        metrics.term_ended(self.name, reason, duration)
+        log.info(
             "leadership ended election=%s key=%s lease=%x token=%d identity=%s reason=%s",
             self.name,
             current.key,
@@ -528,14 +568,20 @@ class AsyncElection:
             self._identity(current.value),
             reason,
             extra=self._log_fields(
-                current.key.encode(), current.value, token=current.token, reason=reason
+                current.key.encode(),
+                current.value,
+                token=current.token,
+                reason=reason,
+                duration=duration,
             ),
         )
         for callback in self._term_callbacks:
             try:
                 callback(current, reason)
             except Exception:
-                log.exception("term end callback failed")
+                log.exception(
+                    "term end callback failed election=%s", self.name, extra={"election": self.name}
+                )
 
     # -- operations that need the term ----------------------------------------------------------
 
@@ -563,7 +609,13 @@ class AsyncElection:
             self._end_term(TermEndReason.RESIGNED)
             await self._delete_key(key, token)
             self._key = None
-            log.debug("resigned election=%s key=%s", self.name, key.decode())
+            log.debug(
+                "resigned election=%s key=%s lease=%x",
+                self.name,
+                key.decode(),
+                self.session.lease_id,
+                extra=self._retry_fields(key),
+            )
 
     async def leader(self) -> LeaderInfo | None:
         """The current leader, read linearizably, or ``None`` if nobody leads."""
@@ -610,23 +662,42 @@ class AsyncElection:
 
         :raises NotLeader: if we do not lead locally. :raises AmbiguousResult: as any txn.
         """
-        term = self.check()
+        metrics = _metrics.sink()
+        try:
+            term = self.check()
+        except NotLeader:
+            metrics.fenced_txn(self.name, _metrics.FencedResult.REFUSED)
+            raise
         key = term.key.encode()
         guard = Compare.create_revision(key) == term.token
-        result = await self._client.txn(
-            [guard, *compares], list(on_success), [*on_failure, Op.get(key)]
-        )
+        try:
+            result = await self._client.txn(
+                [guard, *compares], list(on_success), [*on_failure, Op.get(key)]
+            )
+        except BaseException:
+            metrics.fenced_txn(self.name, _metrics.FencedResult.UNKNOWN)
+            raise
         if result.succeeded:
+            metrics.fenced_txn(self.name, _metrics.FencedResult.COMMITTED)
             return result
         own: RangeResult = result.responses[-1]
         if not own.kvs or own.kvs[0].create_revision != term.token:
+            metrics.fenced_txn(self.name, _metrics.FencedResult.REFUSED)
             raise self._key_gone(key)
+        metrics.fenced_txn(self.name, _metrics.FencedResult.COMPARE_FAILED)
         return TxnResult(succeeded=False, revision=result.revision, responses=result.responses[:-1])
 
     # -- helpers --------------------------------------------------------------------------------
 
     def _identity(self, value: bytes) -> str:
         return self.identity or value.decode(errors="replace")
+
+    def _retry_fields(self, key: bytes | None = None) -> dict[str, Any]:
+        """Fields of log lines about retries: no identity or token is at hand there."""
+        fields = {"election": self.name, "lease": f"{self.session.lease_id:x}"}
+        if key is not None:
+            fields["key"] = key.decode(errors="replace")
+        return fields
 
     def _log_fields(self, key: bytes, value: bytes, **more: Any) -> dict[str, Any]:
         return {

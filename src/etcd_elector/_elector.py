@@ -13,12 +13,12 @@ import contextlib
 import enum
 import inspect
 import logging
-import random
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ._backoff import Backoff
 from ._election import AsyncElection, Term
 from ._errors import CampaignFailed, LeadershipLost, SessionLost, TransportError
 from ._identity import default_identity
@@ -39,6 +39,9 @@ Callback = Callable[..., Any]
 
 
 class ElectorState(enum.Enum):
+    """Where an elector is: ``IDLE`` (between terms), ``CAMPAIGNING``, ``LEADING`` or
+    ``STOPPED`` (closed; ``states()`` ends after it)."""
+
     IDLE = "idle"
     CAMPAIGNING = "campaigning"
     LEADING = "leading"
@@ -117,10 +120,15 @@ class AsyncElector:
         self._running = False
         self._run_finished: asyncio.Event | None = None
         self._observer: asyncio.Task[None] | None = None
-        self._failures = 0
+        self._backoff = Backoff(*backoff)
 
     def __repr__(self) -> str:
         return f"<AsyncElector {self.name!r} state={self._state.value}>"
+
+    @property
+    def _identity(self) -> str:
+        """The value we campaign with, as logs show it."""
+        return self.value.decode(errors="replace")
 
     # -- local state ---------------------------------------------------------------------------
 
@@ -254,12 +262,23 @@ class AsyncElector:
         except FATAL_ERRORS:
             raise
         except (SessionLost, CampaignFailed, TransportError) as exc:
-            log.warning("campaign for %s failed, trying again: %s", self.name, exc)
+            log.warning(
+                "campaign failed election=%s lease=%x identity=%s, trying again: %s",
+                self.name,
+                session.lease_id,
+                self._identity,
+                exc,
+                extra={
+                    "election": self.name,
+                    "lease": f"{session.lease_id:x}",
+                    "identity": self._identity,
+                },
+            )
             await self._pause()
             return None
         if not isinstance(term, Term):  # closing
             return None
-        self._failures = 0
+        self._backoff.reset()
         return term
 
     async def _lead(self, term: Term, work: Work) -> tuple[bool, Any]:
@@ -298,17 +317,19 @@ class AsyncElector:
             await self._call(self.on_lost, term, reason)
             self._publish(ElectorEvent(ElectorState.IDLE, term, reason))
             log.info(
-                "term over election=%s key=%s lease=%x token=%d reason=%s",
+                "term over election=%s key=%s lease=%x token=%d identity=%s reason=%s",
                 self.name,
                 term.key,
                 term.lease_id,
                 term.token,
+                self._identity,
                 reason,
                 extra={
                     "election": self.name,
                     "key": term.key,
                     "lease": term.lease_hex,
                     "token": term.token,
+                    "identity": self._identity,
                     "reason": reason,
                 },
             )
@@ -320,7 +341,13 @@ class AsyncElector:
         try:
             await election.resign()
         except TransportError as exc:
-            log.warning("resign of %s failed (%s); the key expires with its lease", self.name, exc)
+            log.warning(
+                "resign failed election=%s lease=%x (%s); the key expires with its lease",
+                self.name,
+                election.session.lease_id,
+                exc,
+                extra={"election": self.name, "lease": f"{election.session.lease_id:x}"},
+            )
 
     async def _live_session(self) -> AsyncSession | None:
         """The current session if alive, else a new one (``None`` if etcd is unreachable)."""
@@ -339,7 +366,12 @@ class AsyncElector:
         except FATAL_ERRORS:
             raise
         except TransportError as exc:
-            log.warning("cannot start a session for %s, retrying: %s", self.name, exc)
+            log.warning(
+                "cannot start a session election=%s, retrying: %s",
+                self.name,
+                exc,
+                extra={"election": self.name, "identity": self._identity},
+            )
             await self._pause()
             return None
         if not isinstance(session, AsyncSession):  # closing
@@ -369,9 +401,7 @@ class AsyncElector:
     async def _pause(self) -> None:
         """Jittered exponential backoff, cut short by closing."""
         assert self._closing is not None
-        low, high = self.backoff
-        delay = min(high, low * 2**self._failures) * random.uniform(0.5, 1.0)
-        self._failures += 1
+        delay = self._backoff.next()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), delay)
 
@@ -389,7 +419,11 @@ class AsyncElector:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("observing the leader of %s stopped", self.name)
+            log.exception(
+                "observing the leader of election=%s stopped",
+                self.name,
+                extra={"election": self.name},
+            )
 
     def _publish(self, event: ElectorEvent) -> None:
         self._state = event.state
@@ -406,7 +440,12 @@ class AsyncElector:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("elector callback %r failed", callback)
+            log.exception(
+                "elector callback %r failed election=%s",
+                callback,
+                self.name,
+                extra={"election": self.name},
+            )
 
 
 async def _cancel_and_wait(task: asyncio.Future[Any]) -> None:

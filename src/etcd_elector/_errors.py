@@ -4,7 +4,8 @@
     ├── ConfigurationError            bad input found before any I/O (also a ValueError)
     ├── TransportError                talking to etcd failed
     │   ├── ConnectionFailed          no endpoint could be reached or it dropped us
-    │   │   └── NoLeader              the member we reached has lost its raft leader (quorum)
+    │   │   ├── NoLeader              the member we reached has lost its raft leader (quorum)
+    │   │   └── TLSHandshakeFailed    TLS failed: unknown CA, hostname, expiry... (has `reason`)
     │   ├── RequestTimeout            a call got no answer before its deadline
     │   ├── AmbiguousResult           a write may or may not have committed: re-read, never retry
     │   ├── AuthenticationFailed      etcd refused our credentials
@@ -41,6 +42,7 @@ __all__ = [
     "PermissionDenied",
     "RequestTimeout",
     "SessionLost",
+    "TLSHandshakeFailed",
     "TransportError",
     "WatchCanceled",
     "WatchCompacted",
@@ -70,6 +72,25 @@ class ConnectionFailed(TransportError):
 
 class NoLeader(ConnectionFailed):
     """The etcd member has no raft leader (it lost quorum); another member may still serve."""
+
+
+class TLSHandshakeFailed(ConnectionFailed):
+    """The TLS handshake with etcd failed; ``reason`` says why, as one of the constants below.
+
+    gRPC retries the connection, so a fixed certificate on either side heals it.
+    """
+
+    UNKNOWN_CA = "unknown-ca"  # etcd's certificate is not signed by a CA we trust
+    EXPIRED = "expired"  # etcd's certificate has expired
+    NOT_YET_VALID = "not-yet-valid"  # etcd's certificate is not valid yet (clocks?)
+    HOSTNAME_MISMATCH = "hostname-mismatch"  # etcd's certificate is for another name
+    CLIENT_CERTIFICATE_REJECTED = "client-certificate-rejected"  # missing, unknown CA, expired
+    NOT_TLS = "not-tls"  # etcd speaks plaintext on that port
+    OTHER = "other"
+
+    def __init__(self, message: str, *, endpoint: str | None = None, reason: str) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.reason = reason
 
 
 class RequestTimeout(TransportError, TimeoutError):

@@ -2,7 +2,7 @@
 
 The stream is opened lazily and reopened (on the next preferred endpoint) after any failure,
 including an answer that does not arrive within the stream timeout: a blackholed connection
-never fails on its own.
+never fails on its own. A stream etcd ends for its auth token is reopened with a fresh token.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class KeepAliveStream:
         self.lease_id = lease_id
         self._call: Any = None
         self._endpoint: Endpoint | None = None
+        self._token: str | None = None  # the auth token the stream was opened with
         self._lock = asyncio.Lock()
 
     @property
@@ -61,6 +62,7 @@ class KeepAliveStream:
             deadline = _clock.now() + seconds
             request = rpc_pb2.LeaseKeepAliveRequest(ID=self.lease_id)
             unsent: list[TransportError] = []
+            renewed = False
             while True:
                 if self._call is None or self._endpoint is None:
                     await self._open(deadline)
@@ -86,6 +88,9 @@ class KeepAliveStream:
                                 self._drop_call()  # says nothing against the connection
                             else:
                                 self._fail(endpoint, ended)
+                            if not renewed and await self._renew_token(str(ended), deadline):
+                                renewed = True
+                                continue
                             unsent.append(ended)
                             if len(unsent) < _SEND_ATTEMPTS:
                                 continue
@@ -106,6 +111,9 @@ class KeepAliveStream:
                 except grpc.aio.AioRpcError as exc:
                     mapped = _rpc.map_rpc_error(exc, str(endpoint), write=False)
                     self._fail(endpoint, mapped)
+                    if not renewed and await self._renew_token(exc.details(), deadline):
+                        renewed = True  # the request was refused, not applied: send it again
+                        continue
                     raise mapped from exc
                 except (grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
                     mapped = await _rpc.finished_stream_error(call, str(endpoint), "keepalive")
@@ -135,8 +143,17 @@ class KeepAliveStream:
 
     async def _open(self, deadline: float) -> None:
         self._endpoint = await self._client.connect(deadline)
+        await self._client.authenticate(deadline)
         stub = self._client.pool.callable(self._endpoint, _rpc.LEASE_KEEPALIVE, "stream")
+        self._token = self._client.token
         self._call = stub(metadata=self._client.metadata())
+
+    async def _renew_token(self, details: str | None, deadline: float) -> bool:
+        """If etcd ended the stream for its auth token: get a new one (the stream is reopened
+        with it). False when the failure was something else or there are no credentials."""
+        return _rpc.token_rejected(details) and await self._client.renew_token(
+            self._token, deadline
+        )
 
     def _fail(self, endpoint: Endpoint, error: Exception) -> None:
         self._drop_call()

@@ -23,8 +23,16 @@ from ._errors import (
     TransportError,
 )
 from ._proto import rpc_pb2
+from ._tls import handshake_error
 
-__all__ = ["Method", "finished_stream_error", "is_lost_write", "map_rpc_error", "map_status"]
+__all__ = [
+    "Method",
+    "finished_stream_error",
+    "is_lost_write",
+    "map_rpc_error",
+    "map_status",
+    "token_rejected",
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,21 @@ AUTHENTICATE = Method(
 
 # etcd rejects these before proposing anything to raft, so a write that got one never applied.
 _NOT_APPLIED = ("no leader", "too many requests", "not capable", "permission denied")
+
+# etcd's answers to a token it no longer accepts (expired, or older than a change of users or
+# roles), or to a missing one: a fresh token cures them. A write that got one never applied.
+_TOKEN_REJECTED = (
+    "invalid auth token",
+    "revision of auth store is old",
+    "auth: revision in header is old",
+    "user name is empty",
+)
+
+
+def token_rejected(details: str | None) -> bool:
+    """Whether etcd refused a call only because of its auth token (get a new one and retry)."""
+    lowered = (details or "").lower()
+    return any(marker in lowered for marker in _TOKEN_REJECTED)
 
 
 def map_rpc_error(exc: grpc.aio.AioRpcError, endpoint: str, *, write: bool) -> TransportError:
@@ -124,6 +147,21 @@ def map_status(
     where = f"etcd at {endpoint}"
     if "no leader" in lowered:
         return NoLeader(f"{where} has no raft leader (lost quorum): {details}", endpoint=endpoint)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        tls = handshake_error(details, endpoint)
+        if tls is not None:
+            return tls  # nothing was sent: never ambiguous
+    if "user name is empty" in lowered:
+        return AuthenticationFailed(
+            f"{where} requires credentials (authentication is enabled): pass a user and "
+            f"password (--user, --password-file, ETCD_USER, ETCD_PASSWORD) ({details})",
+            endpoint=endpoint,
+        )
+    if "invalid user id or password" in lowered:
+        return AuthenticationFailed(
+            f"{where} rejected the credentials: wrong user name or password ({details})",
+            endpoint=endpoint,
+        )
     if code == grpc.StatusCode.PERMISSION_DENIED or "permission denied" in lowered:
         return PermissionDenied(
             f"{where} denied the request: {details}; grant the user's role access to the key range",
@@ -137,6 +175,7 @@ def map_status(
             "user name not found",
             "invalid auth token",
             "auth: revision",
+            "revision of auth store is old",
         )
     ):
         return AuthenticationFailed(

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _clock
+from . import _clock, _metrics
 from ._deadline import LeaseDeadline
 from ._errors import (
     AmbiguousResult,
@@ -49,6 +49,9 @@ MAX_TTL = 9_000_000_000
 
 
 class SessionState(enum.Enum):
+    """A session's state, computed from the clock when read: a session past its local
+    deadline is ``LOST`` even before its keepalive task has noticed."""
+
     STARTING = "starting"
     ALIVE = "alive"
     UNCERTAIN = "uncertain"  # renewals are failing; the deadline has not passed yet
@@ -242,6 +245,7 @@ class AsyncSession:
                 self.lease_id,
                 self.margin,
                 self.ttl,
+                extra={"lease": f"{self.lease_id:x}", "ttl": self.ttl},
             )
         self._deadline.renewed(sent_at, lease.ttl)
         self._state = SessionState.ALIVE
@@ -253,6 +257,7 @@ class AsyncSession:
             self.margin,
             extra={"lease": f"{self.lease_id:x}", "ttl": self.ttl},
         )
+        _metrics.sink().session_started()
         return self
 
     async def __aenter__(self) -> AsyncSession:
@@ -315,11 +320,16 @@ class AsyncSession:
             reason,
             extra={"lease": f"{self.lease_id:x}", "reason": reason},
         )
+        _metrics.sink().session_ended(reason)
         for callback in self._loss_callbacks:
             try:
                 callback(reason)
             except Exception:
-                log.exception("session loss callback failed")
+                log.exception(
+                    "session loss callback failed lease=%x",
+                    self.lease_id,
+                    extra={"lease": f"{self.lease_id:x}"},
+                )
         self._loss_callbacks.clear()
 
     async def _keep_alive(self) -> None:
@@ -347,6 +357,7 @@ class AsyncSession:
                 except TransportError as exc:
                     failures += 1
                     self._state = SessionState.UNCERTAIN
+                    _metrics.sink().keepalive_failed()
                     log.warning(
                         "keepalive failed lease=%x (%.2fs left): %s",
                         self.lease_id,
@@ -361,8 +372,25 @@ class AsyncSession:
                     self._lose(LossReason.EXPIRED)
                     break
                 failures = 0
+                # How close this renewal came to the loss: time left on the old deadline.
+                margin_left = self._deadline.at - answer.received_at
+                rtt = answer.received_at - answer.sent_at
                 self._deadline.renewed(answer.sent_at, answer.ttl)
                 self.ttl = answer.ttl
+                _metrics.sink().keepalive(rtt, margin_left)
+                log.debug(
+                    "lease renewed lease=%x ttl=%ds rtt=%.1fms margin_left=%.2fs",
+                    self.lease_id,
+                    answer.ttl,
+                    rtt * 1000,
+                    margin_left,
+                    extra={
+                        "lease": f"{self.lease_id:x}",
+                        "ttl": answer.ttl,
+                        "rtt": rtt,
+                        "margin_left": margin_left,
+                    },
+                )
                 if self._deadline.passed():
                     # The answer came, but too late to trust: the margin is already used up.
                     self._lose(LossReason.DEADLINE)
@@ -402,7 +430,9 @@ class AsyncSession:
             try:
                 await self._client.lease_revoke(self.lease_id)
                 self._revoked = True
-                log.debug("lease revoked lease=%x", self.lease_id)
+                log.debug(
+                    "lease revoked lease=%x", self.lease_id, extra={"lease": f"{self.lease_id:x}"}
+                )
                 return
             except LeaseNotFound:
                 self._revoked = True

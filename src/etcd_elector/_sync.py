@@ -22,6 +22,7 @@ from ._election import AsyncElection, Term
 from ._elector import AsyncElector, ElectorState, EndReason
 from ._keys import KeyLike
 from ._portal import Portal, SyncIterator
+from ._secret import Secret
 from ._session import AsyncSession, SessionState
 from ._txn import Compare, Op
 from ._types import (
@@ -47,9 +48,17 @@ log = logging.getLogger(__name__)
 
 
 class Client:
-    """Blocking etcd client: ``with Client("127.0.0.1:2379") as client: ...``.
+    """Blocking etcd client, for threaded code::
+
+        with Client("127.0.0.1:2379") as client, client.session(ttl=10) as session:
+            election = session.election("scheduler")
+            term = election.campaign("host-a")  # blocks until elected
+            while term.is_leader():
+                ...
 
     Same arguments as :class:`AsyncClient`. Starts one background thread, stopped by ``close()``.
+
+    :raises ConfigurationError: for malformed endpoints or timeouts, or unusable TLS files.
     """
 
     def __init__(
@@ -60,6 +69,12 @@ class Client:
         connect_timeout: float | None = None,
         stream_timeout: float | None = None,
         config: ClientConfig | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        server_name: str | None = None,
+        username: str | None = None,
+        password: str | Secret | None = None,
     ) -> None:
         self.aio = AsyncClient(
             endpoints,
@@ -67,6 +82,12 @@ class Client:
             connect_timeout=connect_timeout,
             stream_timeout=stream_timeout,
             config=config,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            server_name=server_name,
+            username=username,
+            password=password,
         )
         self.portal = Portal()
         self.portal.call(self.aio.open())
@@ -202,6 +223,10 @@ class Session:
         self.aio = session
 
     def start(self) -> Session:
+        """Grant the lease and start keeping it alive (``with`` does this).
+
+        :raises ConnectionFailed: if etcd cannot be reached.
+        """
         self.client.portal.call(self.aio.start())
         return self
 
@@ -222,25 +247,31 @@ class Session:
 
     @property
     def lease_id(self) -> int:
+        """The lease's id (0 before ``start()``)."""
         return self.aio.lease_id
 
     @property
     def ttl(self) -> int:
+        """The TTL etcd granted, in seconds."""
         return self.aio.ttl
 
     @property
     def margin(self) -> float:
+        """Seconds of the TTL held back: the deadline is ``send time + TTL - margin``."""
         return self.aio.margin
 
     @property
     def alive(self) -> bool:
+        """True while the lease is certainly held: computed from the clock, no I/O."""
         return self.aio.alive
 
     @property
     def state(self) -> SessionState:
+        """The session's state, computed from the clock now."""
         return self.aio.state
 
     def remaining(self) -> float:
+        """Seconds until the local deadline (0 once lost or closed)."""
         return self.aio.remaining()
 
     def wait_lost(self, timeout: float | None = None) -> str:
@@ -248,6 +279,10 @@ class Session:
         return self.client.portal.call(self.aio.wait_lost(), timeout, what="waiting for loss")
 
     def election(self, name: str, **options: Any) -> Election:
+        """An election on this session; see :class:`AsyncElection` for the options.
+
+        :raises ConfigurationError: for a malformed name or namespace.
+        """
         return Election(self, self.aio.election(name, **options))
 
     def __repr__(self) -> str:
@@ -262,9 +297,11 @@ class ElectionView:
         self.aio = view
 
     def leader(self) -> LeaderInfo | None:
+        """The current leader, read linearizably, or ``None`` if nobody leads."""
         return self._portal.call(self.aio.leader())
 
     def candidates(self) -> tuple[LeaderInfo, ...]:
+        """Every candidate in election order (the leader first)."""
         return self._portal.call(self.aio.candidates())
 
     def observe(self, timeout: float | None = None) -> SyncIterator[LeaderInfo | None]:
@@ -273,7 +310,10 @@ class ElectionView:
 
 
 class Election:
-    """Blocking twin of :class:`AsyncElection`."""
+    """Blocking twin of :class:`AsyncElection`: ``session.election("scheduler")``.
+
+    :raises ConfigurationError: for a malformed name or namespace.
+    """
 
     def __init__(self, session: Session, election: AsyncElection) -> None:
         self.session = session
@@ -286,29 +326,40 @@ class Election:
         return self._portal.call(self.aio.campaign(value), timeout, what="the campaign")
 
     def proclaim(self, value: KeyLike, *, timeout: float | None = None) -> None:
+        """Change the leader's value without an election.
+
+        :raises NotLeader: if we do not lead. :raises LeadershipLost: if our key is gone.
+        """
         self._portal.call(self.aio.proclaim(value), timeout, what="proclaim")
 
     def resign(self, *, timeout: float | None = None) -> None:
+        """Give up leadership (or candidacy): the next candidate takes over at once."""
         self._portal.call(self.aio.resign(), timeout, what="resign")
 
     def leader(self, *, timeout: float | None = None) -> LeaderInfo | None:
+        """The current leader, read linearizably, or ``None`` if nobody leads."""
         return self._portal.call(self.aio.leader(), timeout)
 
     def observe(self, timeout: float | None = None) -> SyncIterator[LeaderInfo | None]:
+        """Leader changes as a plain iterator (current leader first); ``timeout`` per item."""
         return SyncIterator(self._portal, self.aio.observe(), timeout)
 
     def is_leader(self) -> bool:
+        """Whether we lead, computed locally with no I/O: call it before every action."""
         return self.aio.is_leader()
 
     @property
     def term(self) -> Term | None:
+        """The current term, or ``None`` when we do not lead."""
         return self.aio.term
 
     @property
     def key(self) -> str | None:
+        """Our candidate key, once campaigning has written it."""
         return self.aio.key
 
     def verify(self, *, timeout: float | None = None) -> bool:
+        """Prove with a linearizable read that our key still leads; end the term if not."""
         return self._portal.call(self.aio.verify(), timeout)
 
     def txn(
@@ -319,9 +370,18 @@ class Election:
         *,
         timeout: float | None = None,
     ) -> TxnResult:
+        """An etcd transaction that commits only while our term holds (fenced writes)::
+
+            election.txn(on_success=[Op.put("/jobs/owner", "host-a")])
+
+        :raises NotLeader: if we do not lead locally.
+        :raises LeadershipLost: if etcd shows our term is over (the term ends locally too).
+        :raises AmbiguousResult: if the outcome is unknown: re-read, never retry blindly.
+        """
         return self._portal.call(self.aio.txn(compares, on_success, on_failure), timeout)
 
     def wait_lost(self, timeout: float | None = None) -> str:
+        """Block until the current term ends; return the reason."""
         return self._portal.call(self.aio.wait_lost(), timeout, what="waiting for loss")
 
 
@@ -354,21 +414,29 @@ class Elector:
             self._portal.call(self.aio.close())
 
     def is_leader(self) -> bool:
+        """Local, no I/O: true only while a term holds and the session deadline has not passed."""
         return self.aio.is_leader()
 
     @property
     def term(self) -> Term | None:
+        """The current term, or ``None``."""
         return self.aio.term
 
     @property
     def state(self) -> ElectorState:
+        """Idle, campaigning, leading or stopped."""
         return self.aio.state
 
     def leader(self) -> LeaderInfo | None:
+        """The current leader of the election (a linearizable read)."""
         return self._portal.call(self.aio.leader())
 
     def run(self, work: Callable[[Term], Any]) -> Any:
-        """Campaign and call ``work(term)`` in this thread while leader; see the class docs."""
+        """Campaign and call ``work(term)`` in this thread while leader; see the class docs.
+
+        :raises LeadershipLost: with ``requeue=False``, if the term ended before work returned.
+        :raises Exception: whatever ``work`` raised (after resigning).
+        """
         handoff: queue.Queue[tuple[Term, asyncio.Future[Any]] | None] = queue.Queue()
         loop = self._portal.loop
 

@@ -78,6 +78,8 @@ class GetResult:
 
 @dataclass(frozen=True)
 class PutResult:
+    """The revision a put committed at; ``prev_kv`` when the put asked for it."""
+
     revision: int
     prev_kv: KeyValue | None
 
@@ -89,6 +91,8 @@ class PutResult:
 
 @dataclass(frozen=True)
 class DeleteResult:
+    """How many keys a delete removed, at ``revision``; ``prev_kvs`` when asked for."""
+
     revision: int
     deleted: int
     prev_kvs: tuple[KeyValue, ...]
@@ -129,6 +133,8 @@ class TxnResult:
 
 
 class EventType(enum.Enum):
+    """What a watch event reports: a key written (``PUT``) or deleted (``DELETE``)."""
+
     PUT = "put"
     DELETE = "delete"
 
@@ -201,6 +207,8 @@ class KeepAliveAnswer:
 
 @dataclass(frozen=True)
 class Member:
+    """One etcd cluster member, as ``member_list()`` reports it."""
+
     id: int
     name: str
     peer_urls: tuple[str, ...]

@@ -6,13 +6,12 @@ leader-change callbacks all share this one implementation.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ._backoff import Backoff
 from ._errors import (
     AuthenticationFailed,
     ConfigurationError,
@@ -137,7 +136,7 @@ class ElectionView:
         ends silently. Raises only for errors retrying cannot cure (permissions, credentials).
         """
         last: object = _UNSET
-        delay = 0.05
+        backoff = Backoff(high=2.0)
         while True:
             try:
                 first = await self.nearest(descending=False)
@@ -156,7 +155,7 @@ class ElectionView:
                 async with self.client.watch(
                     self.prefix, prefix=True, start_revision=revision + 1
                 ) as watch:
-                    delay = 0.05
+                    backoff.reset()
                     async for batch in watch:
                         for event in batch.events:
                             if not self._may_change_leader(last, event):
@@ -172,8 +171,7 @@ class ElectionView:
                 raise
             except (WatchError, TransportError) as exc:
                 log.info("observe election=%s: %s; reading again", self.name, exc)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 2.0)
+                await backoff.sleep()
 
     def _may_change_leader(self, last: object, event: Event) -> bool:
         if not is_candidate_key(self.prefix, event.kv.key):

@@ -4,6 +4,10 @@ etcd answers watch-create requests on a stream in the order they were sent, so p
 creations are matched first-in first-out. A stream that stays silent is probed with a progress
 request; if even that gets no answer within the stream timeout the stream is declared dead and
 every watch on it fails with a typed error (the caller re-watches from its last revision).
+
+etcd checks a stream's auth token when each watch is created (etcd 3.5 then answers an
+expired token with "permission denied"): a refused creation gets a fresh token and one more
+try on a new stream, and only a second refusal is the caller's ``PermissionDenied``.
 """
 
 from __future__ import annotations
@@ -16,9 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from . import _clock, _rpc
+from . import _clock, _metrics, _rpc
 from ._config import Endpoint
-from ._errors import ConnectionFailed, RequestTimeout, TransportError, WatchCanceled, WatchCompacted
+from ._errors import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    PermissionDenied,
+    RequestTimeout,
+    TransportError,
+    WatchCanceled,
+    WatchCompacted,
+)
 from ._proto import rpc_pb2
 from ._types import Event, WatchBatch
 
@@ -28,6 +40,15 @@ if TYPE_CHECKING:
 __all__ = ["Watch", "WatchHub"]
 
 log = logging.getLogger(__name__)
+
+
+class _Refused(Exception):
+    """A watch creation etcd refused for want of access; maybe only the stream's token."""
+
+    def __init__(self, error: TransportError, token: str | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.token = token
 
 
 class Watch:
@@ -100,8 +121,32 @@ class WatchHub:
         self._active: dict[int, Watch] = {}
         self._lock = asyncio.Lock()
         self._closed = False
+        self._broke = False  # a stream broke and none was opened since (for metrics)
+        self._token: str | None = None  # the auth token the stream was opened with
 
     async def register(self, watch: Watch) -> None:
+        try:
+            await self._register_once(watch)
+        except _Refused as refused:
+            deadline = _clock.now() + self._client.config.timeout
+            if not await self._client.renew_token(refused.token, deadline):
+                raise refused.error from None
+            async with self._lock:
+                if self._call is not None and self._token == refused.token:
+                    self._break(
+                        ConnectionFailed(
+                            "reopening the watch stream with a new auth token",
+                            endpoint=str(self._endpoint),
+                        ),
+                        blame=False,
+                    )
+            watch._queue = asyncio.Queue()
+            try:
+                await self._register_once(watch)
+            except _Refused as again:
+                raise again.error from None
+
+    async def _register_once(self, watch: Watch) -> None:
         timeout = self._client.config.stream_timeout
         loop = asyncio.get_running_loop()
         watch._created = loop.create_future()
@@ -142,9 +187,14 @@ class WatchHub:
 
     async def _open(self, deadline: float) -> None:
         endpoint = await self._client.connect(deadline)
+        await self._client.authenticate(deadline)
         stub = self._client.pool.callable(endpoint, _rpc.WATCH, "stream")
+        self._token = self._client.token
         self._call = call = stub(metadata=self._client.metadata())
         self._endpoint = endpoint
+        if self._broke:
+            self._broke = False
+            _metrics.sink().watch_reconnected()
         self._last_heard = _clock.now()
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(
@@ -232,7 +282,7 @@ class WatchHub:
                 return
             watch = self._pending.popleft()
             if response.canceled:
-                watch._fail(self._cancel_error(response))
+                watch._fail(self._refusal(response) or self._cancel_error(response))
                 return
             watch.watch_id = response.watch_id
             self._active[response.watch_id] = watch
@@ -254,9 +304,29 @@ class WatchHub:
             )
         )
 
+    def _refusal(self, response: rpc_pb2.WatchResponse) -> Exception | None:
+        """The error for a creation refused for want of access (None for other reasons)."""
+        reason = response.cancel_reason or ""
+        where = f"etcd at {self._endpoint}"
+        error: TransportError
+        if _rpc.token_rejected(reason):
+            error = AuthenticationFailed(
+                f"{where} refused the watch's credentials: {reason}", endpoint=str(self._endpoint)
+            )
+        elif "permission denied" in reason.lower():
+            error = PermissionDenied(
+                f"{where} denied the watch: {reason}; grant the user's role read access to "
+                "the key range",
+                endpoint=str(self._endpoint),
+            )
+        else:
+            return None
+        return error if self._token is None else _Refused(error, self._token)
+
     @staticmethod
     def _cancel_error(response: rpc_pb2.WatchResponse) -> Exception:
         if response.compact_revision:
+            _metrics.sink().watch_compacted()
             return WatchCompacted(
                 f"watch start revision is compacted; etcd keeps history from revision "
                 f"{response.compact_revision}",
@@ -265,15 +335,24 @@ class WatchHub:
         reason = response.cancel_reason or "no reason given"
         return WatchCanceled(f"etcd cancelled the watch: {reason}", reason=reason)
 
-    def _break(self, error: TransportError, call: Any = None) -> None:
-        """Fail every watch on the current stream and forget the stream."""
+    def _break(self, error: TransportError, call: Any = None, *, blame: bool = True) -> None:
+        """Fail every watch on the current stream and forget the stream; ``blame=False`` when
+        the endpoint is not at fault (its connection is kept)."""
         if call is not None and call is not self._call:
             return
         if self._call is not None:
             self._call.cancel()
-        if self._endpoint is not None and not self._closed:
-            log.info("watch stream to %s failed: %s", self._endpoint, error)
+        if not blame:
+            log.debug("watch stream to %s closed: %s", self._endpoint, error)
+        elif self._endpoint is not None and not self._closed:
+            log.info(
+                "watch stream to %s failed: %s",
+                self._endpoint,
+                error,
+                extra={"endpoint": str(self._endpoint)},
+            )
             self._client.endpoint_failed(self._endpoint, error)
+            self._broke = True
         for task in (self._reader, self._monitor):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()

@@ -1,5 +1,6 @@
 """The ``etcd-elector`` command: campaign, run a command while leader, observe, leader,
-status, a development etcd, and a demo. ``main()`` is the console-script entry point.
+status, a development etcd, a demo, a chaos soak, and a timing check (``check-config``).
+``main()`` is the console-script entry point.
 
 Errors are one line on stderr, ``etcd-elector: error: ...``, and a documented exit code (see
 :mod:`etcd_elector.cli._exit`); never a traceback, except for an internal error with
@@ -16,8 +17,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from .._errors import EtcdElectorError
+from .._logfmt import JsonLogFormatter
 from ._exit import CliError, ExitCode, code_for
-from ._options import Options, resolve_options
+from ._options import Options, resolve_log_format, resolve_options
 from ._output import Printer
 from ._parser import ParsedArgs, UsageError, parse_args
 
@@ -46,6 +48,10 @@ def _command(name: str) -> Command:
         from ._chaos import chaos
 
         return chaos
+    if name == "check-config":
+        from ._checkconfig import check_config
+
+        return check_config
     from . import _commands
 
     command: Command = getattr(_commands, name)
@@ -60,14 +66,26 @@ def _error(message: str) -> None:
 
 def _hint(error: EtcdElectorError, code: int) -> str:
     message = str(error)
-    if code == ExitCode.AUTH and "etcd-elector cannot" not in message:
-        return (
-            f"{message}: etcd requires credentials or permissions this client does not have "
-            "(authentication is not supported yet; grant access or use an etcd without auth)"
-        )
-    if code == ExitCode.UNREACHABLE and "endpoints" not in message:
+    if code == ExitCode.UNREACHABLE and not any(
+        word in message for word in ("endpoints", "TLS", "https://")
+    ):
         return f"{message}: check that etcd is running and --endpoints / ETCD_ENDPOINTS"
     return message
+
+
+def _configure_logging(args: ParsedArgs) -> None:
+    """Log to stderr at ``--log-level``, as text or (``--log-format json``) JSON lines.
+
+    :raises ConfigurationError: for a bad ``ETCD_ELECTOR_LOG_FORMAT``.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    if resolve_log_format(args) == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(
+        level=getattr(logging, (args.log_level or "warning").upper()), handlers=[handler]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,12 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else ExitCode.OK
     debug = args.log_level == "debug"
-    logging.basicConfig(
-        level=getattr(logging, (args.log_level or "warning").upper()),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
+        _configure_logging(args)
         options = resolve_options(args)
         printer = Printer(json_lines=options.json)
         return asyncio.run(_command(args.command)(args, options, printer))

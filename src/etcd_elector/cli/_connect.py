@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from .._client import AsyncClient
+from .._errors import PermissionDenied
 from .._view import ElectionView
 from ._options import Options
 
@@ -29,5 +30,15 @@ async def preflight(client: AsyncClient, name: str, options: Options) -> Electio
     :raises TransportError: (ConnectionFailed, PermissionDenied, ...) as the read raised it.
     """
     view = client.election_view(name, namespace=options.namespace)
-    await view.candidates()
+    try:
+        await view.candidates()
+    except PermissionDenied as exc:
+        user = client.config.username
+        who = f"user {user!r}" if user else "this client (no --user)"
+        raise PermissionDenied(
+            f"etcd at {exc.endpoint} denied {who} access to {view.prefix.decode()} "
+            "(etcdserver: permission denied): grant the user's role read access to that "
+            "prefix, readwrite for campaign and run (see docs/security.md)",
+            endpoint=exc.endpoint,
+        ) from exc
     return view

@@ -5,8 +5,10 @@ code     meaning
 0        success
 2        usage error: unknown option, missing argument, no command after ``--``
 3        ``leader``: the election has no leader
-4        configuration error: bad endpoints, name, namespace, TTL, timeout or grace
-5        etcd cannot be reached (or, for ``etcd``/``demo``, cannot be started)
+4        configuration error: bad endpoints, name, namespace, TTL, timeout or grace, a
+         missing or unusable certificate file, a user without a password
+5        etcd cannot be reached, or the TLS handshake failed (or, for ``etcd``/``demo``,
+         cannot be started)
 6        etcd refused our credentials or our user lacks permission
 7        leadership was lost (``campaign --once``, ``run --once``)
 8        ``demo``: a round did not finish or two leaders were seen at once
@@ -54,8 +56,9 @@ exit codes:
   0      success
   2      usage error (unknown option, missing argument, no command after --)
   3      leader: the election has no leader
-  4      configuration error (endpoints, name, namespace, TTL, timeout, grace)
-  5      etcd cannot be reached (etcd/demo: cannot be started)
+  4      configuration error (endpoints, name, namespace, TTL, timeout, grace,
+         certificate files, credentials)
+  5      etcd cannot be reached or TLS failed (etcd/demo: cannot be started)
   6      etcd refused the credentials, or permission denied
   7      leadership lost (campaign --once, run --once)
   8      demo: a round did not finish, or two leaders were seen at once

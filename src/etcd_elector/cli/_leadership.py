@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .. import _metrics
 from .._client import AsyncClient
 from .._election import AsyncElection, Term
 from .._elector import AsyncElector, ElectorState, EndReason
+from .._errors import ConfigurationError
+from .._health import HealthServer
 from .._names import candidate_key
 from .._session import AsyncSession
 from ._exit import ExitCode, signal_code
@@ -26,6 +30,8 @@ from ._output import Printer, unix_time
 from ._signals import Signals
 
 __all__ = ["OUR_REASONS", "Leadership"]
+
+log = logging.getLogger(__name__)
 
 # Term ends that we chose (resigned); anything else is a loss.
 OUR_REASONS = frozenset({EndReason.CLOSED, EndReason.WORK_DONE, EndReason.WORK_FAILED})
@@ -122,11 +128,32 @@ class Leadership:
     def exiting(self) -> bool:
         return self._exit_requested.is_set()
 
+    def _start_health(self) -> HealthServer | None:
+        """``--health-addr``: serve /healthz, /leader and /metrics (Prometheus metrics on the
+        default registry when prometheus-client is installed).
+
+        :raises ConfigurationError: if the address cannot be listened on.
+        """
+        address = self.options.health_addr
+        if address is None:
+            return None
+        if type(_metrics.get_metrics()) is _metrics.NoopMetrics:
+            try:
+                _metrics.set_metrics(_metrics.PrometheusMetrics())
+            except ImportError:
+                log.info("prometheus-client is not installed: /metrics answers 404")
+        try:
+            return HealthServer(self.elector, address).start()
+        except OSError as exc:
+            host, port = address
+            raise ConfigurationError(f"--health-addr {host}:{port}: cannot listen: {exc}") from None
+
     async def run(self, work: Callable[[Term], Awaitable[Any]], signals: Signals) -> int:
         """Campaign and run ``work`` each term until a signal or :meth:`request_exit`.
 
         :raises EtcdElectorError: what the elector raised (credentials, permissions...).
         """
+        health = self._start_health()
         reporter = asyncio.create_task(self._report_campaigning())
         runner = asyncio.create_task(self.elector.run(work))
         stop = asyncio.create_task(signals.wait())
@@ -141,6 +168,8 @@ class Leadership:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
+            if health is not None:
+                health.close()
         if runner.done() and not runner.cancelled() and runner.exception() is not None:
             error = runner.exception()
             assert error is not None

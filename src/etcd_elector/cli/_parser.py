@@ -11,9 +11,10 @@ from typing import NoReturn
 
 from ._exit import EXIT_CODES_HELP, ExitCode
 
-__all__ = ["LOG_LEVELS", "ParsedArgs", "UsageError", "parse_args"]
+__all__ = ["LOG_FORMATS", "LOG_LEVELS", "ParsedArgs", "UsageError", "parse_args"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 PROG = "etcd-elector"
 
 
@@ -39,9 +40,15 @@ inspect candidates, or try it all with 'etcd-elector demo' (no etcd to install).
 _ENV_HELP = """\
 environment:
   ETCD_ENDPOINTS (then ETCDCTL_ENDPOINTS)  default for --endpoints
+  ETCD_CACERT, ETCD_CERT, ETCD_KEY         default for --cacert, --cert, --key
+  ETCD_USER                                default for --user (NAME or NAME:PASSWORD)
+  ETCD_PASSWORD                            password of the user (not passed to 'run's command)
+  (each ETCD_ variable above falls back to etcdctl's ETCDCTL_ one)
   ETCD_ELECTOR_NAMESPACE                   default for --namespace
   ETCD_ELECTOR_TTL                         default for --ttl
   ETCD_ELECTOR_IDENTITY                    default candidate value (else hostname:pid)
+  ETCD_ELECTOR_LOG_FORMAT                  default for --log-format
+  ETCD_ELECTOR_HEALTH_ADDR                 default for --health-addr (campaign, run)
 """
 
 _RUN_HELP = """\
@@ -82,6 +89,35 @@ def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "(env ETCD_ENDPOINTS, ETCDCTL_ENDPOINTS; default 127.0.0.1:2379)",
     )
     group.add_argument(
+        "--cacert",
+        metavar="FILE",
+        default=default,
+        help="verify etcd's certificate with this CA bundle (PEM); turns TLS on "
+        "(env ETCD_CACERT; https:// endpoints without it use the system's CAs)",
+    )
+    group.add_argument(
+        "--cert",
+        metavar="FILE",
+        default=default,
+        help="client certificate (PEM) for etcd's --client-cert-auth (env ETCD_CERT)",
+    )
+    group.add_argument(
+        "--key", metavar="FILE", default=default, help="key of --cert, PEM (env ETCD_KEY)"
+    )
+    group.add_argument(
+        "--user",
+        metavar="NAME[:PASSWORD]",
+        default=default,
+        help="etcd user (env ETCD_USER); a password here is visible to local users in the "
+        "process list: prefer --password-file or ETCD_PASSWORD",
+    )
+    group.add_argument(
+        "--password-file",
+        metavar="FILE",
+        default=default,
+        help="file holding the password of --user (one trailing newline is dropped)",
+    )
+    group.add_argument(
         "--namespace",
         metavar="PREFIX",
         default=default,
@@ -106,11 +142,27 @@ def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help="log to stderr at this level (default warning)",
     )
     group.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=default,
+        help="log lines as text or as one JSON object per line with every structured field "
+        "(env ETCD_ELECTOR_LOG_FORMAT; default text)",
+    )
+    group.add_argument(
         "--json",
         action="store_true",
         default=False if top else argparse.SUPPRESS,
         help="print one JSON object per line on stdout (event, time, election, key, lease, "
         "token, value, ...)",
+    )
+
+
+def _add_health(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--health-addr",
+        metavar="HOST:PORT",
+        help="serve /healthz, /leader and /metrics over HTTP on this address, e.g. "
+        "127.0.0.1:8080 (env ETCD_ELECTOR_HEALTH_ADDR)",
     )
 
 
@@ -145,6 +197,7 @@ def _build() -> argparse.ArgumentParser:
     campaign.add_argument("name", help="election name")
     campaign.add_argument("--value", help="value to publish (default: hostname:pid)")
     campaign.add_argument("--once", action="store_true", help="exit with code 7 on loss")
+    _add_health(campaign)
 
     run = command(
         "run",
@@ -169,6 +222,7 @@ def _build() -> argparse.ArgumentParser:
     run.add_argument(
         "--once", action="store_true", help="exit with code 7 on loss instead of campaigning"
     )
+    _add_health(run)
 
     observe = command("observe", "print the leader and every change until interrupted")
     observe.add_argument("name", help="election name")
@@ -196,6 +250,34 @@ def _build() -> argparse.ArgumentParser:
     demo.add_argument("--candidates", type=int, default=3, help="number of candidates (2-9)")
     demo.add_argument("--rounds", type=int, default=4, help="fault rounds (default 4)")
     demo.add_argument("--no-tty", action="store_true", help="plain lines instead of a live view")
+
+    check = command(
+        "check-config",
+        "explain timing settings: worst-case failovers, clock-drift tolerance, risky values",
+        "Contacts no etcd. Uses --ttl (or ETCD_ELECTOR_TTL) and the options below; the\n"
+        "etcd options are the etcd server's own flags, in seconds. Exit 0, or 4 for\n"
+        "settings a session would refuse (warnings do not change the exit code).",
+    )
+    check.add_argument(
+        "--margin", metavar="SECONDS", help="safety margin (default 15%% of the TTL, >= 0.5 s)"
+    )
+    check.add_argument(
+        "--keepalive-interval",
+        metavar="SECONDS",
+        help="seconds between lease renewals (default a third of the granted TTL)",
+    )
+    check.add_argument(
+        "--etcd-election-timeout",
+        metavar="SECONDS",
+        default="1.0",
+        help="etcd's --election-timeout, in seconds (default 1.0)",
+    )
+    check.add_argument(
+        "--etcd-heartbeat-interval",
+        metavar="SECONDS",
+        default="0.1",
+        help="etcd's --heartbeat-interval, in seconds (default 0.1)",
+    )
 
     chaos = command(
         "chaos",

@@ -24,10 +24,24 @@ from .. import _clock
 from .._orphans import dies_with_parent
 from ._exit import CliError, ExitCode
 
-__all__ = ["ChildProcess", "check_command", "exit_code_of"]
+__all__ = ["ChildProcess", "check_command", "child_environment", "exit_code_of"]
 
 
 _SWEEP_POLL = 0.05
+
+# Our etcd password stays with us: the supervised command gets neither variable.
+_SECRET_VARIABLES = ("ETCD_PASSWORD", "ETCDCTL_PASSWORD")
+_USER_VARIABLES = ("ETCD_USER", "ETCDCTL_USER")
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without the etcd password: ``ETCD_PASSWORD``, ``ETCDCTL_PASSWORD``, and
+    ``ETCD_USER``/``ETCDCTL_USER`` when they carry one (``NAME:PASSWORD``)."""
+    return {
+        key: value
+        for key, value in environ.items()
+        if key not in _SECRET_VARIABLES and not (key in _USER_VARIABLES and ":" in value)
+    }
 
 
 def exit_code_of(returncode: int) -> int:

@@ -34,7 +34,7 @@ from ._leadership import Leadership
 from ._options import Options, parse_seconds
 from ._output import Printer
 from ._parser import ParsedArgs
-from ._process import ChildProcess, check_command
+from ._process import ChildProcess, check_command, child_environment
 from ._signals import Signals
 
 __all__ = ["Supervisor", "grace_cap", "run"]
@@ -127,7 +127,7 @@ class Supervisor:
         return grace
 
     def _environment(self, term: Term) -> dict[str, str]:
-        env = dict(os.environ)
+        env = child_environment(os.environ)
         env.update(
             ETCD_ELECTOR_ELECTION=term.election,
             ETCD_ELECTOR_KEY=term.key,

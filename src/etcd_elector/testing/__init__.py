@@ -21,7 +21,13 @@ from etcd_elector.testing._checker import (
     check_history,
     leadership_intervals,
 )
-from etcd_elector.testing._cluster import EtcdCluster, EtcdMember, EtcdStartError, LeaderUnknown
+from etcd_elector.testing._cluster import (
+    EtcdCluster,
+    EtcdMember,
+    EtcdStartError,
+    EtcdTLS,
+    LeaderUnknown,
+)
 from etcd_elector.testing._history import Record, RecordKind, dump_records, load_records
 from etcd_elector.testing._ports import LOOPBACK, free_port, reserve_port
 from etcd_elector.testing._proxy import FaultProxy, ProxyMode
@@ -36,6 +42,7 @@ __all__ = [
     "EtcdCluster",
     "EtcdMember",
     "EtcdStartError",
+    "EtcdTLS",
     "FaultProxy",
     "Interval",
     "LeaderUnknown",

@@ -1,4 +1,5 @@
-"""Real etcd server processes on 127.0.0.1: one member, or a cluster of them, with faults."""
+"""Real etcd server processes on 127.0.0.1: one member, or a cluster of them, with faults,
+optionally serving clients over TLS (and requiring client certificates)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -17,6 +19,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -26,7 +29,7 @@ from etcd_elector._orphans import dies_with_parent
 from etcd_elector.testing._binary import etcd_version, find_etcd_binary
 from etcd_elector.testing._ports import LOOPBACK, free_port
 
-__all__ = ["EtcdCluster", "EtcdMember", "EtcdStartError", "LeaderUnknown"]
+__all__ = ["EtcdCluster", "EtcdMember", "EtcdStartError", "EtcdTLS", "LeaderUnknown"]
 
 DEFAULT_HEARTBEAT_MS = 50
 DEFAULT_ELECTION_TIMEOUT_MS = 500
@@ -50,14 +53,60 @@ class LeaderUnknown(RuntimeError):
     """No reachable member reports a raft leader that belongs to the cluster."""
 
 
-def _post_json(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EtcdTLS:
+    """TLS on the client port of a test etcd (peers still talk plaintext on loopback).
+
+    ``cert_file``/``key_file`` are etcd's certificate and key (``--cert-file``,
+    ``--key-file``). With ``trusted_ca_file``, etcd requires client certificates signed by
+    that CA (``--client-cert-auth --trusted-ca-file``), and the kit presents
+    ``client_cert_file``/``client_key_file`` for its own health checks. The kit does not
+    verify etcd's certificate: it only ever talks to the processes it started, and a test
+    may give etcd an expired or misnamed certificate on purpose.
+    """
+
+    cert_file: str
+    key_file: str
+    trusted_ca_file: str | None = None
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.trusted_ca_file and not (self.client_cert_file and self.client_key_file):
+            raise ConfigurationError(
+                "with trusted_ca_file (client certificates required), give the kit a "
+                "client_cert_file and client_key_file for its health checks"
+            )
+
+    def args(self) -> list[str]:
+        """etcd's command-line flags for this setup."""
+        args = ["--cert-file", self.cert_file, "--key-file", self.key_file]
+        if self.trusted_ca_file:
+            args += ["--client-cert-auth", "--trusted-ca-file", self.trusted_ca_file]
+        return args
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """An HTTPS opener for the kit's own requests (no proxy, no server verification)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if self.client_cert_file and self.client_key_file:
+            context.load_cert_chain(self.client_cert_file, self.client_key_file)
+        return urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
+
+
+def _post_json(
+    url: str, body: dict[str, Any], timeout: float, opener: urllib.request.OpenerDirector = _HTTP
+) -> dict[str, Any]:
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
         method="POST",
         headers={"Content-Type": "application/json"},
     )
-    with _HTTP.open(request, timeout=timeout) as response:
+    with opener.open(request, timeout=timeout) as response:
         decoded = json.loads(response.read())
     if not isinstance(decoded, dict):
         raise ValueError(f"{url} answered {decoded!r}, not a JSON object")
@@ -156,7 +205,9 @@ class EtcdMember:
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.client_endpoint}"
+        """``http://`` or, when the cluster serves TLS, ``https://`` and the endpoint."""
+        scheme = "https" if self._cluster.tls is not None else "http"
+        return f"{scheme}://{self.client_endpoint}"
 
     @property
     def peer_url(self) -> str:
@@ -195,7 +246,7 @@ class EtcdMember:
     def health(self, timeout: float = _REQUEST_TIMEOUT_S) -> bool:
         """True when ``GET /health`` answers ``{"health": "true"}``."""
         try:
-            with _HTTP.open(f"{self.client_url}/health", timeout=timeout) as response:
+            with self._cluster.http.open(f"{self.client_url}/health", timeout=timeout) as response:
                 body = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             exc.close()  # 503 while the member has no leader
@@ -209,7 +260,9 @@ class EtcdMember:
 
         Raises ``OSError`` (``urllib.error.URLError``) when the member does not answer.
         """
-        answer = _post_json(f"{self.client_url}/v3/maintenance/status", {}, timeout)
+        answer = _post_json(
+            f"{self.client_url}/v3/maintenance/status", {}, timeout, self._cluster.http
+        )
         member_id = _as_int(answer.get("header", {}).get("member_id"))
         if member_id:
             self._member_id = member_id
@@ -326,6 +379,10 @@ class EtcdMember:
             # Only a process crash is simulated here, never a machine crash, so fsync
             # buys nothing but slowness. The flag does not exist before 3.5.
             args += ["--unsafe-no-fsync"]
+        if cluster.tls is not None:
+            args += cluster.tls.args()
+        if cluster.auth_token_ttl is not None:
+            args += ["--auth-token-ttl", str(cluster.auth_token_ttl)]
         args += list(cluster.extra_args)
         return args
 
@@ -423,8 +480,13 @@ class EtcdCluster:
         election_timeout_ms: int,
         heartbeat_ms: int,
         log_level: str,
+        tls: EtcdTLS | None = None,
+        auth_token_ttl: int | None = None,
     ) -> None:
         self.binary = binary
+        self.tls = tls
+        self.auth_token_ttl = auth_token_ttl
+        self.http = _HTTP if tls is None else tls.opener()
         self.version = etcd_version(binary)
         self.root = root
         self._owns_root = owns_root
@@ -461,8 +523,14 @@ class EtcdCluster:
         heartbeat_ms: int = DEFAULT_HEARTBEAT_MS,
         start_timeout: float = DEFAULT_START_TIMEOUT_S,
         log_level: str = "warn",
+        tls: EtcdTLS | None = None,
+        auth_token_ttl: int | None = None,
     ) -> EtcdCluster:
         """Start ``size`` members named ``m0``, ``m1``, … and wait until all are healthy.
+
+        ``tls`` serves clients over TLS (see :class:`EtcdTLS`); ``auth_token_ttl`` sets how
+        many seconds etcd's simple auth tokens live after their last use (etcd's default
+        300; authentication itself is enabled through etcd's API once the cluster runs).
 
         ``binary`` defaults to :func:`find_etcd_binary`. Data and logs go to a fresh
         temporary directory, inside ``data_root`` when given (which is then left in place,
@@ -491,6 +559,8 @@ class EtcdCluster:
                 election_timeout_ms=election_timeout_ms,
                 heartbeat_ms=heartbeat_ms,
                 log_level=log_level,
+                tls=tls,
+                auth_token_ttl=auth_token_ttl,
             )
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)

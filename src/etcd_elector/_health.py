@@ -1,0 +1,276 @@
+"""A health endpoint for one elector or election: standard-library HTTP on its own thread.
+
+Every answer is computed from local state at request time (the session's deadline against the
+clock, as ``is_leader()`` does); no request does etcd I/O, so a probe can never pile load on
+etcd or hang on it.
+
+* ``/healthz``: 200 while the session is alive and renewing; 503 when keepalives are failing
+  (``uncertain``), the local deadline has passed, or there is no session.
+* ``/leader``: 200 while this process leads, 503 otherwise (route traffic to the leader).
+* ``/metrics``: Prometheus text, when ``prometheus-client`` is installed (else 404).
+
+Bodies of ``/healthz`` and ``/leader`` are small JSON objects describing the state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from . import _metrics
+from ._election import AsyncElection
+from ._elector import AsyncElector
+from ._errors import ConfigurationError
+from ._session import AsyncSession, SessionState
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from ._sync import Election, Elector
+
+__all__ = ["HealthServer", "parse_address"]
+
+log = logging.getLogger(__name__)
+
+_TEXT = "text/plain; charset=utf-8"
+_POLL_INTERVAL = 0.1  # how long close() may wait for the server thread to notice
+_NO_METRICS = b"metrics need the prometheus-client package: pip install 'etcd-elector[metrics]'\n"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0 picks a free one) as a tuple.
+
+    :raises ConfigurationError: saying what is wrong.
+    """
+    host, sep, port_text = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigurationError(f"expected HOST:PORT such as 127.0.0.1:8080, got {text!r}")
+    return host, int(port_text)
+
+
+class HealthServer:
+    """Serve ``/healthz``, ``/leader`` and ``/metrics`` for ``target`` on ``address``.
+
+    ::
+
+        with HealthServer(elector, "127.0.0.1:8080") as health:
+            print(health.url)  # http://127.0.0.1:8080
+            await elector.run(work)
+
+    :param target: an ``AsyncElector``, ``AsyncElection`` or their blocking twins.
+    :param address: ``HOST:PORT`` or ``(host, port)``; port 0 picks a free port (see
+        :attr:`address` once started).
+    :param registry: the Prometheus registry ``/metrics`` shows (default: the registry of the
+        installed :class:`PrometheusMetrics` sink, else prometheus_client's default registry).
+    :raises ConfigurationError: for a malformed address.
+    """
+
+    def __init__(
+        self,
+        target: AsyncElector | AsyncElection | Elector | Election,
+        address: str | tuple[str, int] = "127.0.0.1:0",
+        *,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        inner: Any = getattr(target, "aio", target)  # the sync twins wrap the async objects
+        if not isinstance(inner, AsyncElector | AsyncElection):
+            raise TypeError(f"HealthServer needs an elector or an election, got {target!r}")
+        self.target: AsyncElector | AsyncElection = inner
+        self.requested = parse_address(address) if isinstance(address, str) else address
+        self.registry = registry
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> HealthServer:
+        """Bind and serve on a daemon thread. Idempotent.
+
+        :raises OSError: if the address cannot be bound.
+        """
+        with self._lock:
+            if self._server is not None:
+                return self
+            server_class = _Server6 if ":" in self.requested[0] else _Server
+            server = server_class(self.requested, _Handler)
+            server.health = self
+            self._server = server
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": _POLL_INTERVAL},
+                name=f"etcd-elector-health-{self.address[1]}",
+                daemon=True,
+            )
+            self._thread.start()
+        log.info(
+            "health endpoint listening on %s for election=%s",
+            self.url,
+            self.target.name,
+            extra={"election": self.target.name, "address": self.url},
+        )
+        return self
+
+    def close(self) -> None:
+        """Stop serving and release the port. Idempotent; blocks up to about 0.1 s."""
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join()
+
+    def __enter__(self) -> HealthServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)``. :raises RuntimeError: before :meth:`start`."""
+        server = self._server
+        if server is None:
+            raise RuntimeError("the health server is not running")
+        host, port = server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def __repr__(self) -> str:
+        where = self.url if self._server is not None else "not running"
+        return f"<HealthServer {self.target.name!r} {where}>"
+
+    # -- the answers (local state only) ----------------------------------------------------
+
+    def _session(self) -> AsyncSession | None:
+        return self.target.session
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """``/healthz``: (status, body)."""
+        session = self._session()
+        body: dict[str, Any] = {"election": self.target.name, "leader": self.target.is_leader()}
+        if isinstance(self.target, AsyncElector):
+            body["elector"] = self.target.state.value
+        if session is None:
+            body.update(healthy=False, session=None, reason="no session")
+            return 503, body
+        state = session.state
+        body.update(
+            session=state.value,
+            lease=f"{session.lease_id:x}",
+            remaining=round(session.remaining(), 3),
+        )
+        if state is SessionState.ALIVE:
+            body["healthy"] = True
+            return 200, body
+        reason = {
+            SessionState.UNCERTAIN: "keepalives are failing",
+            SessionState.LOST: f"session lost ({session.loss_reason or 'deadline'})",
+        }.get(state, f"session {state.value}")
+        body.update(healthy=False, reason=reason)
+        return 503, body
+
+    def leader(self) -> tuple[int, dict[str, Any]]:
+        """``/leader``: (status, body); 200 only while this process leads."""
+        term = self.target.term
+        leading = term is not None and term.is_leader()
+        body: dict[str, Any] = {"election": self.target.name, "leader": leading}
+        if term is not None and leading:
+            session = self._session()
+            body.update(
+                key=term.key,
+                lease=term.lease_hex,
+                token=term.token,
+                remaining=round(session.remaining(), 3) if session is not None else None,
+            )
+            return 200, body
+        return 503, body
+
+    def metrics(self) -> tuple[int, bytes, str]:
+        """``/metrics``: (status, body, content type)."""
+        try:
+            import prometheus_client as prom
+        except ImportError:
+            return 404, _NO_METRICS, _TEXT
+        registry = self.registry
+        if registry is None:
+            installed = _metrics.get_metrics()
+            registry = (
+                installed.registry
+                if isinstance(installed, _metrics.PrometheusMetrics)
+                else prom.REGISTRY
+            )
+        return 200, prom.generate_latest(registry), prom.CONTENT_TYPE_LATEST
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    health: HealthServer
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "etcd-elector-health"
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def _answer(self, *, body: bool) -> None:
+        health = self.server.health
+        path = self.path.split("?", 1)[0]
+        try:
+            if path == "/healthz":
+                status, state = health.health()
+                self._send(status, _json(state), "application/json", body)
+            elif path == "/leader":
+                status, state = health.leader()
+                self._send(status, _json(state), "application/json", body)
+            elif path == "/metrics":
+                self._send(*health.metrics(), body)
+            else:
+                self._send(404, b"not found: try /healthz, /leader or /metrics\n", _TEXT, body)
+        except Exception:
+            log.exception("health endpoint failed answering %s", path)
+            self._send(500, b"internal error\n", _TEXT, body)
+
+    def _send(self, status: int, payload: bytes, content_type: str, body: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if body:
+            self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("health %s - " + format, self.address_string(), *args)
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return (json.dumps(body, separators=(",", ":")) + "\n").encode()
