@@ -296,9 +296,7 @@ class AsyncElector:
         try:
             await self._call(self.on_elected, term)
             await asyncio.wait({work_task, lost, closing}, return_when=asyncio.FIRST_COMPLETED)
-            if lost.done() and not work_task.done():
-                reason = lost.result()
-            elif work_task.done():
+            if work_task.done():
                 finished = True
                 if work_task.cancelled():
                     reason = EndReason.CLOSED
@@ -306,6 +304,10 @@ class AsyncElector:
                     error, reason = work_task.exception(), EndReason.WORK_FAILED
                 else:
                     result, reason = work_task.result(), EndReason.WORK_DONE
+            if lost.done():
+                # The loss wins: work that returned together with it (threaded work returns
+                # when it sees term.lost) did not end the term, the loss did.
+                finished, reason = False, lost.result()
         finally:
             # Stop the work first: leadership may already be gone.
             await _cancel_and_wait(work_task)
