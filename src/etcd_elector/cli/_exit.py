@@ -12,6 +12,7 @@ code     meaning
 6        etcd refused our credentials or our user lacks permission
 7        leadership was lost (``campaign --once``, ``run --once``)
 8        ``demo``: a round did not finish or two leaders were seen at once
+9        ``chaos``: the history checker found a violation
 70       internal error: a bug, please report it (traceback with --log-level debug)
 126      ``run``: the command exists but cannot be executed
 127      ``run``: the command was not found
