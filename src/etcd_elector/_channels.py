@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from . import _clock
 from ._config import ClientConfig, Endpoint
 from ._proto import rpc_pb2
 from ._rpc import STATUS, Method
@@ -53,6 +54,7 @@ class EndpointPool:
         self._channels: dict[Endpoint, grpc.aio.Channel] = {}
         self._callables: dict[tuple[Endpoint, str, str], Any] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._last_answer: dict[Endpoint, float] = {}
         self._closed = False
         self._credentials = channel_credentials(config) if config.tls else None
 
@@ -138,6 +140,15 @@ class EndpointPool:
             if task is not None and task.cancelling():
                 raise
         return None
+
+    def answered(self, endpoint: Endpoint) -> None:
+        """Note that a call or stream on ``endpoint`` just got an answer."""
+        self._last_answer[endpoint] = _clock.now()
+
+    def answered_since(self, endpoint: Endpoint, since: float) -> bool:
+        """Whether anything on ``endpoint``'s connection was answered after ``since``: then the
+        connection is alive, and one slow or broken call is no reason to reset it."""
+        return self._last_answer.get(endpoint, float("-inf")) > since
 
     def demote(self, endpoint: Endpoint) -> None:
         """Prefer the endpoint after ``endpoint`` from now on."""

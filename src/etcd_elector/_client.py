@@ -246,14 +246,23 @@ class AsyncClient:
                 return error
         return None
 
-    def endpoint_failed(self, endpoint: Endpoint, error: TransportError) -> None:
-        """Steer future calls and streams away from an endpoint that just failed."""
+    def endpoint_failed(
+        self, endpoint: Endpoint, error: TransportError, *, since: float | None = None
+    ) -> None:
+        """Steer future calls and streams away from an endpoint that just failed.
+
+        A silent connection never fails by itself, so a timeout or a broken call resets it:
+        unless something else on it was answered after ``since`` (when the failed call or
+        stream last heard from etcd). Resetting a live connection would cancel every other
+        call in flight on it.
+        """
         self.pool.demote(endpoint)
-        if isinstance(
-            error, RequestTimeout | ConnectionFailed | AmbiguousResult
-        ) and not isinstance(error, NoLeader):
-            # A silent connection never fails by itself: force a fresh one.
-            self.pool.reset(endpoint)
+        silent = isinstance(error, RequestTimeout | ConnectionFailed | AmbiguousResult)
+        if not silent or isinstance(error, NoLeader):
+            return
+        if since is not None and self.pool.answered_since(endpoint, since):
+            return
+        self.pool.reset(endpoint)
 
     async def call(
         self,
@@ -289,9 +298,12 @@ class AsyncClient:
             stub = self.pool.callable(endpoint, method, "unary")
             token = self.token if authenticate else None
             metadata = self.metadata() if authenticate else (_REQUIRE_LEADER,)
+            attempt_started = _clock.now()
             try:
                 try:
-                    return await stub(request, timeout=remaining, metadata=metadata)
+                    response = await stub(request, timeout=remaining, metadata=metadata)
+                    self.pool.answered(endpoint)
+                    return response
                 except asyncio.CancelledError:
                     if _we_are_cancelled():
                         raise
@@ -316,7 +328,7 @@ class AsyncClient:
                     not write and isinstance(error, ConnectionFailed | RequestTimeout)
                 )
                 if isinstance(error, ConnectionFailed | RequestTimeout) or write:
-                    self.endpoint_failed(endpoint, error)
+                    self.endpoint_failed(endpoint, error, since=attempt_started)
                 if not retriable:
                     raise error from exc
                 log.debug(

@@ -40,6 +40,7 @@ class KeepAliveStream:
         self._endpoint: Endpoint | None = None
         self._token: str | None = None  # the auth token the stream was opened with
         self._lock = asyncio.Lock()
+        self._sent_at: float | None = None
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -68,7 +69,7 @@ class KeepAliveStream:
                     await self._open(deadline)
                 call, endpoint = self._call, self._endpoint
                 assert endpoint is not None
-                sent_at = _clock.now()
+                sent_at = self._sent_at = _clock.now()
                 try:
                     async with asyncio.timeout(max(0.0, deadline - sent_at)):
                         try:
@@ -126,6 +127,7 @@ class KeepAliveStream:
                 self._fail(endpoint, mapped)
                 raise mapped
             received_at = _clock.now()
+            self._client.pool.answered(endpoint)
             log.debug(
                 "keepalive lease=%x ttl=%d rtt=%.1fms via %s",
                 self.lease_id,
@@ -158,7 +160,7 @@ class KeepAliveStream:
     def _fail(self, endpoint: Endpoint, error: Exception) -> None:
         self._drop_call()
         if isinstance(error, ConnectionFailed | RequestTimeout):
-            self._client.endpoint_failed(endpoint, error)
+            self._client.endpoint_failed(endpoint, error, since=self._sent_at)
 
     def _drop_call(self) -> None:
         if self._call is not None:

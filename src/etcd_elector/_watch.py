@@ -241,6 +241,7 @@ class WatchHub:
                 )
                 return
             self._last_heard = _clock.now()
+            self._client.pool.answered(endpoint)
             self._dispatch(response)
 
     async def _monitor_loop(self, call: Any, endpoint: Endpoint) -> None:
@@ -272,6 +273,7 @@ class WatchHub:
                         endpoint=str(endpoint),
                     ),
                     call,
+                    since=probe_sent,  # other answers on the connection since then: it lives
                 )
                 return
 
@@ -335,7 +337,14 @@ class WatchHub:
         reason = response.cancel_reason or "no reason given"
         return WatchCanceled(f"etcd cancelled the watch: {reason}", reason=reason)
 
-    def _break(self, error: TransportError, call: Any = None, *, blame: bool = True) -> None:
+    def _break(
+        self,
+        error: TransportError,
+        call: Any = None,
+        *,
+        blame: bool = True,
+        since: float | None = None,
+    ) -> None:
         """Fail every watch on the current stream and forget the stream; ``blame=False`` when
         the endpoint is not at fault (its connection is kept)."""
         if call is not None and call is not self._call:
@@ -351,7 +360,8 @@ class WatchHub:
                 error,
                 extra={"endpoint": str(self._endpoint)},
             )
-            self._client.endpoint_failed(self._endpoint, error)
+            heard = self._last_heard if since is None else since
+            self._client.endpoint_failed(self._endpoint, error, since=heard)
             self._broke = True
         for task in (self._reader, self._monitor):
             if task is not None and task is not asyncio.current_task():
