@@ -32,6 +32,7 @@ WORKERS = BENCH_DIR / "workers"
 RESULTS_DIR = BENCH_DIR / "results"
 ETCD3_VENV = BENCH_DIR / ".venv-etcd3"
 ETCD3_PYTHON = ETCD3_VENV / "bin" / "python"
+NO_ETCD3_ENV = "ETCD_ELECTOR_BENCH_NO_ETCD3"  # set by run.py when python-etcd3 is skipped
 
 # urllib honours http_proxy; everything here is on loopback.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -537,6 +538,8 @@ class PyEtcd3(Peer):
         return _json_event(line, "waiting")
 
     def available(self) -> str | None:
+        if os.environ.get(NO_ETCD3_ENV):
+            return os.environ[NO_ETCD3_ENV]
         if not ETCD3_PYTHON.exists():
             return f"no virtual environment at {ETCD3_VENV} (run.py creates it unless --no-etcd3)"
         return None

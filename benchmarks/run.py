@@ -104,7 +104,8 @@ def main() -> int:
     peers_arg: list[str] = []
     if etcd3_note is not None:
         harness.log(f"python-etcd3: {etcd3_note}")
-        peers_arg = ["--peers", "ours_cli,go_lock,go_elect"]
+        # Each scenario keeps its own peers and leaves python-etcd3 out (see PyEtcd3.available).
+        os.environ[harness.NO_ETCD3_ENV] = etcd3_note
 
     started = time.time()
     machine = harness.machine_info()
