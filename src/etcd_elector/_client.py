@@ -305,7 +305,7 @@ class AsyncClient:
                     self.pool.answered(endpoint)
                     return response
                 except asyncio.CancelledError:
-                    if _we_are_cancelled():
+                    if _rpc.cancelled_by_us():
                         raise
                     # gRPC cancels calls on a channel that another call just reset.
                     raise _reset_error(endpoint) from None
@@ -637,12 +637,6 @@ class AsyncClient:
         from ._session import AsyncSession
 
         return AsyncSession(self, ttl=ttl, **options)
-
-
-def _we_are_cancelled() -> bool:
-    """Whether the current task was asked to stop (rather than hit by a reset channel)."""
-    task = asyncio.current_task()
-    return task is None or task.cancelling() > 0
 
 
 def _reset_error(endpoint: Endpoint) -> grpc.aio.AioRpcError:

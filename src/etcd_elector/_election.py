@@ -717,9 +717,6 @@ class AsyncElection:
                 await guard
 
 
-_UNSET = object()
-
-
 async def _first_event_key(watches: Sequence[Any]) -> bytes:
     """Wait for the first event on any of ``watches``; return its key."""
 

@@ -101,6 +101,15 @@ class KeepAliveStream:
                             ) from exc
                         response = await call.read()
                         break
+                except asyncio.CancelledError:
+                    if _rpc.cancelled_by_us():
+                        raise
+                    reset = ConnectionFailed(
+                        f"keepalive stream to {endpoint} was cut by a connection reset",
+                        endpoint=str(endpoint),
+                    )
+                    self._fail(endpoint, reset)
+                    raise reset from None
                 except TimeoutError:
                     error: Exception = RequestTimeout(
                         f"lease {self.lease_id:x}: no keepalive answer from etcd at {endpoint} "

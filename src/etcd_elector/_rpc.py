@@ -6,6 +6,7 @@ with another etcd client's in the same process; the method paths below are etcd'
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from ._tls import handshake_error
 
 __all__ = [
     "Method",
+    "cancelled_by_us",
     "finished_stream_error",
     "is_lost_write",
     "map_rpc_error",
@@ -205,3 +207,13 @@ def map_status(
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return ConnectionFailed(f"cannot reach {where}: {details}", endpoint=endpoint)
     return EtcdServerError(f"{where} answered {code.name}: {details}", endpoint=endpoint)
+
+
+def cancelled_by_us() -> bool:
+    """Whether a ``CancelledError`` in the current task means it was asked to stop.
+
+    gRPC also raises ``CancelledError`` into calls on a channel that was closed under them
+    (another call reset the connection): that is a broken call, to be handled as one.
+    """
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0

@@ -21,7 +21,6 @@ from ._deadline import LeaseDeadline
 from ._errors import (
     AmbiguousResult,
     ConfigurationError,
-    ConnectionFailed,
     LeaseNotFound,
     SessionLost,
     TransportError,
@@ -30,7 +29,6 @@ from ._errors import (
 if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._election import AsyncElection
-    from ._keepalive import KeepAliveStream
     from ._types import KeepAliveAnswer
 
 __all__ = [
@@ -143,7 +141,7 @@ class AsyncSession:
         self._keeper: asyncio.Task[None] | None = None
         self._revoker: asyncio.Task[None] | None = None
         self._revoked = False
-        self._keepalive_observers: list[Callable[[Any], None]] = []
+        self._keepalive_observers: list[Callable[[KeepAliveAnswer], None]] = []
 
     # -- public state ------------------------------------------------------------------------
 
@@ -196,8 +194,8 @@ class AsyncSession:
         else:
             self._loss_callbacks.append(callback)
 
-    def add_keepalive_observer(self, observer: Callable[[Any], None]) -> None:
-        """Call ``observer(answer)`` for every keepalive answer (for metrics)."""
+    def add_keepalive_observer(self, observer: Callable[[KeepAliveAnswer], None]) -> None:
+        """Call ``observer(answer)`` for every keepalive answer (to watch the renewal cycle)."""
         self._keepalive_observers.append(observer)
 
     def check(self) -> None:
@@ -348,8 +346,8 @@ class AsyncSession:
                     self._lose(LossReason.DEADLINE)
                     break
                 try:
-                    answer = await self._ping(
-                        stream, min(self._client.config.stream_timeout, remaining)
+                    answer = await stream.ping(
+                        timeout=min(self._client.config.stream_timeout, remaining)
                     )
                 except LeaseNotFound:
                     self._lose(LossReason.EXPIRED)
@@ -404,21 +402,6 @@ class AsyncSession:
         # Lost: make our keys vanish as soon as etcd can hear us.
         if self._revoker is None and not self._revoked:
             self._revoker = asyncio.get_running_loop().create_task(self._revoke(persistent=True))
-
-    async def _ping(self, stream: KeepAliveStream, timeout: float) -> KeepAliveAnswer:
-        """One keepalive. gRPC raises ``CancelledError`` into a call whose channel was closed
-        under it (another stream of this client reset the connection): that is a failed
-        keepalive, not a cancellation of the keeper, which would end it without a loss signal.
-        """
-        try:
-            return await stream.ping(timeout=timeout)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise  # we really are being cancelled
-            raise ConnectionFailed(
-                f"keepalive of lease {self.lease_id:x} was cancelled by its connection's reset"
-            ) from None
 
     async def _revoke(self, *, persistent: bool) -> None:
         """Revoke the lease; if ``persistent``, keep trying while etcd is unreachable (bounded)."""

@@ -225,7 +225,11 @@ class WatchHub:
             try:
                 response = await call.read()
             except asyncio.CancelledError:
-                raise
+                if _rpc.cancelled_by_us():
+                    raise
+                # Not us: gRPC cut the stream with its connection. Fail the watches loudly.
+                self._break(ConnectionFailed(f"watch stream to {endpoint} was reset"), call)
+                return
             except grpc.aio.AioRpcError as exc:
                 self._break(_rpc.map_rpc_error(exc, str(endpoint), write=False), call)
                 return
