@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from helpers.watch_kit import drain_until_error, next_batch
 
 from etcd_elector import (
     AmbiguousResult,
@@ -26,8 +27,6 @@ from etcd_elector import (
     RequestTimeout,
     TransportError,
     TxnResult,
-    Watch,
-    WatchBatch,
     WatchCompacted,
     _clock,
 )
@@ -39,26 +38,6 @@ ProxyFactory = Callable[[str], FaultProxy]
 WAIT_S = 10.0
 STREAM_TIMEOUT_S = 1.0
 FAULT_BOUND_S = 5 * STREAM_TIMEOUT_S + 2.0
-
-
-async def next_batch(watch: Watch, timeout: float = WAIT_S) -> WatchBatch:
-    """The watch's next batch that carries events (progress notices are skipped)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            batch = await anext(watch)
-            if batch.events:
-                return batch
-
-
-async def drain_until_error(watch: Watch, timeout: float) -> BaseException:
-    """Iterate ``watch`` until it raises; return the error (fails the test on a clean end)."""
-    async with asyncio.timeout(timeout):
-        try:
-            async for _ in watch:
-                pass
-        except Exception as exc:
-            return exc
-    pytest.fail("the watch ended without an error")
 
 
 def fast_client(endpoints: str | list[str]) -> AsyncClient:

@@ -7,6 +7,7 @@ import contextlib
 import time
 
 import pytest
+from helpers.watch_kit import drain_until_error, next_batch
 
 from etcd_elector import (
     AsyncClient,
@@ -17,8 +18,6 @@ from etcd_elector import (
     NoLeader,
     Op,
     TransportError,
-    Watch,
-    WatchBatch,
     WatchCompacted,
 )
 from etcd_elector.testing import EtcdCluster, EtcdMember
@@ -29,26 +28,6 @@ WAIT_S = 10.0
 STREAM_TIMEOUT_S = 2.0
 # etcd cancels require-leader streams after about three election timeouts (0.5 s each here).
 FAULT_BOUND_S = 5 * STREAM_TIMEOUT_S + 2.0
-
-
-async def next_batch(watch: Watch, timeout: float = WAIT_S) -> WatchBatch:
-    """The watch's next batch that carries events (progress notices are skipped)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            batch = await anext(watch)
-            if batch.events:
-                return batch
-
-
-async def drain_until_error(watch: Watch, timeout: float) -> BaseException:
-    """Iterate ``watch`` until it raises; return the error (fails the test on a clean end)."""
-    async with asyncio.timeout(timeout):
-        try:
-            async for _ in watch:
-                pass
-        except Exception as exc:
-            return exc
-    pytest.fail("the watch ended without an error")
 
 
 async def settled_leader(cluster: EtcdCluster) -> EtcdMember:
