@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from helpers.cli_process import CliProcess, run_cli
@@ -14,20 +14,6 @@ from helpers.cli_process import CliProcess, run_cli
 from etcd_elector.testing import FaultProxy
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def cli() -> Iterator[Callable[..., CliProcess]]:
-    started: list[CliProcess] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> CliProcess:
-        process = CliProcess(*args, env=env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.close()
 
 
 def _common(endpoint: str, prefix: str) -> list[str]:

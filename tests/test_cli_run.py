@@ -54,20 +54,6 @@ def child(tmp_path: Path) -> Iterator[Child]:
             os.killpg(int(pid_file.read_text()), signal.SIGKILL)
 
 
-@pytest.fixture
-def cli() -> Iterator[Callable[..., CliProcess]]:
-    started: list[CliProcess] = []
-
-    def start(*args: str) -> CliProcess:
-        process = CliProcess(*args)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.close()
-
-
 def _common(endpoint: str, prefix: str, ttl: int) -> list[str]:
     return ["--json", "--endpoints", endpoint, "--namespace", prefix, "--ttl", str(ttl)]
 

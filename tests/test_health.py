@@ -10,7 +10,7 @@ import signal
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,20 +193,6 @@ async def test_healthz_turns_503_while_a_leaders_keepalives_fail(
 
 
 # -- the command line ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli() -> Iterator[Callable[..., CliProcess]]:
-    started: list[CliProcess] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> CliProcess:
-        process = CliProcess(*args, env=env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.close()
 
 
 def _sample(text: str, name: str, **labels: str) -> float | None:

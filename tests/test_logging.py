@@ -9,7 +9,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from helpers.cli_process import CliProcess, run_cli
@@ -142,20 +142,6 @@ def test_the_json_formatter_keeps_every_field() -> None:
 
 
 # -- the command line ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli() -> Iterator[Callable[..., CliProcess]]:
-    started: list[CliProcess] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> CliProcess:
-        process = CliProcess(*args, env=env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.close()
 
 
 def test_cli_log_format_json_writes_json_lines_with_the_fields(

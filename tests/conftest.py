@@ -1,0 +1,23 @@
+"""Fixtures shared by several test modules (the etcd fixtures come from our pytest plugin)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from helpers.cli_process import CliProcess
+
+
+@pytest.fixture
+def cli() -> Iterator[Callable[..., CliProcess]]:
+    """Start ``etcd-elector`` subprocesses; every one is closed at teardown, pass or fail."""
+    started: list[CliProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> CliProcess:
+        process = CliProcess(*args, env=env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()
