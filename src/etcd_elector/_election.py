@@ -637,14 +637,9 @@ class AsyncElection:
             and first[0].create_revision == term.token
         ):
             return self.is_leader()
-        reason = (
-            TermEndReason.KEY_DELETED
-            if first is None or first[0].create_revision < term.token
-            else TermEndReason.NOT_LEADER
-        )
-        if first is not None and first[0].create_revision != term.token:
-            found = await self._client.get(term.key)
-            reason = TermEndReason.NOT_LEADER if found.kv is not None else TermEndReason.KEY_DELETED
+        # Someone else leads, or nobody does: which one depends on whether our key survives.
+        ours = None if first is None else (await self._client.get(term.key)).kv
+        reason = TermEndReason.NOT_LEADER if ours is not None else TermEndReason.KEY_DELETED
         self._end_term(reason, term)
         return False
 
