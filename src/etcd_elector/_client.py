@@ -584,8 +584,9 @@ class AsyncClient:
         :raises ConfigurationError: for an endpoint that is not one of this client's.
         :raises TransportError: if the member cannot be reached.
         """
+        deadline = self.deadline(timeout)
         if endpoint is None:
-            target = await self.connect(self.deadline(timeout))
+            target = await self.connect(deadline)
         else:
             wanted = parse_endpoints(endpoint)[0].address
             matches = [e for e in self.pool.endpoints if e.address == wanted]
@@ -593,7 +594,6 @@ class AsyncClient:
                 raise ConfigurationError(f"{endpoint!r} is not one of this client's endpoints")
             target = matches[0]
         stub = self.pool.callable(target, _rpc.STATUS, "unary")
-        deadline = self.deadline(timeout)
         try:
             response = await stub(
                 rpc_pb2.StatusRequest(),
