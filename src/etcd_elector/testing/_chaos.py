@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from etcd_elector import AsyncClient, _clock
+from etcd_elector._orphans import dies_with_parent
 
 from ._checker import CheckReport, Violation, check_history
 from ._cluster import EtcdCluster
@@ -108,21 +109,23 @@ class _Candidate:
         self.proxies = [FaultProxy.start(endpoint) for endpoint in cluster.endpoints]
         endpoints = ",".join(p.endpoint for p in self.proxies)
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "etcd_elector.testing._chaos_candidate",
-                "--endpoints",
-                endpoints,
-                "--name",
-                ELECTION,
-                "--namespace",
-                NAMESPACE,
-                "--ttl",
-                str(ttl),
-                "--id",
-                ident,
-            ],
+            dies_with_parent(
+                [
+                    sys.executable,
+                    "-m",
+                    "etcd_elector.testing._chaos_candidate",
+                    "--endpoints",
+                    endpoints,
+                    "--name",
+                    ELECTION,
+                    "--namespace",
+                    NAMESPACE,
+                    "--ttl",
+                    str(ttl),
+                    "--id",
+                    ident,
+                ]
+            ),
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
@@ -146,7 +149,9 @@ class _Candidate:
             action(proxy)
 
     def finish(self, timeout: float) -> None:
-        """Ask for a clean exit; kill if it does not come."""
+        """Ask for a clean exit; kill if it does not come. Idempotent."""
+        if self._log.closed:
+            return
         if self.paused:
             self.signal(signal.SIGCONT)
         self.each_proxy(lambda p: p.heal())
@@ -235,26 +240,29 @@ def run_chaos(
     bound = ttl + ETCD_EXPIRY_CHECK + 1.5  # expiry, the sweep, a campaign's round trips
     trials = 0
     with EtcdCluster.start(settings.members) as cluster:
-        for _ in range(settings.candidates):
-            run.spawn(cluster)
-        if not run.wait_for_leader(30):
-            run.extra.append(Violation("failover", "no leader was ever elected"))
-        started = time.monotonic()
-        while time.monotonic() - started < settings.duration:
-            trials += 1
-            fault = run.rng.choice(faults)
-            run.faults[fault] += 1
-            target = run.by_ident(run.leader() if run.rng.random() < 0.8 else None)
-            member_fault = fault in MEMBER_FAULTS or fault == "member_restart"
-            run.note(RecordKind.FAULT, detail=f"{fault} {target.ident}")
-            progress(f"trial {trials}: {fault} (target {target.ident}, leader {run.leader()})")
-            _inject(run, cluster, fault, target)
-            run.note(RecordKind.HEALED, until=(2 * ttl + bound) if member_fault else bound)
-            if not run.wait_for_leader(4 * ttl + 10):
-                progress("  no leader after the fault healed")
-            time.sleep(run.rng.uniform(0, ttl / 2))
-        for candidate in run.candidates:
-            candidate.finish(timeout=10)
+        try:
+            for _ in range(settings.candidates):
+                run.spawn(cluster)
+            if not run.wait_for_leader(30):
+                run.extra.append(Violation("failover", "no leader was ever elected"))
+            started = time.monotonic()
+            while time.monotonic() - started < settings.duration:
+                trials += 1
+                fault = run.rng.choice(faults)
+                run.faults[fault] += 1
+                target = run.by_ident(run.leader() if run.rng.random() < 0.8 else None)
+                member_fault = fault in MEMBER_FAULTS or fault == "member_restart"
+                run.note(RecordKind.FAULT, detail=f"{fault} {target.ident}")
+                progress(f"trial {trials}: {fault} (target {target.ident}, leader {run.leader()})")
+                _inject(run, cluster, fault, target)
+                run.note(RecordKind.HEALED, until=(2 * ttl + bound) if member_fault else bound)
+                if not run.wait_for_leader(4 * ttl + 10):
+                    progress("  no leader after the fault healed")
+                time.sleep(run.rng.uniform(0, ttl / 2))
+        finally:
+            # Also when a fault or the runner itself fails: no candidate outlives the run.
+            for candidate in run.candidates:
+                candidate.finish(timeout=10)
         run.extra.extend(asyncio.run(_leaks(cluster.endpoint_string, run.records)))
     report = check_history(run.records, extra=run.extra)
     if report.ok:
