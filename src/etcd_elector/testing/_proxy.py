@@ -126,11 +126,13 @@ class _Connection:
                 if writer.can_write_eof():
                     writer.write_eof()
                 return
-            writer.write(data)
+            # Count first: write() may send at once, and a reader on another thread must never
+            # see bytes the counters do not include yet.
             if to_target:
                 proxy._bytes_to_target += len(data)
             else:
                 proxy._bytes_to_client += len(data)
+            writer.write(data)
             await writer.drain()
 
     def reset(self) -> None:
