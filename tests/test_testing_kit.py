@@ -6,8 +6,11 @@ import asyncio
 import base64
 import json
 import os
+import signal
 import socket
 import socketserver
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.cli_process import pid_gone
 
 from etcd_elector._errors import ConfigurationError
 from etcd_elector.testing import (
@@ -399,3 +403,36 @@ def test_proxy_in_front_of_etcd(
         _get(proxy.endpoint, f"{etcd_prefix}via-proxy")
     proxy.heal()
     assert _get(proxy.endpoint, f"{etcd_prefix}via-proxy") == "1"
+
+
+# -- helper processes ------------------------------------------------------------------------
+
+# A harness that starts one helper through dies_with_parent: it prints the helper's pid, and
+# the helper prints "ready" once it runs (past the wrapper, so the parent-death signal is set).
+_HARNESS = """\
+import subprocess, sys
+from etcd_elector.testing import dies_with_parent
+helper = [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"]
+child = subprocess.Popen(dies_with_parent(helper))
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def test_dies_with_parent_kills_the_helper_when_its_harness_is_killed() -> None:
+    harness = subprocess.Popen([sys.executable, "-c", _HARNESS], stdout=subprocess.PIPE, text=True)
+    helper_pid = 0
+    try:
+        assert harness.stdout is not None
+        helper_pid = int(harness.stdout.readline())
+        assert harness.stdout.readline() == "ready\n"
+        harness.kill()  # SIGKILL: no cleanup of its own runs
+        harness.wait(timeout=10)
+        _wait_for(lambda: pid_gone(helper_pid), 10, "the helper died with its harness")
+    finally:
+        harness.kill()
+        harness.wait(timeout=10)
+        if helper_pid and not pid_gone(helper_pid):
+            os.kill(helper_pid, signal.SIGKILL)
+        if harness.stdout is not None:
+            harness.stdout.close()

@@ -8,10 +8,15 @@ Usable from any test suite; the pytest fixtures live in
     with EtcdCluster.start(3) as cluster, FaultProxy.start(cluster.endpoints[0]) as proxy:
         cluster.leader().kill()
         proxy.blackhole()
+
+Helper processes a harness starts (candidates, workers) should not outlive it: start them
+with ``dies_with_parent(argv)`` and they are SIGKILLed when the harness dies, even by SIGKILL
+(Linux; elsewhere the command runs unwrapped).
 """
 
 from __future__ import annotations
 
+from etcd_elector._orphans import dies_with_parent
 from etcd_elector.testing._binary import ETCD_BINARY_ENV, etcd_version, find_etcd_binary
 from etcd_elector.testing._chaos import FAULTS, ChaosResult, ChaosSettings, run_chaos
 from etcd_elector.testing._checker import (
@@ -51,6 +56,7 @@ __all__ = [
     "RecordKind",
     "Violation",
     "check_history",
+    "dies_with_parent",
     "dump_records",
     "etcd_version",
     "find_etcd_binary",
