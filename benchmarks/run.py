@@ -24,10 +24,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness
 import report
+from harness.layout import (
+    BENCH_DIR,
+    ETCD3_PYTHON,
+    ETCD3_VENV,
+    NO_ETCD3_ENV,
+    REPO_ROOT,
+    RESULTS_DIR,
+    SCENARIOS,
+)
+from harness.machine import machine_info
+from harness.runner import log
 
-SCENARIOS = ("overhead", "handoff", "failover", "partition", "scale", "steady")
 # python-etcd3 0.12 (2020) needs protobuf 3 and tenacity 6 (its Lock uses the old
 # two-argument wait callback that tenacity 7+ no longer accepts).
 ETCD3_REQUIREMENTS = ["etcd3==0.12.0", "protobuf==3.20.3", "tenacity==6.3.1"]
@@ -37,7 +46,7 @@ QUICK_TIMEOUT_S = 55
 
 def ensure_etcd3_venv() -> str | None:
     """Create benchmarks/.venv-etcd3 if needed; None when usable, else why not."""
-    python = harness.ETCD3_PYTHON
+    python = ETCD3_PYTHON
     check = [
         str(python),
         "-c",
@@ -46,10 +55,10 @@ def ensure_etcd3_venv() -> str | None:
     ]
     if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return None
-    harness.log(f"creating {harness.ETCD3_VENV} with {' '.join(ETCD3_REQUIREMENTS)}")
+    log(f"creating {ETCD3_VENV} with {' '.join(ETCD3_REQUIREMENTS)}")
     try:
         if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(harness.ETCD3_VENV)], check=True)
+            subprocess.run([sys.executable, "-m", "venv", str(ETCD3_VENV)], check=True)
         subprocess.run(
             [str(python), "-m", "pip", "install", "-q", *ETCD3_REQUIREMENTS],
             check=True,
@@ -79,11 +88,9 @@ def main() -> int:
     parser.add_argument("--no-etcd3", action="store_true", help="skip python-etcd3")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    out: Path = args.out or (
-        harness.BENCH_DIR / "results-quick" if args.quick else harness.RESULTS_DIR
-    )
+    out: Path = args.out or (BENCH_DIR / "results-quick" if args.quick else RESULTS_DIR)
     report_path: Path = args.report or (
-        out / "BENCHMARKS.md" if args.quick else harness.REPO_ROOT / "BENCHMARKS.md"
+        out / "BENCHMARKS.md" if args.quick else REPO_ROOT / "BENCHMARKS.md"
     )
     selected = [s for s in args.only.split(",") if s] or list(SCENARIOS)
     unknown = sorted(set(selected) - set(SCENARIOS))
@@ -97,18 +104,17 @@ def main() -> int:
     etcd3_note = "skipped (--no-etcd3)" if args.no_etcd3 else None
     if not args.no_etcd3:
         if args.quick:
-            if not harness.ETCD3_PYTHON.exists():
-                etcd3_note = f"skipped: {harness.ETCD3_VENV} does not exist (quick run)"
+            if not ETCD3_PYTHON.exists():
+                etcd3_note = f"skipped: {ETCD3_VENV} does not exist (quick run)"
         else:
             etcd3_note = ensure_etcd3_venv()
-    peers_arg: list[str] = []
     if etcd3_note is not None:
-        harness.log(f"python-etcd3: {etcd3_note}")
+        log(f"python-etcd3: {etcd3_note}")
         # Each scenario keeps its own peers and leaves python-etcd3 out (see PyEtcd3.available).
-        os.environ[harness.NO_ETCD3_ENV] = etcd3_note
+        os.environ[NO_ETCD3_ENV] = etcd3_note
 
     started = time.time()
-    machine = harness.machine_info()
+    machine = machine_info()
     meta = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "quick": args.quick,
@@ -128,7 +134,7 @@ def main() -> int:
         meta = previous
         meta.setdefault("reruns", []).append(rerun)
     (out / "machine.json").write_text(json.dumps(meta, indent=1) + "\n")
-    harness.log(
+    log(
         f"{machine['cpu_count']} x {machine['cpu_model']}, python {machine['python']}, "
         f"grpcio {machine['grpcio']}, {machine['etcd']}; writing {out}"
     )
@@ -136,7 +142,7 @@ def main() -> int:
     def command(name: str) -> list[str]:
         argv = [
             sys.executable,
-            str(harness.BENCH_DIR / f"scenario_{name}.py"),
+            str(BENCH_DIR / f"scenario_{name}.py"),
             "--out",
             str(out / f"{name}.json"),
             "--seed",
@@ -144,8 +150,6 @@ def main() -> int:
         ]
         if args.quick:
             argv.append("--quick")
-        if name in ("failover", "partition", "steady"):
-            argv += peers_arg
         return argv
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -161,18 +165,18 @@ def main() -> int:
                 proc.kill()
                 proc.wait()
                 code = -1
-                harness.log(f"{name}: did not finish within {QUICK_TIMEOUT_S}s")
+                log(f"{name}: did not finish within {QUICK_TIMEOUT_S}s")
             if code != 0:
                 failures.append(name)
     else:
         for name in selected:
-            harness.log(f"=== {name}")
+            log(f"=== {name}")
             t0 = time.time()
             try:
                 code = subprocess.run(command(name), env=env, timeout=FULL_TIMEOUT_S).returncode
             except subprocess.TimeoutExpired:
                 code = -1
-            harness.log(f"=== {name}: exit {code} after {time.time() - t0:.0f}s")
+            log(f"=== {name}: exit {code} after {time.time() - t0:.0f}s")
             if code != 0:
                 failures.append(name)
     if meta.get("reruns"):
@@ -186,9 +190,9 @@ def main() -> int:
         meta["failed"] = failures
     (out / "machine.json").write_text(json.dumps(meta, indent=1) + "\n")
     report.render(out, report_path)
-    harness.log(f"done in {meta['seconds']:.0f}s; report: {report_path}")
+    log(f"done in {meta['seconds']:.0f}s; report: {report_path}")
     if failures:
-        harness.log(f"FAILED: {', '.join(failures)}")
+        log(f"FAILED: {', '.join(failures)}")
         return 1
     return 0
 

@@ -18,8 +18,10 @@ import random
 import signal
 from typing import Any
 
-import harness
-from harness import PEERS, Context, KeyCounter, Pool, log
+from harness.peers import PEERS
+from harness.pool import KeyCounter, Pool
+from harness.runner import Context, interleaved, log, scenario_main
+from harness.stats import ratio, summarize
 
 DEFAULT_PEERS = ["ours_cli", "go_lock", "py_etcd3"]
 STANDBYS = 2
@@ -49,7 +51,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                         await pool.spawn(STANDBYS)
                         await pool.wait_queued(counter)
                     log(f"failover ttl={ttl}: {trials} trials per peer")
-                    for _trial, peer in harness.interleaved(peers, trials):
+                    for _trial, peer in interleaved(peers, trials):
                         pool = pools[peer]
                         if len(pool.waiting()) < STANDBYS:
                             await pool.spawn(STANDBYS - len(pool.waiting()))
@@ -70,8 +72,8 @@ async def run(ctx: Context) -> dict[str, Any]:
         ttl = float(ttl_key)
         summary[ttl_key] = {
             peer: {
-                "failover": harness.summarize(values),
-                "minus_ttl": harness.summarize(v - ttl for v in values),
+                "failover": summarize(values),
+                "minus_ttl": summarize(v - ttl for v in values),
             }
             for peer, values in by_peer.items()
         }
@@ -81,7 +83,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         for peer in by_peer:
             if peer != "ours_cli":
                 other = by_peer[peer]["failover"].get("p50")
-                ratios[f"ttl {ttl_key}: ours_cli/{peer} p50"] = harness.ratio(ours, other)
+                ratios[f"ttl {ttl_key}: ours_cli/{peer} p50"] = ratio(ours, other)
     return {
         "unit": "seconds",
         "ttls": ttls,
@@ -95,4 +97,4 @@ async def run(ctx: Context) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    harness.scenario_main("failover", run)
+    scenario_main("failover", run)

@@ -21,8 +21,12 @@ import sys
 import time
 from typing import Any
 
-import harness
-from harness import PEERS, Child, Context, KeyCounter, Pool, log
+from harness.children import Child, ChildExited
+from harness.layout import WORKERS
+from harness.peers import PEERS
+from harness.pool import KeyCounter, Pool
+from harness.runner import Context, interleaved, log, scenario_main
+from harness.stats import ratio, summarize
 
 PROCESS_PEERS = ["ours_cli", "go_elect"]
 LOW_WATER = 2  # refill the queue when fewer candidates wait than this
@@ -48,7 +52,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 "inproc",
                 [
                     sys.executable,
-                    str(harness.WORKERS / "inproc_candidates.py"),
+                    str(WORKERS / "inproc_candidates.py"),
                     "--endpoint",
                     endpoint,
                     "--election",
@@ -82,7 +86,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 await inproc.wait_line(lambda x: x.json is not None, 60)
                 log(f"handoff: {handoffs} handoffs per peer, interleaved")
                 last_logged = 0
-                for trial, peer in harness.interleaved(peers, handoffs):
+                for trial, peer in interleaved(peers, handoffs):
                     if peer == "ours_inproc":
                         since = len(inproc.lines)
                         await inproc.send("handoff")
@@ -119,7 +123,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                         if data is not None and "time" in data:
                             self_reported.append(float(data["time"]) - t0)
                         # Let the old process finish exiting before the next measurement.
-                        with contextlib.suppress(harness.ChildExited, TimeoutError):
+                        with contextlib.suppress(ChildExited, TimeoutError):
                             await old.wait_line(lambda x: False, 10)
                         await old.stop()
                     await asyncio.sleep(0.05)
@@ -136,7 +140,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 await asyncio.gather(*observers, return_exceptions=True)
                 for pool in pools.values():
                     await pool.close()
-    summaries = {p: harness.summarize(v) for p, v in samples.items()}
+    summaries = {p: summarize(v) for p, v in samples.items()}
     return {
         "unit": "seconds",
         "handoffs_per_peer": handoffs,
@@ -148,18 +152,16 @@ async def run(ctx: Context) -> dict[str, Any]:
         "samples": samples,
         "ours_cli_self_reported": self_reported,
         "parts": parts,
-        "parts_summary": {
-            p: {k: harness.summarize(v) for k, v in d.items()} for p, d in parts.items()
-        },
+        "parts_summary": {p: {k: summarize(v) for k, v in d.items()} for p, d in parts.items()},
         "summary": summaries,
         "ratios": {
-            "ours_cli/go_elect p50": harness.ratio(
+            "ours_cli/go_elect p50": ratio(
                 summaries["ours_cli"].get("p50"), summaries["go_elect"].get("p50")
             ),
-            "ours_cli/go_elect p99": harness.ratio(
+            "ours_cli/go_elect p99": ratio(
                 summaries["ours_cli"].get("p99"), summaries["go_elect"].get("p99")
             ),
-            "ours_inproc/go_elect p50": harness.ratio(
+            "ours_inproc/go_elect p50": ratio(
                 summaries["ours_inproc"].get("p50"), summaries["go_elect"].get("p50")
             ),
         },
@@ -167,4 +169,4 @@ async def run(ctx: Context) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    harness.scenario_main("handoff", run)
+    scenario_main("handoff", run)

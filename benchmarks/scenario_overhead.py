@@ -22,8 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import harness
-from harness import Context, log
+from harness.runner import Context, interleaved, log, scenario_main
+from harness.stats import ratio, summarize
 
 OPS = ("put", "txn", "keepalive")
 MODES = (("sequential", 1), ("concurrency16", 16))
@@ -178,7 +178,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 for op in OPS:
                     for mode, concurrency in MODES:
                         runs: dict[str, list[dict[str, Any]]] = {p: [] for p in PEERS}
-                        for trial, peer in harness.interleaved(PEERS, trials):
+                        for trial, peer in interleaved(PEERS, trials):
                             del trial
                             runs[peer].append(await batch(peer, op, concurrency, ops_per_batch))
                         entry: dict[str, Any] = {}
@@ -186,15 +186,15 @@ async def run(ctx: Context) -> dict[str, Any]:
                             rates = [b["ops_per_second"] for b in batches]
                             lat = [x for b in batches for x in b["latencies"]]
                             entry[peer] = {
-                                "ops_per_second": harness.summarize(rates),
+                                "ops_per_second": summarize(rates),
                                 "rates": rates,
-                                "latency": harness.summarize(lat) if lat else None,
+                                "latency": summarize(lat) if lat else None,
                                 "latency_sample": lat[:: max(1, len(lat) // 2000)],
                             }
                         ours_rate = entry["ours"]["ops_per_second"]["p50"]
                         bare_rate = entry["bare"]["ops_per_second"]["p50"]
-                        entry["overhead_factor"] = harness.ratio(bare_rate, ours_rate)
-                        entry["overhead_vs_bare_dm"] = harness.ratio(
+                        entry["overhead_factor"] = ratio(bare_rate, ours_rate)
+                        entry["overhead_vs_bare_dm"] = ratio(
                             entry["bare_dm"]["ops_per_second"]["p50"], ours_rate
                         )
                         results[f"{op}/{mode}"] = entry
@@ -220,4 +220,4 @@ async def run(ctx: Context) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    harness.scenario_main("overhead", run)
+    scenario_main("overhead", run)

@@ -19,8 +19,11 @@ import random
 import time
 from typing import Any
 
-import harness
-from harness import PEERS, Context, KeyCounter, Pool, log
+from harness.children import ChildExited, Line
+from harness.peers import PEERS
+from harness.pool import KeyCounter, Pool
+from harness.runner import Context, interleaved, log, scenario_main
+from harness.stats import summarize
 
 DEFAULT_PEERS = ["ours_cli", "go_lock", "py_etcd3"]
 
@@ -51,10 +54,10 @@ async def one_trial(
         limit = ttl * 3 + 5
         new_task = asyncio.ensure_future(pool.wait_elected(limit, since))
 
-        async def lost() -> harness.Line | None:
+        async def lost() -> Line | None:
             try:
                 return await first.wait_line(PEERS[peer].is_lost, limit, since=len(first.lines))
-            except (TimeoutError, harness.ChildExited):
+            except (TimeoutError, ChildExited):
                 return None
 
         lost_task = asyncio.ensure_future(lost())
@@ -97,16 +100,16 @@ async def run(ctx: Context) -> dict[str, Any]:
         endpoint = cluster.endpoints[0]
         async with KeyCounter(endpoint) as counter:
             log(f"partition ttl={ttl}: {trials} trials per peer")
-            for trial, peer in harness.interleaved(peers, trials):
+            for trial, peer in interleaved(peers, trials):
                 records[peer].append(await one_trial(peer, endpoint, counter, ttl, trial))
     summary: dict[str, Any] = {}
     for peer, rows in records.items():
         reported = [r for r in rows if r["known_lost"] is not None]
         summary[peer] = {
-            "new_leader": harness.summarize(r["new_leader"] for r in rows),
-            "known_lost": harness.summarize(r["known_lost"] for r in reported),
-            "overlap": harness.summarize(r["overlap"] for r in reported),
-            "overlap_self_reported": harness.summarize(
+            "new_leader": summarize(r["new_leader"] for r in rows),
+            "known_lost": summarize(r["known_lost"] for r in reported),
+            "overlap": summarize(r["overlap"] for r in reported),
+            "overlap_self_reported": summarize(
                 r["overlap_self_reported"] for r in rows if "overlap_self_reported" in r
             ),
             "trials": len(rows),
@@ -125,4 +128,4 @@ async def run(ctx: Context) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    harness.scenario_main("partition", run)
+    scenario_main("partition", run)

@@ -19,26 +19,32 @@ import sys
 import time
 from typing import Any
 
-import harness
-from harness import Child, Context, log
+from harness.children import Child, ChildExited, Line
+from harness.etcd_metrics import is_gauge, metrics_delta, requests_by_method, scrape
+from harness.layout import WORKERS
+from harness.runner import Context, log, scenario_main
+from harness.stats import summarize
 
-WORKERS = 4
+WORKER_PROCESSES = 4
 CLIENTS_PER_WORKER = 2
 
 
 async def one_size(endpoint: str, url: str, n: int, handoffs: int) -> dict[str, Any]:
     election = f"scale-{n}"
-    per_worker = [n // WORKERS + (1 if i < n % WORKERS else 0) for i in range(WORKERS)]
-    events: list[harness.Line] = []
+    per_worker = [
+        n // WORKER_PROCESSES + (1 if i < n % WORKER_PROCESSES else 0)
+        for i in range(WORKER_PROCESSES)
+    ]
+    events: list[Line] = []
     changed = asyncio.Event()
 
-    def on_line(line: harness.Line) -> None:
+    def on_line(line: Line) -> None:
         nonlocal changed
         events.append(line)
         old, changed = changed, asyncio.Event()
         old.set()
 
-    async def wait_for(pred: Any, since: int, timeout: float = 60.0) -> harness.Line:
+    async def wait_for(pred: Any, since: int, timeout: float = 60.0) -> Line:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         index = since
@@ -52,7 +58,7 @@ async def one_size(endpoint: str, url: str, n: int, handoffs: int) -> dict[str, 
                 raise TimeoutError(f"scale n={n}: no matching event within {timeout:g}s")
             for child in workers:
                 if child.exited_at is not None:
-                    raise harness.ChildExited(child)
+                    raise ChildExited(child)
             await asyncio.wait({asyncio.ensure_future(changed.wait())}, timeout=remaining)
 
     def is_event(name: str) -> Any:
@@ -63,7 +69,7 @@ async def one_size(endpoint: str, url: str, n: int, handoffs: int) -> dict[str, 
             f"scale-{n}-w{w}",
             [
                 sys.executable,
-                str(harness.WORKERS / "scale_worker.py"),
+                str(WORKERS / "scale_worker.py"),
                 "--endpoint",
                 endpoint,
                 "--election",
@@ -102,7 +108,7 @@ async def one_size(endpoint: str, url: str, n: int, handoffs: int) -> dict[str, 
         leader_worker = int(leader_line.json["worker"])  # type: ignore[index]
         await asyncio.sleep(1.0)
         latencies: list[float] = []
-        before = harness.scrape(url)
+        before = scrape(url)
         for _ in range(handoffs):
             since = len(events)
             worker = next(c for c in workers if c.name.endswith(f"-w{leader_worker}"))
@@ -118,17 +124,17 @@ async def one_size(endpoint: str, url: str, n: int, handoffs: int) -> dict[str, 
             latencies.append(float(elected.json["time"]) - float(resigned.json["t0"]))  # type: ignore[index]
             leader_worker = int(elected.json["worker"])  # type: ignore[index]
             await asyncio.sleep(0.1)
-        after = harness.scrape(url)
+        after = scrape(url)
         window = after["_time"] - before["_time"]
-        idle_before = harness.scrape(url)
+        idle_before = scrape(url)
         await asyncio.sleep(window)
-        idle_after = harness.scrape(url)
-        busy = harness.metrics_delta(before, after)
-        idle = harness.metrics_delta(idle_before, idle_after)
+        idle_after = scrape(url)
+        busy = metrics_delta(before, after)
+        idle = metrics_delta(idle_before, idle_after)
         scale = window / max(idle["_seconds"], 1e-9)
         net: dict[str, float] = {}
         for key in set(busy) | set(idle):
-            if key.startswith("_") or key.split(":")[0] in harness._GAUGES:
+            if key.startswith("_") or is_gauge(key):
                 continue
             net[key] = (busy.get(key, 0.0) - idle.get(key, 0.0) * scale) / handoffs
         return {
@@ -137,7 +143,7 @@ async def one_size(endpoint: str, url: str, n: int, handoffs: int) -> dict[str, 
             "clients": len(workers) * CLIENTS_PER_WORKER,
             "handoffs": handoffs,
             "queue_seconds": ramp,
-            "handoff_latency": harness.summarize(latencies),
+            "handoff_latency": summarize(latencies),
             "latencies": latencies,
             "per_handoff_net": net,
             "per_handoff_requests_net": {
@@ -158,7 +164,7 @@ async def one_size(endpoint: str, url: str, n: int, handoffs: int) -> dict[str, 
                 try:
                     await asyncio.wait_for(child.send("quit"), 2)
                     await asyncio.wait_for(child.wait_line(lambda x: False, 30), 30)
-                except (harness.ChildExited, TimeoutError, OSError):
+                except (ChildExited, TimeoutError, OSError):
                     pass
             await child.stop()
 
@@ -170,7 +176,7 @@ async def one_process(
         f"memory-{tag}",
         [
             sys.executable,
-            str(harness.WORKERS / "memory_worker.py"),
+            str(WORKERS / "memory_worker.py"),
             "--endpoint",
             endpoint,
             "--elections",
@@ -188,14 +194,14 @@ async def one_process(
     await child.start()
     try:
         await child.wait_line(lambda x: (x.json or {}).get("event") == "idle_start", 600)
-        before = harness.scrape(url)
+        before = scrape(url)
         end = await child.wait_line(lambda x: (x.json or {}).get("event") == "idle_end", 120)
-        after = harness.scrape(url)
+        after = scrape(url)
         closed = await child.wait_line(lambda x: (x.json or {}).get("event") == "closed", 300)
         data = dict(end.json or {})
-        delta = harness.metrics_delta(before, after)
+        delta = metrics_delta(before, after)
         seconds = delta["_seconds"]
-        requests = harness.requests_by_method(delta)
+        requests = requests_by_method(delta)
         data.update(
             mode=mode,
             rss_kib=max(data["rss_held_kib"], data["rss_after_idle_kib"]),
@@ -243,11 +249,11 @@ async def run(ctx: Context) -> dict[str, Any]:
             log(f"scale: one process, {count} elections, {mode} session(s)")
             try:
                 part_b.append(await one_process(endpoint, url, count, mode, idle, f"mem{i}"))
-            except (harness.ChildExited, TimeoutError) as exc:
+            except (ChildExited, TimeoutError) as exc:
                 log(f"scale: {count} elections, {mode}: FAILED: {exc}")
                 part_b.append({"elections": count, "mode": mode, "error": str(exc)[-1500:]})
     return {"one_election": part_a, "one_process": part_b, "idle_window_seconds": idle}
 
 
 if __name__ == "__main__":
-    harness.scenario_main("scale", run)
+    scenario_main("scale", run)

@@ -12,20 +12,22 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import harness
-from harness import PEERS, Context, KeyCounter, Pool, log
+from harness.etcd_metrics import metrics_delta, requests_by_method, scrape
+from harness.peers import PEERS
+from harness.pool import KeyCounter, Pool
+from harness.runner import Context, log, scenario_main
 
 DEFAULT_PEERS = ["ours_cli", "go_lock", "go_elect", "py_etcd3"]
 WAITING = 4
 
 
 async def window(url: str, seconds: float) -> dict[str, float]:
-    before = harness.scrape(url)
+    before = scrape(url)
     await asyncio.sleep(seconds)
-    after = harness.scrape(url)
-    delta = harness.metrics_delta(before, after)
+    after = scrape(url)
+    delta = metrics_delta(before, after)
     elapsed = delta["_seconds"]
-    rates = {k: v / elapsed for k, v in harness.requests_by_method(delta).items()}
+    rates = {k: v / elapsed for k, v in requests_by_method(delta).items()}
     rates["_watch_events"] = delta.get("etcd_debugging_mvcc_events_total", 0.0) / elapsed
     return rates
 
@@ -85,4 +87,4 @@ async def run(ctx: Context) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    harness.scenario_main("steady", run)
+    scenario_main("steady", run)
