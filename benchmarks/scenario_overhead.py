@@ -1,4 +1,4 @@
-"""Scenario 5, client overhead: our transport against bare ``grpc.aio`` stubs on our protos.
+"""Scenario 5, client overhead: our transport against bare ``grpc.aio`` stubs.
 
 Operations per second, one etcd member on loopback, in this one process (one event loop):
 
@@ -12,7 +12,8 @@ Operations per second, one etcd member on loopback, in this one process (one eve
 16 tasks (16 leases and streams for keepalive). A third peer, ``bare_dm``, is the bare stub
 given what our transport adds to every request by design (a 5 s deadline, etcd's
 ``hasleader`` metadata; a deadline around each keepalive exchange), to separate gRPC's cost of
-those from our Python code. Batches alternate between the peers.
+those from our Python code. Batches alternate between the peers. The bare stubs send etcd's
+messages as ``scenario_overhead_protos.py`` declares them, not through the library.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ PEERS = ["ours", "bare", "bare_dm"]
 
 async def run(ctx: Context) -> dict[str, Any]:
     import grpc
+    import scenario_overhead_protos as etcd_pb
 
     from etcd_elector import AsyncClient, Compare, Op
-    from etcd_elector._proto import rpc_pb2
     from etcd_elector.testing import EtcdCluster
 
     ops_per_batch = 200 if ctx.quick else 2000
@@ -48,19 +49,19 @@ async def run(ctx: Context) -> dict[str, Any]:
             channel = grpc.aio.insecure_channel(endpoint)
             try:
                 bare_put = channel.unary_unary(
-                    "/etcdserverpb.KV/Put",
-                    request_serializer=rpc_pb2.PutRequest.SerializeToString,
-                    response_deserializer=rpc_pb2.PutResponse.FromString,
+                    etcd_pb.PUT,
+                    request_serializer=etcd_pb.PutRequest.SerializeToString,
+                    response_deserializer=etcd_pb.PutResponse.FromString,
                 )
                 bare_txn = channel.unary_unary(
-                    "/etcdserverpb.KV/Txn",
-                    request_serializer=rpc_pb2.TxnRequest.SerializeToString,
-                    response_deserializer=rpc_pb2.TxnResponse.FromString,
+                    etcd_pb.TXN,
+                    request_serializer=etcd_pb.TxnRequest.SerializeToString,
+                    response_deserializer=etcd_pb.TxnResponse.FromString,
                 )
                 bare_keepalive = channel.stream_stream(
-                    "/etcdserverpb.Lease/LeaseKeepAlive",
-                    request_serializer=rpc_pb2.LeaseKeepAliveRequest.SerializeToString,
-                    response_deserializer=rpc_pb2.LeaseKeepAliveResponse.FromString,
+                    etcd_pb.LEASE_KEEPALIVE,
+                    request_serializer=etcd_pb.LeaseKeepAliveRequest.SerializeToString,
+                    response_deserializer=etcd_pb.LeaseKeepAliveResponse.FromString,
                 )
                 leases = [(await ours.lease_grant(600)).id for _ in range(16)]
                 for i in range(16):
@@ -89,7 +90,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                     if op == "put":
 
                         def put(i: int) -> Awaitable[Any]:
-                            request = rpc_pb2.PutRequest(
+                            request = etcd_pb.PutRequest(
                                 key=f"bench/put/{worker}/{i % 64}".encode(), value=VALUE
                             )
                             return bare_put(request, **extra)  # type: ignore[no-any-return]
@@ -99,29 +100,29 @@ async def run(ctx: Context) -> dict[str, Any]:
                         key = f"bench/txn/{worker}".encode()
 
                         def txn(i: int) -> Awaitable[Any]:
-                            request = rpc_pb2.TxnRequest(
+                            request = etcd_pb.TxnRequest(
                                 compare=[
-                                    rpc_pb2.Compare(
-                                        result=rpc_pb2.Compare.EQUAL,
-                                        target=rpc_pb2.Compare.VALUE,
+                                    etcd_pb.Compare(
+                                        result=etcd_pb.Compare.EQUAL,
+                                        target=etcd_pb.Compare.VALUE,
                                         key=key,
                                         value=VALUE,
                                     )
                                 ],
                                 success=[
-                                    rpc_pb2.RequestOp(
-                                        request_put=rpc_pb2.PutRequest(key=key, value=VALUE)
+                                    etcd_pb.RequestOp(
+                                        request_put=etcd_pb.PutRequest(key=key, value=VALUE)
                                     )
                                 ],
                                 failure=[
-                                    rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))
+                                    etcd_pb.RequestOp(request_range=etcd_pb.RangeRequest(key=key))
                                 ],
                             )
                             return bare_txn(request, **extra)  # type: ignore[no-any-return]
 
                         return txn
                     call = (dm_streams if dm else bare_streams)[worker]
-                    request = rpc_pb2.LeaseKeepAliveRequest(ID=leases[worker])
+                    request = etcd_pb.LeaseKeepAliveRequest(ID=leases[worker])
 
                     async def ping(i: int) -> Any:
                         await call.write(request)

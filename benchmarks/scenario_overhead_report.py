@@ -26,8 +26,8 @@ def section(data: dict[str, Any] | None, plot: Plotter) -> Section:
         "## 5. Client overhead",
         "Requests per second through our transport (`AsyncClient.put`, `AsyncClient.txn` with "
         "`Compare`/`Op`, `KeepAliveStream.ping`) vs the same requests through bare `grpc.aio` "
-        "stubs on the same protos (`etcd_elector._proto.rpc_pb2`, `unary_unary` on "
-        "`/etcdserverpb.KV/Put` etc., a `stream_stream` for keepalives), one etcd member on "
+        "stubs sending the same etcd messages (`unary_unary` on `/etcdserverpb.KV/Put` etc., "
+        "a `stream_stream` for keepalives), one etcd member on "
         "loopback, all in one process and event loop, batches alternating. Sequential: one "
         "request at a time; concurrency 16: 16 tasks (16 leases and streams for keepalives). "
         "Overhead factor = bare ops/s ÷ ours ops/s (medians over the batches). The third "
