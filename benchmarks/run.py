@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -70,7 +71,7 @@ def ensure_etcd3_venv() -> str | None:
     return None
 
 
-def _load_meta(out: Path) -> dict[str, object] | None:
+def _load_meta(out: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((out / "machine.json").read_text())
     except (OSError, ValueError):
@@ -115,7 +116,7 @@ def main() -> int:
 
     started = time.time()
     machine = machine_info()
-    meta = {
+    meta: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "quick": args.quick,
         "started": started,

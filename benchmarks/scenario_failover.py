@@ -69,11 +69,11 @@ async def run(ctx: Context) -> dict[str, Any]:
                         await pool.close()
     summary: dict[str, Any] = {}
     for ttl_key, by_peer in samples.items():
-        ttl = float(ttl_key)
+        ttl_s = float(ttl_key)
         summary[ttl_key] = {
             peer: {
                 "failover": summarize(values),
-                "minus_ttl": summarize(v - ttl for v in values),
+                "minus_ttl": summarize(v - ttl_s for v in values),
             }
             for peer, values in by_peer.items()
         }

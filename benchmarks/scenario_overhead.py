@@ -138,16 +138,11 @@ async def run(ctx: Context) -> dict[str, Any]:
 
                     return ping
 
+                def bare_dm_op(op: str, worker: int) -> Callable[[int], Awaitable[Any]]:
+                    return bare_op(op, worker, dm=True)
+
                 async def batch(peer: str, op: str, concurrency: int, count: int) -> dict[str, Any]:
-                    if peer == "ours":
-                        make = ours_op
-                    elif peer == "bare":
-                        make = bare_op
-                    else:
-
-                        def make(op: str, w: int) -> Callable[[int], Awaitable[Any]]:
-                            return bare_op(op, w, dm=True)
-
+                    make = {"ours": ours_op, "bare": bare_op, "bare_dm": bare_dm_op}[peer]
                     latencies: list[float] = []
                     per_task = count // concurrency
 

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from etcd_elector import AsyncClient, CampaignFailed, TransportError
+from etcd_elector import AsyncClient, AsyncSession, CampaignFailed, TransportError
 
 
 def emit(event: str, **fields: object) -> None:
@@ -67,14 +67,14 @@ async def main() -> None:
             sessions = [shared]
         else:
 
-            async def start_one() -> object:
+            async def start_one() -> AsyncSession:
                 async with limit:
                     return await client.session(ttl=args.ttl).start()
 
             sessions = list(await asyncio.gather(*(start_one() for _ in range(args.elections))))
         t_sessions = time.perf_counter()
         elections = [
-            sessions[i % len(sessions)].election(f"{args.prefix}-{i}")  # type: ignore[attr-defined]
+            sessions[i % len(sessions)].election(f"{args.prefix}-{i}")
             for i in range(args.elections)
         ]
 
@@ -131,7 +131,7 @@ async def main() -> None:
             guards_settled_seconds=t_guarded - t_done,
         )
         t_close = time.perf_counter()
-        await asyncio.gather(*(s.close() for s in sessions))  # type: ignore[attr-defined]
+        await asyncio.gather(*(s.close() for s in sessions))
         emit("closed", close_seconds=time.perf_counter() - t_close)
 
 
