@@ -27,13 +27,6 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def dies_with_parent(argv: Sequence[str]) -> list[str]:
-    """Wrap ``argv`` so the child is SIGKILLed if the harness dies (Linux)."""
-    from etcd_elector.testing import dies_with_parent as wrap
-
-    return wrap(argv)
-
-
 @dataclass
 class Line:
     t: float  # when the harness read it (Unix time)
@@ -78,6 +71,9 @@ class Child:
         self.tags: dict[str, Any] = {}
 
     async def start(self) -> Child:
+        # The child is SIGKILLed if the harness dies, even by SIGKILL (Linux).
+        from etcd_elector.testing import dies_with_parent
+
         self.started_at = time.time()
         self.proc = await asyncio.create_subprocess_exec(
             *dies_with_parent(self.argv),
