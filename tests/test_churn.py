@@ -8,8 +8,10 @@ believe it cancelled a watch that etcd still serves.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
+import tracemalloc
 
 import pytest
 from helpers.election_kit import namespace_of, wait_until
@@ -25,6 +27,7 @@ SEED = 20261113
 STORM_TASKS = 300  # registrations started at once
 CANCEL_SHARE = 0.8  # of them cancelled, each at a random point
 ELECTOR_CYCLES = 20
+HALF = 150  # campaign/resign cycles in each measured half
 
 
 def _hub_is_empty(client: AsyncClient, keep: int = 0) -> bool:
@@ -109,6 +112,38 @@ async def test_elector_cycles_on_one_client_leave_no_watch_behind(
             lambda: _etcd_watchers_are(etcd_member, baseline),
             f"etcd holds no watch after {ELECTOR_CYCLES} elector cycles",
         )
+
+
+async def test_a_long_lived_session_keeps_nothing_per_term(
+    etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    async with AsyncClient(etcd_endpoint) as client, client.session(ttl=10) as session:
+        election = session.election("churn", namespace=namespace_of(etcd_prefix))
+
+        async def cycles(count: int) -> None:
+            for _ in range(count):
+                await election.campaign("v")
+                await election.resign()
+
+        await cycles(30)  # warm up: streams, caches, first-use allocations
+        marks: list[tuple[int, int]] = []
+        tracemalloc.start()
+        try:
+            for _ in range(3):
+                gc.collect()
+                marks.append((tracemalloc.get_traced_memory()[0], len(gc.get_objects())))
+                if len(marks) < 3:
+                    await cycles(HALF)
+        finally:
+            tracemalloc.stop()
+        live_terms = sum(isinstance(o, Term) for o in gc.get_objects())
+
+    (_, _), (bytes_1, objects_1), (bytes_2, objects_2) = marks
+    # Flat: the second half adds less than one object (or 100 bytes) per term. A term that
+    # stayed reachable cost a dozen objects and about 2 KB.
+    assert objects_2 - objects_1 < HALF // 2, marks
+    assert bytes_2 - bytes_1 < 100 * HALF, marks
+    assert live_terms <= 1  # only the last term, which the election still knows
 
 
 async def _return_at_once(term: Term) -> None:

@@ -160,7 +160,9 @@ class AsyncElection:
         self._term: Term | None = None
         self._term_end: asyncio.Future[str] | None = None
         self._term_callbacks: list[Callable[[Term, str], Any]] = []
+        self._on_session_lost: Callable[[str], Any] | None = None  # the current term's
         self._guard: asyncio.Task[None] | None = None
+        self._guards: set[asyncio.Task[None]] = set()  # guards not yet finished, old ones too
 
     def __repr__(self) -> str:
         return f"<AsyncElection {self.prefix.decode()!r} leader={self.is_leader()}>"
@@ -515,10 +517,13 @@ class AsyncElection:
         metrics = _metrics.sink()
         metrics.term_started(self.name)
         metrics.leadership(self.name, True)
-        self.session.add_loss_callback(functools.partial(self._end_term, term=term))
-        self._guard = loop.create_task(
+        self._on_session_lost = functools.partial(self._end_term, term=term)
+        self.session.add_loss_callback(self._on_session_lost)
+        self._guard = guard = loop.create_task(
             self._guard_key(term, revision), name=f"etcd-term-guard-{term.key}"
         )
+        self._guards.add(guard)
+        guard.add_done_callback(self._guards.discard)
 
     async def _guard_key(self, term: Term, revision: int) -> None:
         """End the term as soon as our key is seen deleted (by anyone, for any reason)."""
@@ -551,9 +556,13 @@ class AsyncElection:
         current._state.end(reason)
         if reason != TermEndReason.RESIGNED:
             self._key = None
+        # Nothing of the term may outlive it on a long-lived session.
+        if self._on_session_lost is not None:
+            self.session.remove_loss_callback(self._on_session_lost)
+            self._on_session_lost = None
         guard = self._guard
         if guard is not None and guard is not asyncio.current_task():
-            guard.cancel()
+            guard.cancel()  # it cancels its watch at etcd as it unwinds: see _stop_guards
         self._guard = None
         duration = _clock.now() - current.elected_at
         metrics = _metrics.sink()
@@ -609,6 +618,7 @@ class AsyncElection:
             self._end_term(TermEndReason.RESIGNED)
             await self._delete_key(key, token)
             self._key = None
+            await self._stop_guards()
             log.debug(
                 "resigned election=%s key=%s lease=%x",
                 self.name,
@@ -705,11 +715,17 @@ class AsyncElection:
 
     async def close(self) -> None:
         """Stop guarding the term (does not resign; close the session to end everything)."""
-        guard, self._guard = self._guard, None
-        if guard is not None:
+        self._guard = None
+        await self._stop_guards()
+
+    async def _stop_guards(self) -> None:
+        """Cancel every guard and wait until each has unwound: a guard's watch is cancelled
+        at etcd on its way out, so a campaign cycle leaves no watch behind."""
+        guards = [g for g in self._guards if g is not asyncio.current_task()]
+        for guard in guards:
             guard.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await guard
+        if guards:
+            await asyncio.wait(guards)
 
 
 async def _first_event_key(watches: Sequence[Any]) -> bytes:

@@ -358,6 +358,8 @@ class AsyncElector:
         if self._session is not None:
             self._retired.append(self._session)
             self._session = None
+            if self._election is not None:
+                await self._election.close()  # its guard (and the guard's watch) goes too
             self._election = None
         try:
             session = await self._unless_closing(
@@ -408,6 +410,8 @@ class AsyncElector:
             await asyncio.wait_for(self._closing.wait(), delay)
 
     async def _close_sessions(self) -> None:
+        if self._election is not None:
+            await self._election.close()  # its guard (and the guard's watch) goes too
         sessions = [*self._retired, *([self._session] if self._session else [])]
         self._retired.clear()
         self._session = None
