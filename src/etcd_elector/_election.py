@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _clock, _metrics
 from ._backoff import Backoff
+from ._bounded import bounded
 from ._errors import (
     AmbiguousResult,
     CampaignFailed,
@@ -39,7 +40,7 @@ from ._names import (
 )
 from ._txn import Compare, Op
 from ._types import KeyValue, RangeResult, TxnResult
-from ._view import FATAL_ERRORS, ElectionView, LeaderInfo
+from ._view import ElectionView, LeaderInfo
 
 if TYPE_CHECKING:
     from ._session import AsyncSession
@@ -233,7 +234,7 @@ class AsyncElection:
         log.info(
             "campaign started election=%s key=%s lease=%x identity=%s",
             self.name,
-            key.decode(),
+            bounded(key),
             self.session.lease_id,
             self._identity(raw_value),
             extra=self._log_fields(key, raw_value),
@@ -273,7 +274,7 @@ class AsyncElection:
         log.info(
             "elected election=%s key=%s lease=%x token=%d identity=%s waited=%.3fs",
             self.name,
-            term.key,
+            bounded(term.key),
             term.lease_id,
             token,
             self._identity(raw_value),
@@ -309,7 +310,7 @@ class AsyncElection:
             kv = found.kvs[0]
             if kv.lease != lease:
                 raise CampaignFailed(
-                    f"key {key.decode()} exists under another lease {kv.lease:x}; "
+                    f"key {bounded(key)} exists under another lease {kv.lease:x}; "
                     "remove it or use another namespace"
                 )
             if kv.value != value:
@@ -319,7 +320,7 @@ class AsyncElection:
     async def _read_own_key(self, key: bytes) -> KeyValue | None:
         found = (await self._client.get(key)).kv
         if found is not None and found.lease != self.session.lease_id:
-            raise CampaignFailed(f"key {key.decode()} belongs to lease {found.lease:x}")
+            raise CampaignFailed(f"key {bounded(key)} belongs to lease {found.lease:x}")
         return found
 
     async def _put_value(self, key: bytes, token: int, value: bytes) -> None:
@@ -344,7 +345,7 @@ class AsyncElection:
     def _key_gone(self, key: bytes) -> LeadershipLost:
         self._end_term(TermEndReason.KEY_DELETED)
         return LeadershipLost(
-            f"our key {key.decode()} in election {self.name!r} is gone",
+            f"our key {bounded(key)} in election {self.name!r} is gone",
             reason=TermEndReason.KEY_DELETED,
         )
 
@@ -364,21 +365,21 @@ class AsyncElection:
             log.debug(
                 "election=%s key=%s lease=%x waiting on predecessor %s (create revision %d)",
                 self.name,
-                key.decode(),
+                bounded(key),
                 self.session.lease_id,
-                kv.key.decode(),
+                bounded(kv.key),
                 kv.create_revision,
                 extra={
                     "election": self.name,
-                    "key": key.decode(errors="replace"),
+                    "key": bounded(key),
                     "lease": f"{self.session.lease_id:x}",
-                    "predecessor": kv.key.decode(errors="replace"),
+                    "predecessor": bounded(kv.key),
                 },
             )
             deleted = await self._first_deleted([kv.key, key], revision)
             if deleted == key:
                 raise CampaignFailed(
-                    f"our key {key.decode()} was deleted while waiting to lead {self.name!r}"
+                    f"our key {bounded(key)} was deleted while waiting to lead {self.name!r}"
                 )
 
     async def _first_deleted(self, keys: Sequence[bytes], revision: int) -> bytes:
@@ -409,7 +410,7 @@ class AsyncElection:
                     ]
                     return await _first_event_key(watches)
             except (WatchError, TransportError) as exc:
-                if isinstance(exc, FATAL_ERRORS):
+                if not exc.retriable:
                     raise
                 log.debug(
                     "election=%s lease=%x watch failed, re-reading: %s",
@@ -430,7 +431,7 @@ class AsyncElection:
                 await self._wait_for_predecessors(key, token)
                 return await self._recheck(key, token)
             raise CampaignFailed(
-                f"our key {key.decode()} vanished before election {self.name!r} was won"
+                f"our key {bounded(key)} vanished before election {self.name!r} was won"
             )
         self.session.check()
         return first[1]
@@ -443,7 +444,7 @@ class AsyncElection:
             try:
                 return await read()
             except TransportError as exc:
-                if isinstance(exc, FATAL_ERRORS):
+                if not exc.retriable:
                     raise
                 log.debug(
                     "election=%s lease=%x read failed, reading again: %s",
@@ -500,7 +501,7 @@ class AsyncElection:
                 log.warning(
                     "election=%s could not delete key=%s (%s); it vanishes with lease=%x",
                     self.name,
-                    key.decode(),
+                    bounded(key),
                     exc,
                     self.session.lease_id,
                     extra=self._retry_fields(key),
@@ -536,7 +537,7 @@ class AsyncElection:
             log.warning(
                 "election=%s cannot watch our key=%s lease=%x token=%d: %s",
                 self.name,
-                term.key,
+                bounded(term.key),
                 term.lease_id,
                 term.token,
                 exc,
@@ -571,7 +572,7 @@ class AsyncElection:
         log.info(
             "leadership ended election=%s key=%s lease=%x token=%d identity=%s reason=%s",
             self.name,
-            current.key,
+            bounded(current.key),
             current.lease_id,
             current.token,
             self._identity(current.value),
@@ -622,7 +623,7 @@ class AsyncElection:
             log.debug(
                 "resigned election=%s key=%s lease=%x",
                 self.name,
-                key.decode(),
+                bounded(key),
                 self.session.lease_id,
                 extra=self._retry_fields(key),
             )
@@ -695,19 +696,20 @@ class AsyncElection:
     # -- helpers --------------------------------------------------------------------------------
 
     def _identity(self, value: bytes) -> str:
-        return self.identity or value.decode(errors="replace")
+        """Who we are, as log lines show it (bounded: the value may be large)."""
+        return bounded(self.identity or value)
 
     def _retry_fields(self, key: bytes | None = None) -> dict[str, Any]:
         """Fields of log lines about retries: no identity or token is at hand there."""
         fields = {"election": self.name, "lease": f"{self.session.lease_id:x}"}
         if key is not None:
-            fields["key"] = key.decode(errors="replace")
+            fields["key"] = bounded(key)
         return fields
 
     def _log_fields(self, key: bytes, value: bytes, **more: Any) -> dict[str, Any]:
         return {
             "election": self.name,
-            "key": key.decode(errors="replace"),
+            "key": bounded(key),
             "lease": f"{self.session.lease_id:x}",
             "identity": self._identity(value),
             **more,
