@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _clock, _metrics
 from ._backoff import Backoff
+from ._bounded import bounded
 from ._errors import (
     AmbiguousResult,
     CampaignFailed,
@@ -39,7 +40,7 @@ from ._names import (
 )
 from ._txn import Compare, Op
 from ._types import KeyValue, RangeResult, TxnResult
-from ._view import FATAL_ERRORS, ElectionView, LeaderInfo
+from ._view import ElectionView, LeaderInfo
 
 if TYPE_CHECKING:
     from ._session import AsyncSession
@@ -160,7 +161,9 @@ class AsyncElection:
         self._term: Term | None = None
         self._term_end: asyncio.Future[str] | None = None
         self._term_callbacks: list[Callable[[Term, str], Any]] = []
+        self._on_session_lost: Callable[[str], Any] | None = None  # the current term's
         self._guard: asyncio.Task[None] | None = None
+        self._guards: set[asyncio.Task[None]] = set()  # guards not yet finished, old ones too
 
     def __repr__(self) -> str:
         return f"<AsyncElection {self.prefix.decode()!r} leader={self.is_leader()}>"
@@ -231,7 +234,7 @@ class AsyncElection:
         log.info(
             "campaign started election=%s key=%s lease=%x identity=%s",
             self.name,
-            key.decode(),
+            bounded(key),
             self.session.lease_id,
             self._identity(raw_value),
             extra=self._log_fields(key, raw_value),
@@ -271,7 +274,7 @@ class AsyncElection:
         log.info(
             "elected election=%s key=%s lease=%x token=%d identity=%s waited=%.3fs",
             self.name,
-            term.key,
+            bounded(term.key),
             term.lease_id,
             token,
             self._identity(raw_value),
@@ -307,7 +310,7 @@ class AsyncElection:
             kv = found.kvs[0]
             if kv.lease != lease:
                 raise CampaignFailed(
-                    f"key {key.decode()} exists under another lease {kv.lease:x}; "
+                    f"key {bounded(key)} exists under another lease {kv.lease:x}; "
                     "remove it or use another namespace"
                 )
             if kv.value != value:
@@ -317,7 +320,7 @@ class AsyncElection:
     async def _read_own_key(self, key: bytes) -> KeyValue | None:
         found = (await self._client.get(key)).kv
         if found is not None and found.lease != self.session.lease_id:
-            raise CampaignFailed(f"key {key.decode()} belongs to lease {found.lease:x}")
+            raise CampaignFailed(f"key {bounded(key)} belongs to lease {found.lease:x}")
         return found
 
     async def _put_value(self, key: bytes, token: int, value: bytes) -> None:
@@ -342,7 +345,7 @@ class AsyncElection:
     def _key_gone(self, key: bytes) -> LeadershipLost:
         self._end_term(TermEndReason.KEY_DELETED)
         return LeadershipLost(
-            f"our key {key.decode()} in election {self.name!r} is gone",
+            f"our key {bounded(key)} in election {self.name!r} is gone",
             reason=TermEndReason.KEY_DELETED,
         )
 
@@ -362,21 +365,21 @@ class AsyncElection:
             log.debug(
                 "election=%s key=%s lease=%x waiting on predecessor %s (create revision %d)",
                 self.name,
-                key.decode(),
+                bounded(key),
                 self.session.lease_id,
-                kv.key.decode(),
+                bounded(kv.key),
                 kv.create_revision,
                 extra={
                     "election": self.name,
-                    "key": key.decode(errors="replace"),
+                    "key": bounded(key),
                     "lease": f"{self.session.lease_id:x}",
-                    "predecessor": kv.key.decode(errors="replace"),
+                    "predecessor": bounded(kv.key),
                 },
             )
             deleted = await self._first_deleted([kv.key, key], revision)
             if deleted == key:
                 raise CampaignFailed(
-                    f"our key {key.decode()} was deleted while waiting to lead {self.name!r}"
+                    f"our key {bounded(key)} was deleted while waiting to lead {self.name!r}"
                 )
 
     async def _first_deleted(self, keys: Sequence[bytes], revision: int) -> bytes:
@@ -407,7 +410,7 @@ class AsyncElection:
                     ]
                     return await _first_event_key(watches)
             except (WatchError, TransportError) as exc:
-                if isinstance(exc, FATAL_ERRORS):
+                if not exc.retriable:
                     raise
                 log.debug(
                     "election=%s lease=%x watch failed, re-reading: %s",
@@ -428,7 +431,7 @@ class AsyncElection:
                 await self._wait_for_predecessors(key, token)
                 return await self._recheck(key, token)
             raise CampaignFailed(
-                f"our key {key.decode()} vanished before election {self.name!r} was won"
+                f"our key {bounded(key)} vanished before election {self.name!r} was won"
             )
         self.session.check()
         return first[1]
@@ -441,7 +444,7 @@ class AsyncElection:
             try:
                 return await read()
             except TransportError as exc:
-                if isinstance(exc, FATAL_ERRORS):
+                if not exc.retriable:
                     raise
                 log.debug(
                     "election=%s lease=%x read failed, reading again: %s",
@@ -498,7 +501,7 @@ class AsyncElection:
                 log.warning(
                     "election=%s could not delete key=%s (%s); it vanishes with lease=%x",
                     self.name,
-                    key.decode(),
+                    bounded(key),
                     exc,
                     self.session.lease_id,
                     extra=self._retry_fields(key),
@@ -515,10 +518,13 @@ class AsyncElection:
         metrics = _metrics.sink()
         metrics.term_started(self.name)
         metrics.leadership(self.name, True)
-        self.session.add_loss_callback(functools.partial(self._end_term, term=term))
-        self._guard = loop.create_task(
+        self._on_session_lost = functools.partial(self._end_term, term=term)
+        self.session.add_loss_callback(self._on_session_lost)
+        self._guard = guard = loop.create_task(
             self._guard_key(term, revision), name=f"etcd-term-guard-{term.key}"
         )
+        self._guards.add(guard)
+        guard.add_done_callback(self._guards.discard)
 
     async def _guard_key(self, term: Term, revision: int) -> None:
         """End the term as soon as our key is seen deleted (by anyone, for any reason)."""
@@ -531,7 +537,7 @@ class AsyncElection:
             log.warning(
                 "election=%s cannot watch our key=%s lease=%x token=%d: %s",
                 self.name,
-                term.key,
+                bounded(term.key),
                 term.lease_id,
                 term.token,
                 exc,
@@ -551,9 +557,13 @@ class AsyncElection:
         current._state.end(reason)
         if reason != TermEndReason.RESIGNED:
             self._key = None
+        # Nothing of the term may outlive it on a long-lived session.
+        if self._on_session_lost is not None:
+            self.session.remove_loss_callback(self._on_session_lost)
+            self._on_session_lost = None
         guard = self._guard
         if guard is not None and guard is not asyncio.current_task():
-            guard.cancel()
+            guard.cancel()  # it cancels its watch at etcd as it unwinds: see _stop_guards
         self._guard = None
         duration = _clock.now() - current.elected_at
         metrics = _metrics.sink()
@@ -562,7 +572,7 @@ class AsyncElection:
         log.info(
             "leadership ended election=%s key=%s lease=%x token=%d identity=%s reason=%s",
             self.name,
-            current.key,
+            bounded(current.key),
             current.lease_id,
             current.token,
             self._identity(current.value),
@@ -609,10 +619,11 @@ class AsyncElection:
             self._end_term(TermEndReason.RESIGNED)
             await self._delete_key(key, token)
             self._key = None
+            await self._stop_guards()
             log.debug(
                 "resigned election=%s key=%s lease=%x",
                 self.name,
-                key.decode(),
+                bounded(key),
                 self.session.lease_id,
                 extra=self._retry_fields(key),
             )
@@ -685,19 +696,20 @@ class AsyncElection:
     # -- helpers --------------------------------------------------------------------------------
 
     def _identity(self, value: bytes) -> str:
-        return self.identity or value.decode(errors="replace")
+        """Who we are, as log lines show it (bounded: the value may be large)."""
+        return bounded(self.identity or value)
 
     def _retry_fields(self, key: bytes | None = None) -> dict[str, Any]:
         """Fields of log lines about retries: no identity or token is at hand there."""
         fields = {"election": self.name, "lease": f"{self.session.lease_id:x}"}
         if key is not None:
-            fields["key"] = key.decode(errors="replace")
+            fields["key"] = bounded(key)
         return fields
 
     def _log_fields(self, key: bytes, value: bytes, **more: Any) -> dict[str, Any]:
         return {
             "election": self.name,
-            "key": key.decode(errors="replace"),
+            "key": bounded(key),
             "lease": f"{self.session.lease_id:x}",
             "identity": self._identity(value),
             **more,
@@ -705,11 +717,17 @@ class AsyncElection:
 
     async def close(self) -> None:
         """Stop guarding the term (does not resign; close the session to end everything)."""
-        guard, self._guard = self._guard, None
-        if guard is not None:
+        self._guard = None
+        await self._stop_guards()
+
+    async def _stop_guards(self) -> None:
+        """Cancel every guard and wait until each has unwound: a guard's watch is cancelled
+        at etcd on its way out, so a campaign cycle leaves no watch behind."""
+        guards = [g for g in self._guards if g is not asyncio.current_task()]
+        for guard in guards:
             guard.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await guard
+        if guards:
+            await asyncio.wait(guards)
 
 
 async def _first_event_key(watches: Sequence[Any]) -> bytes:

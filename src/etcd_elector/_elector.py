@@ -19,13 +19,21 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._backoff import Backoff
+from ._bounded import bounded
 from ._election import AsyncElection, Term
-from ._errors import CampaignFailed, LeadershipLost, SessionLost, TransportError
+from ._errors import (
+    CampaignFailed,
+    EtcdElectorError,
+    LeadershipLost,
+    SessionLost,
+    TransportError,
+)
 from ._identity import default_identity
 from ._keys import KeyLike, as_bytes
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
+from ._repeats import RepeatThrottle
 from ._session import AsyncSession, validate_timing
-from ._view import FATAL_ERRORS, ElectionView, LeaderInfo
+from ._view import ElectionView, LeaderInfo
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
@@ -80,6 +88,11 @@ class AsyncElector:
     :param on_elected: ``on_elected(term)``, sync or async.
     :param on_lost: ``on_lost(term, reason)``, sync or async; exactly once per elected term.
     :param on_leader_change: ``on_leader_change(leader_or_None)`` for every change seen.
+    :param stop_on: error classes that end ``run()`` instead of being ridden out. Errors that
+        retrying cannot cure (``retriable`` is false: credentials, permissions, a request etcd
+        refuses, such as a value over its size limit) always end it; the others (etcd down,
+        or full: ``DatabaseSpaceExceeded``) are retried with backoff, and logged at WARNING
+        when they start and once a minute while they last.
     :raises ConfigurationError: for a bad name, namespace or timing, at construction.
     """
 
@@ -98,6 +111,7 @@ class AsyncElector:
         on_lost: Callback | None = None,
         on_leader_change: Callback | None = None,
         backoff: tuple[float, float] = (0.1, 5.0),
+        stop_on: tuple[type[Exception], ...] = (),
     ) -> None:
         self.client = client
         self.name = validate_name(name)
@@ -121,14 +135,16 @@ class AsyncElector:
         self._run_finished: asyncio.Event | None = None
         self._observer: asyncio.Task[None] | None = None
         self._backoff = Backoff(*backoff)
+        self.stop_on = stop_on
+        self._failures = RepeatThrottle()
 
     def __repr__(self) -> str:
         return f"<AsyncElector {self.name!r} state={self._state.value}>"
 
     @property
     def _identity(self) -> str:
-        """The value we campaign with, as logs show it."""
-        return self.value.decode(errors="replace")
+        """The value we campaign with, as logs show it (bounded: it may be large)."""
+        return bounded(self.value)
 
     # -- local state ---------------------------------------------------------------------------
 
@@ -259,15 +275,18 @@ class AsyncElector:
         self._publish(ElectorEvent(ElectorState.CAMPAIGNING))
         try:
             term = await self._unless_closing(election.campaign(self.value))
-        except FATAL_ERRORS:
-            raise
         except (SessionLost, CampaignFailed, TransportError) as exc:
-            log.warning(
-                "campaign failed election=%s lease=%x identity=%s, trying again: %s",
+            if self._gives_up_on(exc):
+                raise
+            level, quiet = self._failures.level(("campaign", type(exc)))
+            log.log(
+                level,
+                "campaign failed election=%s lease=%x identity=%s, trying again: %s%s",
                 self.name,
                 session.lease_id,
                 self._identity,
                 exc,
+                _quiet_note(quiet),
                 extra={
                     "election": self.name,
                     "lease": f"{session.lease_id:x}",
@@ -279,7 +298,12 @@ class AsyncElector:
         if not isinstance(term, Term):  # closing
             return None
         self._backoff.reset()
+        self._failures.reset()
         return term
+
+    def _gives_up_on(self, exc: EtcdElectorError) -> bool:
+        """Whether ``run()`` ends with ``exc`` instead of trying again."""
+        return not exc.retriable or isinstance(exc, self.stop_on)
 
     async def _lead(self, term: Term, work: Work) -> tuple[bool, Any]:
         """Run ``work`` for one term. Returns (work finished, its result)."""
@@ -321,14 +345,14 @@ class AsyncElector:
             log.info(
                 "term over election=%s key=%s lease=%x token=%d identity=%s reason=%s",
                 self.name,
-                term.key,
+                bounded(term.key),
                 term.lease_id,
                 term.token,
                 self._identity,
                 reason,
                 extra={
                     "election": self.name,
-                    "key": term.key,
+                    "key": bounded(term.key),
                     "lease": term.lease_hex,
                     "token": term.token,
                     "identity": self._identity,
@@ -358,6 +382,8 @@ class AsyncElector:
         if self._session is not None:
             self._retired.append(self._session)
             self._session = None
+            if self._election is not None:
+                await self._election.close()  # its guard (and the guard's watch) goes too
             self._election = None
         try:
             session = await self._unless_closing(
@@ -365,13 +391,16 @@ class AsyncElector:
                     ttl=self.ttl, margin=self.margin, keepalive_interval=self.keepalive_interval
                 ).start()
             )
-        except FATAL_ERRORS:
-            raise
         except TransportError as exc:
-            log.warning(
-                "cannot start a session election=%s, retrying: %s",
+            if self._gives_up_on(exc):
+                raise
+            level, quiet = self._failures.level(("session", type(exc)))
+            log.log(
+                level,
+                "cannot start a session election=%s, retrying: %s%s",
                 self.name,
                 exc,
+                _quiet_note(quiet),
                 extra={"election": self.name, "identity": self._identity},
             )
             await self._pause()
@@ -408,6 +437,8 @@ class AsyncElector:
             await asyncio.wait_for(self._closing.wait(), delay)
 
     async def _close_sessions(self) -> None:
+        if self._election is not None:
+            await self._election.close()  # its guard (and the guard's watch) goes too
         sessions = [*self._retired, *([self._session] if self._session else [])]
         self._retired.clear()
         self._session = None
@@ -448,6 +479,11 @@ class AsyncElector:
                 self.name,
                 extra={"election": self.name},
             )
+
+
+def _quiet_note(quiet: int) -> str:
+    """What a repeated warning adds: how often it failed since the last one."""
+    return f" (failed {quiet} more times since the last warning)" if quiet else ""
 
 
 async def _cancel_and_wait(task: asyncio.Future[Any]) -> None:

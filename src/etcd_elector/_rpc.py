@@ -12,15 +12,19 @@ from typing import Any
 
 import grpc
 
+from ._bounded import bounded
 from ._errors import (
     AmbiguousResult,
     AuthenticationFailed,
     ConnectionFailed,
+    DatabaseSpaceExceeded,
     EtcdServerError,
     LeaseNotFound,
     NoLeader,
     PermissionDenied,
+    RequestRejected,
     RequestTimeout,
+    RequestTooLarge,
     TransportError,
 )
 from ._proto import rpc_pb2
@@ -79,6 +83,8 @@ AUTHENTICATE = Method(
     "/etcdserverpb.Auth/Authenticate", rpc_pb2.AuthenticateRequest, rpc_pb2.AuthenticateResponse
 )
 
+_DETAILS_LIMIT = 300
+
 # etcd rejects these before proposing anything to raft, so a write that got one never applied.
 _NOT_APPLIED = ("no leader", "too many requests", "not capable", "permission denied")
 
@@ -90,6 +96,33 @@ _TOKEN_REJECTED = (
     "auth: revision in header is old",
     "user name is empty",
 )
+
+
+# etcd's refusals of a request as such (checked before anything is applied), with what to do:
+# sending the same request again cannot succeed.
+_REJECTED = (
+    (
+        "too many operations in txn request",
+        "etcd allows --max-txn-ops operations in one transaction (128 by default): split the "
+        "transaction, or raise the limit on every member",
+    ),
+    (
+        "duplicate key given in txn request",
+        "a transaction may write each key only once: merge the writes to the same key",
+    ),
+    ("key is not provided", "give a non-empty key"),
+    ("value is provided", "a put that keeps the key's value (ignore_value) takes no value"),
+    ("lease is provided", "a put that keeps the key's lease (ignore_lease) takes no lease"),
+    ("too large lease ttl", "ask for a shorter lease TTL"),
+)
+
+# The request is over etcd's --max-request-bytes (etcd's own check), or so far over it that
+# etcd's gRPC server refused to read it (above that limit plus 512 KiB).
+_TOO_LARGE = ("request is too large", "grpc: received message larger than max")
+
+# etcd's database reached --quota-backend-bytes: the NOSPACE alarm is raised, and etcd refuses
+# every write that adds data (puts, new leases) until an operator frees space and disarms it.
+_NO_SPACE = "database space exceeded"
 
 
 def token_rejected(details: str | None) -> bool:
@@ -146,6 +179,7 @@ def map_status(
     """:func:`map_rpc_error` for a status code and its details."""
     details = (details or code.name.lower()).strip()
     lowered = details.lower()
+    details = bounded(details, _DETAILS_LIMIT)  # etcd's text goes into one-line messages
     where = f"etcd at {endpoint}"
     if "no leader" in lowered:
         return NoLeader(f"{where} has no raft leader (lost quorum): {details}", endpoint=endpoint)
@@ -185,6 +219,25 @@ def map_status(
         )
     if "lease not found" in lowered:
         return LeaseNotFound(f"{where}: {details}", endpoint=endpoint)
+    if _NO_SPACE in lowered:
+        return DatabaseSpaceExceeded(
+            f"{where} refused the write: its database is full (NOSPACE alarm, {details}); "
+            "an operator must free space: compact old revisions, defragment every member, "
+            "then `etcdctl alarm disarm` (or raise --quota-backend-bytes)",
+            endpoint=endpoint,
+        )
+    if any(marker in lowered for marker in _TOO_LARGE):
+        return RequestTooLarge(
+            f"{where} refused a request as too large ({details}); etcd accepts requests up "
+            "to --max-request-bytes (1.5 MiB by default): store a smaller value, or raise "
+            "the limit on every member",
+            endpoint=endpoint,
+        )
+    for marker, advice in _REJECTED:
+        if marker in lowered:
+            return RequestRejected(
+                f"{where} refused the request ({details}): {advice}", endpoint=endpoint
+            )
     if (
         write
         and not any(marker in lowered for marker in _NOT_APPLIED)

@@ -188,11 +188,21 @@ class AsyncSession:
         return await asyncio.shield(self._loss)
 
     def add_loss_callback(self, callback: Callable[[str], Any]) -> None:
-        """Call ``callback(reason)`` once, on the event loop, when the session ends."""
+        """Call ``callback(reason)`` once, on the event loop, when the session ends.
+
+        A long-lived session holds each callback until it ends: remove the ones that stop
+        mattering earlier with :meth:`remove_loss_callback`.
+        """
         if self._loss is not None and self._loss.done():
             callback(self._loss.result())
         else:
             self._loss_callbacks.append(callback)
+
+    def remove_loss_callback(self, callback: Callable[[str], Any]) -> None:
+        """Forget ``callback`` (the same object given to :meth:`add_loss_callback`); nothing
+        happens if it is not there (already called, or never added)."""
+        with contextlib.suppress(ValueError):
+            self._loss_callbacks.remove(callback)
 
     def add_keepalive_observer(self, observer: Callable[[KeepAliveAnswer], None]) -> None:
         """Call ``observer(answer)`` for every keepalive answer (to watch the renewal cycle)."""
@@ -319,7 +329,9 @@ class AsyncSession:
             extra={"lease": f"{self.lease_id:x}", "reason": reason},
         )
         _metrics.sink().session_ended(reason)
-        for callback in self._loss_callbacks:
+        # A copy: a callback may remove itself (or another) while we go through them.
+        callbacks, self._loss_callbacks = self._loss_callbacks, []
+        for callback in callbacks:
             try:
                 callback(reason)
             except Exception:
@@ -328,7 +340,6 @@ class AsyncSession:
                     self.lease_id,
                     extra={"lease": f"{self.lease_id:x}"},
                 )
-        self._loss_callbacks.clear()
 
     async def _keep_alive(self) -> None:
         stream = self._client.lease_keepalive(self.lease_id)

@@ -12,13 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._backoff import Backoff
-from ._errors import (
-    AuthenticationFailed,
-    ConfigurationError,
-    PermissionDenied,
-    TransportError,
-    WatchError,
-)
+from ._errors import TransportError, WatchError
 from ._names import (
     DEFAULT_NAMESPACE,
     election_prefix,
@@ -34,9 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["ElectionView", "LeaderInfo"]
 
 log = logging.getLogger(__name__)
-
-# Errors that retrying cannot cure; everything else an observer rides out.
-FATAL_ERRORS = (PermissionDenied, AuthenticationFailed, ConfigurationError)
 
 _PAGE = 8
 
@@ -133,7 +124,8 @@ class ElectionView:
 
         Reads first, then watches from the read's revision + 1, so nothing is missed. Survives
         compaction, broken streams and endpoint changes by reading and watching again; it never
-        ends silently. Raises only for errors retrying cannot cure (permissions, credentials).
+        ends silently. Raises only for errors retrying cannot cure (``retriable`` is false:
+        permissions, credentials).
         """
         last: object = _UNSET
         backoff = Backoff(high=2.0)
@@ -167,9 +159,9 @@ class ElectionView:
                             if leader != last:
                                 last = leader
                                 yield leader
-            except FATAL_ERRORS:
-                raise
             except (WatchError, TransportError) as exc:
+                if not exc.retriable:
+                    raise
                 log.info("observe election=%s: %s; reading again", self.name, exc)
                 await backoff.sleep()
 

@@ -5,6 +5,13 @@ creations are matched first-in first-out. A stream that stays silent is probed w
 request; if even that gets no answer within the stream timeout the stream is declared dead and
 every watch on it fails with a typed error (the caller re-watches from its last revision).
 
+gRPC allows one write in flight per stream (a second one fails the whole stream with
+TOO_MANY_OPERATIONS), and cancelling a write ends the stream: so one writer task per stream
+sends every request (creates, cancels, progress probes) in turn, and callers only queue them.
+A create that was sent cannot be called back: a watch whose caller gave up (its registration
+was cancelled) stays in the first-in first-out queue, so the matching of answers never shifts,
+and is cancelled at etcd as soon as its id arrives.
+
 etcd checks a stream's auth token when each watch is created (etcd 3.5 then answers an
 expired token with "permission denied"): a refused creation gets a fresh token and one more
 try on a new stream, and only a second refusal is the caller's ``PermissionDenied``.
@@ -16,11 +23,13 @@ import asyncio
 import collections
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from . import _clock, _metrics, _rpc
+from ._bounded import bounded
 from ._config import Endpoint
 from ._errors import (
     AuthenticationFailed,
@@ -51,6 +60,16 @@ class _Refused(Exception):
         self.token = token
 
 
+@dataclass
+class _Outgoing:
+    """A request queued for the stream's writer. ``watch`` is set for a create: the watch
+    joins the queue of pending creations when (and only if) its request is written."""
+
+    request: rpc_pb2.WatchRequest
+    watch: Watch | None
+    written: asyncio.Future[bool]
+
+
 class Watch:
     """One watch: ``async with client.watch(key) as w: async for batch in w: ...``.
 
@@ -66,6 +85,7 @@ class Watch:
         self._queue: asyncio.Queue[WatchBatch | BaseException | None] = asyncio.Queue()
         self._created: asyncio.Future[None] | None = None
         self._finished = False
+        self._released = False  # nobody wants it: cancel it at etcd once it has an id there
 
     async def __aenter__(self) -> Watch:
         await self._hub.register(self)
@@ -106,6 +126,11 @@ class Watch:
             self._created.exception()  # register() re-raises it; don't warn "never retrieved"
         self._queue.put_nowait(error)
 
+    def _settle_released(self) -> None:
+        """Let a registration still waiting on this released watch return (it was cancelled)."""
+        if self._created is not None and not self._created.done():
+            self._created.set_result(None)
+
 
 class WatchHub:
     """Owns the client's watch stream and routes its answers to watches."""
@@ -116,10 +141,13 @@ class WatchHub:
         self._endpoint: Endpoint | None = None
         self._reader: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Queue[_Outgoing] | None = None
+        self._writing: _Outgoing | None = None  # the request the writer has on the wire
         self._last_heard = 0.0
-        self._pending: collections.deque[Watch] = collections.deque()
+        self._pending: collections.deque[Watch] = collections.deque()  # creates written
         self._active: dict[int, Watch] = {}
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # opening (and replacing) the stream
         self._closed = False
         self._broke = False  # a stream broke and none was opened since (for metrics)
         self._token: str | None = None  # the auth token the stream was opened with
@@ -156,34 +184,51 @@ class WatchHub:
             deadline = _clock.now() + self._client.config.timeout
             if self._call is None:
                 await self._open(deadline)
-            self._pending.append(watch)
-            await self._send(rpc_pb2.WatchRequest(create_request=watch.request))
+            call = self._call
+            self._enqueue(rpc_pb2.WatchRequest(create_request=watch.request), watch)
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.shield(watch._created)
+        except asyncio.CancelledError:
+            # The create may be on the wire already; etcd then makes the watch regardless,
+            # and it is cancelled there as soon as its id is known.
+            self._release(watch)
+            raise
         except TimeoutError:
             error = RequestTimeout(
                 f"etcd at {self._endpoint} did not confirm a watch within {timeout:g}s",
                 endpoint=str(self._endpoint),
             )
-            self._break(error)
+            self._break(error, call)
             raise error from None
 
     async def unregister(self, watch: Watch) -> None:
-        if watch in self._pending:
-            self._pending.remove(watch)
-        if watch.watch_id is not None and self._active.pop(watch.watch_id, None) is watch:
-            request = rpc_pb2.WatchRequest(
-                cancel_request=rpc_pb2.WatchCancelRequest(watch_id=watch.watch_id)
-            )
-            # Shielded: a cancelled write would cancel the whole stream, and every other watch.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._send_if_open(request))
+        written = self._release(watch)
+        if written is not None:
+            # The writer sends it whatever becomes of us; wait so that a returned cancel()
+            # means etcd was told (the outcome is always a bool, never an error).
+            await asyncio.shield(written)
 
-    async def _send_if_open(self, request: rpc_pb2.WatchRequest) -> None:
-        async with self._lock:
-            if self._call is not None:
-                await self._send(request)
+    def _release(self, watch: Watch) -> asyncio.Future[bool] | None:
+        """Nobody wants ``watch`` any more: cancel it at etcd now if it has an id on the
+        current stream (return the pending write), else as soon as its id arrives."""
+        watch._released = True
+        watch_id = watch.watch_id
+        if watch_id is None or self._active.get(watch_id) is not watch:
+            return None  # not created yet, or its stream is gone (and the id with it)
+        del self._active[watch_id]
+        return self._enqueue(_cancel_request(watch_id))
+
+    def _enqueue(
+        self, request: rpc_pb2.WatchRequest, watch: Watch | None = None
+    ) -> asyncio.Future[bool]:
+        """Queue ``request`` for the current stream's writer; the future says if it was sent."""
+        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._outbox is None:
+            written.set_result(False)
+        else:
+            self._outbox.put_nowait(_Outgoing(request, watch, written))
+        return written
 
     async def _open(self, deadline: float) -> None:
         endpoint = await self._client.connect(deadline)
@@ -196,6 +241,8 @@ class WatchHub:
             self._broke = False
             _metrics.sink().watch_reconnected()
         self._last_heard = _clock.now()
+        outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
+        self._outbox = outbox
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(
             self._read_loop(call, endpoint), name=f"etcd-watch-stream-{endpoint}"
@@ -203,21 +250,44 @@ class WatchHub:
         self._monitor = loop.create_task(
             self._monitor_loop(call, endpoint), name=f"etcd-watch-monitor-{endpoint}"
         )
+        self._writer = loop.create_task(
+            self._write_loop(call, endpoint, outbox), name=f"etcd-watch-writer-{endpoint}"
+        )
 
-    async def _send(self, request: rpc_pb2.WatchRequest) -> None:
-        call, endpoint = self._call, self._endpoint
-        try:
-            await _write(call, request, self._client.config.stream_timeout)
-        except TimeoutError:
-            error = RequestTimeout(f"watch stream to {endpoint} is stuck", endpoint=str(endpoint))
-            self._break(error, call)
-            raise error from None
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-            # The stream had ended; its status says why (gRPC may report the failed write
-            # itself as a bare INTERNAL or "RPC already finished").
-            ended = await _rpc.finished_stream_error(call, str(endpoint), "watch")
-            self._break(ended, call)
-            raise ended from exc
+    async def _write_loop(
+        self, call: Any, endpoint: Endpoint, outbox: asyncio.Queue[_Outgoing]
+    ) -> None:
+        """The one writer of a stream: sends queued requests one at a time, in order."""
+        timeout = self._client.config.stream_timeout
+        while True:
+            item = await outbox.get()
+            watch = item.watch
+            if watch is not None:
+                if watch._released:  # given up before it was sent: never send it
+                    watch._settle_released()
+                    item.written.set_result(False)
+                    continue
+                self._pending.append(watch)
+            self._writing = item
+            try:
+                await _write(call, item.request, timeout)
+            except TimeoutError:
+                self._break(
+                    RequestTimeout(f"watch stream to {endpoint} is stuck", endpoint=str(endpoint)),
+                    call,
+                )
+                return
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+                # The stream had ended; its status says why (gRPC may report the failed write
+                # itself as a bare INTERNAL or "RPC already finished").
+                ended = await _rpc.finished_stream_error(call, str(endpoint), "watch")
+                self._break(ended, call)
+                return
+            finally:
+                if self._writing is item:
+                    self._writing = None
+            if not item.written.done():
+                item.written.set_result(True)
 
     async def _read_loop(self, call: Any, endpoint: Endpoint) -> None:
         # Never put a timeout on read(): cancelling a pending read cancels the whole RPC.
@@ -264,12 +334,9 @@ class WatchHub:
             if probe_sent is None:
                 if now - self._last_heard >= half:
                     probe_sent = now
-                    with contextlib.suppress(Exception):
-                        await _write(
-                            call,
-                            rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()),
-                            half,
-                        )
+                    self._enqueue(
+                        rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
+                    )
             elif now - probe_sent >= half:
                 self._break(
                     RequestTimeout(
@@ -289,6 +356,10 @@ class WatchHub:
             watch = self._pending.popleft()
             if response.canceled:
                 watch._fail(self._refusal(response) or self._cancel_error(response))
+                return
+            if watch._released:  # its caller gave up after the create was sent
+                self._enqueue(_cancel_request(response.watch_id))
+                watch._settle_released()
                 return
             watch.watch_id = response.watch_id
             self._active[response.watch_id] = watch
@@ -312,14 +383,15 @@ class WatchHub:
 
     def _refusal(self, response: rpc_pb2.WatchResponse) -> Exception | None:
         """The error for a creation refused for want of access (None for other reasons)."""
-        reason = response.cancel_reason or ""
+        raw = response.cancel_reason or ""
+        reason = bounded(raw)  # etcd's text, shown in a one-line message
         where = f"etcd at {self._endpoint}"
         error: TransportError
-        if _rpc.token_rejected(reason):
+        if _rpc.token_rejected(raw):
             error = AuthenticationFailed(
                 f"{where} refused the watch's credentials: {reason}", endpoint=str(self._endpoint)
             )
-        elif "permission denied" in reason.lower():
+        elif "permission denied" in raw.lower():
             error = PermissionDenied(
                 f"{where} denied the watch: {reason}; grant the user's role read access to "
                 "the key range",
@@ -338,7 +410,7 @@ class WatchHub:
                 f"{response.compact_revision}",
                 compact_revision=response.compact_revision,
             )
-        reason = response.cancel_reason or "no reason given"
+        reason = bounded(response.cancel_reason or "no reason given")
         return WatchCanceled(f"etcd cancelled the watch: {reason}", reason=reason)
 
     def _break(
@@ -367,31 +439,48 @@ class WatchHub:
             heard = self._last_heard if since is None else since
             self._client.endpoint_failed(self._endpoint, error, since=heard)
             self._broke = True
-        for task in (self._reader, self._monitor):
+        for task in (self._reader, self._monitor, self._writer):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-        self._call = self._endpoint = self._reader = self._monitor = None
+        unsent: list[_Outgoing] = []
+        if self._writing is not None:
+            unsent.append(self._writing)
+        while self._outbox is not None and not self._outbox.empty():
+            unsent.append(self._outbox.get_nowait())
+        self._call = self._endpoint = self._reader = self._monitor = self._writer = None
+        self._outbox = self._writing = None
         watches = list(self._pending) + list(self._active.values())
+        watches += [item.watch for item in unsent if item.watch is not None]
         self._pending.clear()
         self._active.clear()
+        for item in unsent:
+            if not item.written.done():
+                item.written.set_result(False)
         for watch in watches:
             watch._fail(error)
 
     async def close(self) -> None:
         self._closed = True
-        tasks = [t for t in (self._reader, self._monitor) if t is not None]
+        tasks = [t for t in (self._reader, self._monitor, self._writer) if t is not None]
         self._break(ConnectionFailed("the client was closed"))
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
 
+def _cancel_request(watch_id: int) -> rpc_pb2.WatchRequest:
+    return rpc_pb2.WatchRequest(cancel_request=rpc_pb2.WatchCancelRequest(watch_id=watch_id))
+
+
 async def _write(call: Any, request: rpc_pb2.WatchRequest, timeout: float) -> None:
     """Write with a deadline without cancelling the write itself (that would end the RPC)."""
     write = asyncio.ensure_future(call.write(request))
-    done, _ = await asyncio.wait([write], timeout=timeout)
+    try:
+        done, _ = await asyncio.wait([write], timeout=timeout)
+    finally:
+        if not write.done():  # timed out, or the writer was stopped with its stream
+            write.add_done_callback(_consume)
     if not done:
-        write.add_done_callback(_consume)
         raise TimeoutError
     write.result()
 

@@ -20,7 +20,7 @@ from .. import _metrics
 from .._client import AsyncClient
 from .._election import AsyncElection, Term
 from .._elector import AsyncElector, ElectorState, EndReason
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, DatabaseSpaceExceeded
 from .._health import HealthServer
 from .._names import candidate_key
 from .._session import AsyncSession
@@ -67,6 +67,8 @@ class Leadership:
             namespace=options.namespace,
             on_elected=self._elected,
             on_lost=self._lost,
+            # --once: a full etcd (NOSPACE) ends the command, which says so (exit code 10).
+            stop_on=(DatabaseSpaceExceeded,) if once else (),
         )
 
     # -- reporting -------------------------------------------------------------------------
