@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def _common(endpoint: str, prefix: str) -> list[str]:
-    return ["--json", "--endpoints", endpoint, "--namespace", prefix]
+    return ["--json", "--endpoints", endpoint, "--namespace", prefix.rstrip("/")]
 
 
 def test_campaign_resigns_on_sigterm_and_the_next_candidate_takes_over(
@@ -75,7 +75,7 @@ def test_campaign_resigns_on_sigterm_and_the_next_candidate_takes_over(
 
 
 def test_human_output_of_leader_and_status(etcd_endpoint: str, etcd_prefix: str) -> None:
-    base = ["--endpoints", etcd_endpoint, "--namespace", etcd_prefix]
+    base = ["--endpoints", etcd_endpoint, "--namespace", etcd_prefix.rstrip("/")]
     none = run_cli(*base, "leader", "quiet")
     assert none.returncode == 3
     assert none.stdout.strip() == "no leader in election quiet" and none.stderr == ""
@@ -105,7 +105,13 @@ def test_global_options_come_from_the_environment_or_after_the_command(
     etcd_endpoint: str, etcd_prefix: str
 ) -> None:
     after = run_cli(
-        "leader", "env", "--endpoints", etcd_endpoint, "--namespace", etcd_prefix, "--json"
+        "leader",
+        "env",
+        "--endpoints",
+        etcd_endpoint,
+        "--namespace",
+        etcd_prefix.rstrip("/"),
+        "--json",
     )
     assert after.returncode == 3, after.stderr
     assert json.loads(after.stdout)["event"] == "no_leader"
@@ -113,7 +119,7 @@ def test_global_options_come_from_the_environment_or_after_the_command(
         "--json",
         "leader",
         "env",
-        env={"ETCDCTL_ENDPOINTS": etcd_endpoint, "ETCD_ELECTOR_NAMESPACE": etcd_prefix},
+        env={"ETCDCTL_ENDPOINTS": etcd_endpoint, "ETCD_ELECTOR_NAMESPACE": etcd_prefix.rstrip("/")},
     )
     assert from_env.returncode == 3, from_env.stderr
     preferred = run_cli(
