@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 
@@ -19,6 +20,8 @@ from ._renewal import Renewal, read_renewal
 from ._signals import Signals
 
 __all__ = ["campaign", "leader", "observe", "status"]
+
+log = logging.getLogger(__name__)
 
 VALUE_COLUMN = 60  # the status table shortens longer values; --json carries them whole
 
@@ -95,6 +98,12 @@ async def leader(args: ParsedArgs, options: Options, printer: Printer) -> int:
         view = await preflight(client, args.name, options)
         current = await view.leader()
         renewal = None if current is None else await read_renewal(client, current.lease)
+    log.debug(
+        "read leader prefix=%s endpoints=%s: %s",
+        view.prefix.decode(),
+        options.endpoints,
+        "none" if current is None else f"lease={current.lease_hex} token={current.token}",
+    )
     if args.print_value_only:
         if current is not None:
             printer.raw(current.value)
@@ -111,6 +120,12 @@ async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
         renewals = await asyncio.gather(
             *(read_renewal(client, candidate.lease) for candidate in candidates)
         )
+    log.debug(
+        "read candidates prefix=%s endpoints=%s: %d",
+        view.prefix.decode(),
+        options.endpoints,
+        len(candidates),
+    )
     rows = list(zip(candidates, renewals, strict=True))
     if printer.json_lines:
         for position, (candidate, renewal) in enumerate(rows, 1):
