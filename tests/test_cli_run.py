@@ -55,7 +55,7 @@ def child(tmp_path: Path) -> Iterator[Child]:
 
 
 def _common(endpoint: str, prefix: str, ttl: int) -> list[str]:
-    return ["--json", "--endpoints", endpoint, "--namespace", prefix, "--ttl", str(ttl)]
+    return ["--json", "--endpoints", endpoint, "--namespace", prefix.rstrip("/"), "--ttl", str(ttl)]
 
 
 def test_child_is_dead_before_another_candidate_is_elected(

@@ -152,7 +152,7 @@ def test_cli_log_format_json_writes_json_lines_with_the_fields(
         "--endpoints",
         etcd_endpoint,
         "--namespace",
-        etcd_prefix,
+        etcd_prefix.rstrip("/"),
         "--log-level",
         "info",
         "campaign",

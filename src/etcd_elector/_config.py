@@ -44,36 +44,53 @@ class Endpoint:
         return ("https://" if self.secure else "") + self.address
 
 
+def _redacted(text: str) -> str:
+    """``text`` as an error may quote it: user information before an ``@`` is hidden."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    _, at, host = rest.rpartition("@")
+    shown = f"***@{host}" if at else rest
+    return f"{scheme}://{shown}" if sep else shown
+
+
 def _parse_one(text: str) -> Endpoint:
     raw = text.strip()
+    shown = _redacted(text)
     secure = False
     for scheme, is_secure in (("https://", True), ("http://", False)):
         if raw.lower().startswith(scheme):
             raw, secure = raw[len(scheme) :], is_secure
             break
     raw = raw.rstrip("/")
+    if "@" in raw:
+        raise ConfigurationError(
+            f"endpoint {shown!r} carries credentials (not echoed): an endpoint is host:port "
+            "only; give the user with --user (ETCD_USER) and the password with "
+            "--password-file or ETCD_PASSWORD"
+        )
     if "://" in raw or "/" in raw:
         raise ConfigurationError(
-            f"endpoint {text!r} is malformed: use host:port, http://host:port or https://host:port"
+            f"endpoint {shown!r} is malformed: use host:port, http://host:port or https://host:port"
         )
     if raw.startswith("["):
         host, sep, port_text = raw[1:].partition("]:")
         if not sep:
-            raise ConfigurationError(f"endpoint {text!r} is malformed: use [ipv6]:port")
+            raise ConfigurationError(f"endpoint {shown!r} is malformed: use [ipv6]:port")
     else:
         host, sep, port_text = raw.rpartition(":")
         if not sep:
             raise ConfigurationError(
-                f"endpoint {text!r} has no port: write it as host:port, e.g. 127.0.0.1:2379"
+                f"endpoint {shown!r} has no port: write it as host:port, e.g. 127.0.0.1:2379"
             )
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigurationError(f"endpoint {text!r} has an invalid port: use 1-65535")
+        raise ConfigurationError(f"endpoint {shown!r} has an invalid port: use 1-65535")
     try:
         ipaddress.ip_address(host)
     except ValueError:
         if not host or not all(_HOST_LABEL.match(label) for label in host.split(".")):
             raise ConfigurationError(
-                f"endpoint {text!r} has an invalid host name {host!r}"
+                f"endpoint {shown!r} has an invalid host name {host!r}"
             ) from None
     return Endpoint(host=host, port=int(port_text), secure=secure)
 

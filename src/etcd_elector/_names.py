@@ -3,6 +3,10 @@
 A candidate's key is ``<namespace>/<name>/<lease id in hex>``. Names may not contain ``/``, so
 no election's prefix can contain another election's keys within a namespace; reads and watches
 also ignore any key under the prefix that is not exactly a candidate key.
+
+Every namespace has exactly one spelling: ``/apps/billing``, never ``/apps/billing/`` or
+``/apps//billing``, and the root of the keyspace is ``/`` (keys ``/<name>/...``), never ``""``.
+Two spellings that silently shared keys would let two deployments meet by accident.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from ._errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_NAMESPACE",
+    "MAX_NAMESPACE_LENGTH",
+    "MAX_NAME_LENGTH",
+    "ROOT_NAMESPACE",
     "candidate_key",
     "election_prefix",
     "is_candidate_key",
@@ -21,9 +28,14 @@ __all__ = [
 ]
 
 DEFAULT_NAMESPACE = "/etcd-elector"
+ROOT_NAMESPACE = "/"
 MAX_NAME_LENGTH = 200
-_NAME = re.compile(r"^[A-Za-z0-9_.:@=+-][A-Za-z0-9_.:@=+ -]*$")
-_LEASE_HEX = re.compile(rb"^[0-9a-f]{1,16}$")
+MAX_NAMESPACE_LENGTH = 256
+# One name, or one segment of a namespace: printable ASCII only (no look-alike letters that
+# would name different keys), spaces only inside.
+_SEGMENT = re.compile(r"[A-Za-z0-9_.:@=+-]([A-Za-z0-9_.:@=+ -]*[A-Za-z0-9_.:@=+-])?")
+_SEGMENT_RULE = "ASCII letters, digits, spaces (not at the ends) and _ . : @ = + -"
+_LEASE_HEX = re.compile(rb"[0-9a-f]{1,16}")
 
 
 def validate_name(name: object) -> str:
@@ -32,36 +44,68 @@ def validate_name(name: object) -> str:
         raise ConfigurationError(f"election name must be a string, got {type(name).__name__}")
     if not name.strip():
         raise ConfigurationError("election name is empty: give a name such as 'scheduler'")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ConfigurationError(
+            f"election name is {len(name)} characters long: the limit is {MAX_NAME_LENGTH}"
+        )
     if "/" in name:
         raise ConfigurationError(
             f"election name {name!r} contains '/': use a name without slashes "
             "(group elections with the namespace instead)"
         )
-    if len(name) > MAX_NAME_LENGTH:
-        raise ConfigurationError(f"election name is longer than {MAX_NAME_LENGTH} characters")
-    if name != name.strip() or not _NAME.match(name):
-        raise ConfigurationError(
-            f"election name {name!r} is malformed: use letters, digits and _ . : @ = + - "
-            "(no leading or trailing spaces)"
-        )
+    if name in (".", ".."):
+        raise ConfigurationError(f"election name {name!r} is reserved: use a name with a letter")
+    if not _SEGMENT.fullmatch(name):
+        raise ConfigurationError(f"election name {name!r} is malformed: use {_SEGMENT_RULE}")
     return name
 
 
 def validate_namespace(namespace: object) -> str:
-    """Return the namespace without a trailing ``/``, or raise ``ConfigurationError``."""
+    """Return ``namespace`` if it is a namespace in its one canonical spelling, else raise
+    ``ConfigurationError`` saying how to write it.
+
+    ``/`` is the root of the keyspace; otherwise segments (each like an election name, not
+    ``.`` or ``..``) are separated by single slashes, with no ``/`` at the end.
+    """
     if not isinstance(namespace, str):
         raise ConfigurationError(f"namespace must be a string, got {type(namespace).__name__}")
-    cleaned = namespace.rstrip("/")
-    if "//" in cleaned or any(ord(ch) < 32 for ch in cleaned) or cleaned != cleaned.strip():
+    if namespace == ROOT_NAMESPACE:
+        return namespace
+    if not namespace:
         raise ConfigurationError(
-            f"namespace {namespace!r} is malformed: use a path like '/etcd-elector' "
-            "(no empty segments, spaces at the ends or control characters)"
+            "namespace is empty: write '/' for elections at the root of the keyspace "
+            f"(keys /NAME/...), or leave it unset for the default {DEFAULT_NAMESPACE}"
         )
-    return cleaned
+    if len(namespace) > MAX_NAMESPACE_LENGTH:
+        raise ConfigurationError(
+            f"namespace is {len(namespace)} characters long: the limit is {MAX_NAMESPACE_LENGTH}"
+        )
+    if namespace.endswith("/"):
+        lead = "/" if namespace.startswith("/") else ""
+        canonical = lead + "/".join(part for part in namespace.split("/") if part) or "/"
+        raise ConfigurationError(
+            f"namespace {namespace!r} ends with '/': write it as {canonical!r} (the '/' before "
+            "the election name is added, and each namespace has one spelling)"
+        )
+    segments = namespace.split("/")
+    for index, segment in enumerate(segments):
+        if not segment and index == 0:
+            continue  # the leading '/' of an absolute namespace
+        if not segment:
+            problem = "has an empty segment ('//')"
+        elif segment in (".", ".."):
+            problem = f"has a {segment!r} segment (keys are not paths; nothing resolves it)"
+        elif not _SEGMENT.fullmatch(segment):
+            problem = f"is malformed: use {_SEGMENT_RULE} between single slashes"
+        else:
+            continue
+        raise ConfigurationError(f"namespace {namespace!r} {problem}")
+    return namespace
 
 
 def election_prefix(namespace: str, name: str) -> bytes:
-    return f"{namespace}/{name}/".encode()
+    base = "" if namespace == ROOT_NAMESPACE else namespace
+    return f"{base}/{name}/".encode()
 
 
 def candidate_key(namespace: str, name: str, lease_id: int) -> bytes:
@@ -70,4 +114,4 @@ def candidate_key(namespace: str, name: str, lease_id: int) -> bytes:
 
 def is_candidate_key(prefix: bytes, key: bytes) -> bool:
     """True only for ``prefix + <lease hex>``: deeper or foreign keys are not candidates."""
-    return key.startswith(prefix) and bool(_LEASE_HEX.match(key[len(prefix) :]))
+    return key.startswith(prefix) and bool(_LEASE_HEX.fullmatch(key[len(prefix) :]))

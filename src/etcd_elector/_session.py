@@ -66,17 +66,29 @@ class LossReason:
     ORPHANED = "orphaned"  # refreshing stopped by us, lease left to expire
 
 
-def validate_ttl(ttl: float) -> int:
-    """The TTL as etcd wants it (whole seconds), or a ``ConfigurationError`` saying why not."""
+def validate_ttl(ttl: float, *, what: str = "ttl", typed: str | None = None) -> int:
+    """The TTL as etcd wants it (whole seconds), or a ``ConfigurationError`` saying why not.
+    Messages name the setting as ``what`` and show the value as ``typed`` (what the user
+    wrote, e.g. on a command line) rather than as a float."""
     if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise ConfigurationError(f"ttl must be a number of seconds, got {ttl!r}")
+        raise ConfigurationError(f"{what} must be a number of seconds, got {ttl!r}")
+    shown = repr(typed) if typed is not None else _seconds_text(ttl)
     if ttl != ttl or ttl < 1 or ttl > MAX_TTL:
         raise ConfigurationError(
-            f"ttl {ttl!r} cannot be granted: etcd leases last 1 to {MAX_TTL} whole seconds"
+            f"{what} {shown} cannot be granted: etcd leases last 1 to {MAX_TTL} whole seconds"
         )
     if ttl != int(ttl):
-        raise ConfigurationError(f"ttl {ttl!r} is not whole: etcd grants leases in whole seconds")
+        raise ConfigurationError(
+            f"{what} {shown} is not whole: etcd grants leases in whole seconds"
+        )
     return int(ttl)
+
+
+def _seconds_text(value: object) -> str:
+    """``3`` for 3.0, ``1.5`` for 1.5: a number as people write it, not as a float prints."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
 
 
 def validate_timing(
@@ -89,9 +101,13 @@ def validate_timing(
     whole_ttl = validate_ttl(ttl)
     margin = default_margin(whole_ttl) if margin is None else margin
     if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin >= 0:
-        raise ConfigurationError(f"margin must be a non-negative number of seconds, got {margin!r}")
+        raise ConfigurationError(
+            f"margin must be a non-negative number of seconds, got {_seconds_text(margin)}"
+        )
     if margin >= whole_ttl:
-        raise ConfigurationError(f"margin {margin:g}s must be smaller than the ttl {whole_ttl}s")
+        raise ConfigurationError(
+            f"margin {_seconds_text(margin)}s must be smaller than the ttl {whole_ttl}s"
+        )
     if keepalive_interval is not None and (
         isinstance(keepalive_interval, bool)
         or not isinstance(keepalive_interval, int | float)
@@ -99,7 +115,7 @@ def validate_timing(
     ):
         raise ConfigurationError(
             f"keepalive_interval must be positive and below ttl - margin "
-            f"({whole_ttl - margin:g}s), got {keepalive_interval!r}"
+            f"({whole_ttl - margin:g}s), got {_seconds_text(keepalive_interval)}"
         )
     return whole_ttl, float(margin)
 

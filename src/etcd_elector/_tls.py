@@ -200,7 +200,8 @@ def handshake_error(
         name = f"name {server_name!r}" if server_name else "host name of the endpoint"
         text = (
             f"hostname mismatch: etcd's certificate is not issued for the {name} (connect "
-            "with a host name the certificate lists, or set the expected name: server_name)"
+            "with a host name the certificate lists, or set the name it carries: "
+            "--server-name NAME / server_name)"
         )
     elif reason == TLSHandshakeFailed.CLIENT_CERTIFICATE_REJECTED:
         if client_certificate:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
-from typing import Any
 
 from .._election import Term
 from .._view import LeaderInfo
@@ -14,11 +14,16 @@ from ._connect import open_client, preflight
 from ._exit import ExitCode, signal_code
 from ._leadership import Leadership
 from ._options import Options
-from ._output import Printer
+from ._output import Printer, printable
 from ._parser import ParsedArgs
+from ._renewal import Renewal, read_renewal
 from ._signals import Signals
 
 __all__ = ["campaign", "leader", "observe", "status"]
+
+log = logging.getLogger(__name__)
+
+VALUE_COLUMN = 60  # the status table shortens longer values; --json carries them whole
 
 
 async def campaign(args: ParsedArgs, options: Options, printer: Printer) -> int:
@@ -43,11 +48,19 @@ def _exit_now(signum: int) -> None:
     os._exit(signal_code(signum))
 
 
-def _print_leader(printer: Printer, name: str, leader: LeaderInfo | None) -> None:
+def _print_leader(
+    printer: Printer, name: str, leader: LeaderInfo | None, renewal: Renewal | None = None
+) -> None:
     if leader is None:
         printer.event("no_leader", name, text=f"no leader in election {name}")
-    else:
+    elif renewal is None:
         printer.event("leader", name, leader)
+    else:
+        line = (
+            f"leader {name} key={leader.key} lease={leader.lease_hex} token={leader.token} "
+            f"value={printable(leader.value)} {renewal.text()}"
+        )
+        printer.event("leader", name, leader, text=line, **renewal.fields())
 
 
 async def observe(args: ParsedArgs, options: Options, printer: Printer) -> int:
@@ -80,41 +93,49 @@ async def observe(args: ParsedArgs, options: Options, printer: Printer) -> int:
 
 
 async def leader(args: ParsedArgs, options: Options, printer: Printer) -> int:
-    """Print the current leader; exit 3 when there is none."""
+    """Print the current leader, with how fresh its lease is; exit 3 when there is none."""
     async with open_client(options) as client:
         view = await preflight(client, args.name, options)
         current = await view.leader()
-    _print_leader(printer, args.name, current)
+        renewal = None if current is None else await read_renewal(client, current.lease)
+    log.debug(
+        "read leader prefix=%s endpoints=%s: %s",
+        view.prefix.decode(),
+        options.endpoints,
+        "none" if current is None else f"lease={current.lease_hex} token={current.token}",
+    )
+    if args.print_value_only:
+        if current is not None:
+            printer.raw(current.value)
+    else:
+        _print_leader(printer, args.name, current, renewal)
     return ExitCode.OK if current is not None else ExitCode.NO_LEADER
 
 
 async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
-    """Every candidate in election order, with value, lease, remaining TTL and token."""
+    """Every candidate in election order, with value, lease, lease renewal and token."""
     async with open_client(options) as client:
         view = await preflight(client, args.name, options)
         candidates = await view.candidates()
-        infos = await asyncio.gather(
-            *(client.lease_time_to_live(candidate.lease) for candidate in candidates)
+        renewals = await asyncio.gather(
+            *(read_renewal(client, candidate.lease) for candidate in candidates)
         )
-    rows: list[dict[str, Any]] = []
-    for position, (candidate, info) in enumerate(zip(candidates, infos, strict=True), 1):
-        rows.append(
-            {
-                "position": position,
-                "leader": position == 1,
-                "ttl": info.ttl,
-                "candidate": candidate,
-            }
-        )
+    log.debug(
+        "read candidates prefix=%s endpoints=%s: %d",
+        view.prefix.decode(),
+        options.endpoints,
+        len(candidates),
+    )
+    rows = list(zip(candidates, renewals, strict=True))
     if printer.json_lines:
-        for row in rows:
+        for position, (candidate, renewal) in enumerate(rows, 1):
             printer.event(
                 "candidate",
                 args.name,
-                row["candidate"],
-                position=row["position"],
-                leader=row["leader"],
-                ttl=row["ttl"],
+                candidate,
+                position=position,
+                leader=position == 1,
+                **renewal.fields(),
             )
         printer.event("status", args.name, candidates=len(rows), namespace=options.namespace)
         return ExitCode.OK
@@ -122,16 +143,16 @@ async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
         printer.text(f"election {args.name} (namespace {options.namespace}): no candidates")
         return ExitCode.OK
     printer.text(f"election {args.name} (namespace {options.namespace}): {len(rows)} candidate(s)")
-    table = [("#", "", "VALUE", "LEASE", "TTL", "TOKEN")]
-    for row in rows:
-        entry: LeaderInfo = row["candidate"]
+    table = [("#", "", "VALUE", "LEASE", "RENEWED", "EXPIRES", "TOKEN")]
+    for position, (entry, renewal) in enumerate(rows, 1):
         table.append(
             (
-                str(row["position"]),
-                "leader" if row["leader"] else "",
-                entry.value_text,
+                str(position),
+                "leader" if position == 1 else "",
+                printable(entry.value, limit=VALUE_COLUMN),
                 entry.lease_hex,
-                f"{row['ttl']}s" if row["ttl"] >= 0 else "gone",
+                "gone" if renewal.gone else f"{renewal.renewed_ago}s ago",
+                "gone" if renewal.gone else f"<={renewal.expires_within}s",
                 str(entry.token),
             )
         )

@@ -115,7 +115,7 @@ class Leadership:
                 self.name,
                 key=key,
                 lease=f"{session.lease_id:x}",
-                value=self.elector.value.decode(errors="replace"),
+                value=self.elector.value,
             )
 
     # -- running ---------------------------------------------------------------------------
