@@ -78,13 +78,19 @@ def test_valid_namespaces_come_back_unchanged(namespace: str) -> None:
     assert validate_namespace(namespace) == namespace
 
 
+@pytest.mark.parametrize(("written", "canonical"), [("/a/", "/a"), ("a/b/", "a/b")])
+def test_one_trailing_slash_is_how_prefixes_are_written(written: str, canonical: str) -> None:
+    assert validate_namespace(written) == canonical
+    assert election_prefix(validate_namespace(written), "job") == f"{canonical}/job/".encode()
+
+
 @pytest.mark.parametrize(
     ("namespace", "message"),
     [
         ("", "empty: write '/' for elections at the root"),
-        ("/a/", "ends with '/': write it as '/a'"),
+        ("/a//", "ends with '/': write it as '/a'"),
         ("/a///", "write it as '/a'"),
-        ("a/", "write it as 'a'"),
+        ("a//", "write it as 'a'"),
         ("//", "write it as '/'"),
         ("//a", "empty segment"),
         ("/a//b", "empty segment"),
@@ -149,7 +155,8 @@ async def test_elections_and_views_validate_before_any_io() -> None:
         with pytest.raises(ConfigurationError, match="empty segment"):
             client.election_view("job", namespace="//x")
         with pytest.raises(ConfigurationError, match="ends with '/'"):
-            client.election_view("job", namespace="/svc/")
+            client.election_view("job", namespace="/svc//")
+        assert client.election_view("job", namespace="/svc/").prefix == b"/svc/job/"
         view = client.election_view("job", namespace="/svc")
         assert view.prefix == b"/svc/job/"
         session = client.session(ttl=5)  # not started: no lease, no I/O

@@ -4,9 +4,10 @@ A candidate's key is ``<namespace>/<name>/<lease id in hex>``. Names may not con
 no election's prefix can contain another election's keys within a namespace; reads and watches
 also ignore any key under the prefix that is not exactly a candidate key.
 
-Every namespace has exactly one spelling: ``/apps/billing``, never ``/apps/billing/`` or
-``/apps//billing``, and the root of the keyspace is ``/`` (keys ``/<name>/...``), never ``""``.
-Two spellings that silently shared keys would let two deployments meet by accident.
+Every namespace has one canonical form: ``/apps/billing`` (``/apps/billing/`` is read as that,
+as users write prefixes; ``/apps//billing`` is refused), and the root of the keyspace is ``/``
+(keys ``/<name>/...``), never ``""``: spellings that silently shared keys by accident would
+let two deployments meet.
 """
 
 from __future__ import annotations
@@ -61,11 +62,11 @@ def validate_name(name: object) -> str:
 
 
 def validate_namespace(namespace: object) -> str:
-    """Return ``namespace`` if it is a namespace in its one canonical spelling, else raise
-    ``ConfigurationError`` saying how to write it.
+    """Return ``namespace`` in its canonical form, else raise ``ConfigurationError`` saying how
+    to write it.
 
     ``/`` is the root of the keyspace; otherwise segments (each like an election name, not
-    ``.`` or ``..``) are separated by single slashes, with no ``/`` at the end.
+    ``.`` or ``..``) are separated by single slashes; one trailing ``/`` is dropped.
     """
     if not isinstance(namespace, str):
         raise ConfigurationError(f"namespace must be a string, got {type(namespace).__name__}")
@@ -80,6 +81,9 @@ def validate_namespace(namespace: object) -> str:
         raise ConfigurationError(
             f"namespace is {len(namespace)} characters long: the limit is {MAX_NAMESPACE_LENGTH}"
         )
+    if namespace.endswith("/") and not namespace.endswith("//"):
+        # "/apps/billing/" is how many people write a prefix; it means "/apps/billing".
+        namespace = namespace[:-1]
     if namespace.endswith("/"):
         lead = "/" if namespace.startswith("/") else ""
         canonical = lead + "/".join(part for part in namespace.split("/") if part) or "/"
