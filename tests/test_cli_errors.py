@@ -63,7 +63,7 @@ def _assert_one_error_line(done: subprocess.CompletedProcess[str], code: int, *w
         (["demo", "--candidates", "1"], {}, ExitCode.CONFIGURATION, ["--candidates"]),
         (["leader", "é"], {}, ExitCode.CONFIGURATION, ["ASCII letters"]),
         (["--namespace", "", "leader", "x"], {}, ExitCode.CONFIGURATION, ["write '/'"]),
-        (["--namespace", "/a/", "leader", "x"], {}, ExitCode.CONFIGURATION, ["as '/a'"]),
+        (["--namespace", "/a//", "leader", "x"], {}, ExitCode.CONFIGURATION, ["as '/a'"]),
         (["--namespace", "/a/../b", "leader", "x"], {}, ExitCode.CONFIGURATION, ["'..'"]),
         (["--namespace", "/a\x7f", "leader", "x"], {}, ExitCode.CONFIGURATION, ["\\x7f"]),
         (
