@@ -617,9 +617,12 @@ class AsyncElection:
             if key is None:
                 return
             self._end_term(TermEndReason.RESIGNED)
+            # The guard unwinds first (it only queues its watch's cancel), so that resign()
+            # returns as soon as the delete is answered: callers report the term's end then,
+            # about a round trip before the successor (woken by the delete) can confirm.
+            await self._stop_guards()
             await self._delete_key(key, token)
             self._key = None
-            await self._stop_guards()
             log.debug(
                 "resigned election=%s key=%s lease=%x",
                 self.name,
