@@ -8,6 +8,9 @@ Usable from any test suite; the pytest fixtures live in
     with EtcdCluster.start(3) as cluster, FaultProxy.start(cluster.endpoints[0]) as proxy:
         cluster.leader().kill()
         proxy.blackhole()
+
+    with EtcdCluster.start(3, partitionable=True) as cluster:
+        cluster.network.isolate("m1")  # m1 loses its peers, clients still reach it
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from etcd_elector.testing._chaos import FAULTS, ChaosResult, ChaosSettings, run_
 from etcd_elector.testing._checker import (
     CheckReport,
     Interval,
+    RecoveryBound,
     Violation,
     check_history,
     leadership_intervals,
+    recovery_bound,
 )
 from etcd_elector.testing._cluster import (
     EtcdCluster,
@@ -29,6 +34,7 @@ from etcd_elector.testing._cluster import (
     LeaderUnknown,
 )
 from etcd_elector.testing._history import Record, RecordKind, dump_records, load_records
+from etcd_elector.testing._peers import PeerNetwork, socket_owner
 from etcd_elector.testing._ports import LOOPBACK, free_port, reserve_port
 from etcd_elector.testing._proxy import FaultProxy, ProxyMode
 
@@ -46,9 +52,11 @@ __all__ = [
     "FaultProxy",
     "Interval",
     "LeaderUnknown",
+    "PeerNetwork",
     "ProxyMode",
     "Record",
     "RecordKind",
+    "RecoveryBound",
     "Violation",
     "check_history",
     "dump_records",
@@ -57,6 +65,8 @@ __all__ = [
     "free_port",
     "leadership_intervals",
     "load_records",
+    "recovery_bound",
     "reserve_port",
     "run_chaos",
+    "socket_owner",
 ]
