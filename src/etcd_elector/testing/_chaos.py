@@ -40,7 +40,7 @@ from ._cluster import EtcdCluster
 from ._history import Record, RecordKind
 from ._proxy import FaultProxy
 
-__all__ = ["FAULTS", "ChaosResult", "ChaosSettings", "run_chaos"]
+__all__ = ["FAULTS", "PEER_FAULTS", "ChaosResult", "ChaosSettings", "chosen_faults", "run_chaos"]
 
 ELECTION = "chaos"
 NAMESPACE = "/etcd-elector-chaos"
@@ -271,19 +271,30 @@ class _Run:
         return self.rng.choice(live)
 
 
+def chosen_faults(settings: ChaosSettings) -> tuple[str, ...]:
+    """The faults a run of ``settings`` injects: ``settings.faults``, or every fault that
+    makes sense for its number of members.
+
+    :raises ConfigurationError: for an unknown fault, or one that needs three members.
+    """
+    if not settings.faults:
+        return FAULTS if settings.members >= 3 else (*CANDIDATE_FAULTS, "member_restart")
+    unknown = [fault for fault in settings.faults if fault not in FAULTS]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown chaos fault {unknown[0]!r}: choose from {', '.join(FAULTS)}"
+        )
+    needs_three = [f for f in settings.faults if f in ("quorum_loss", *PEER_FAULTS)]
+    if needs_three and settings.members < 3:
+        raise ConfigurationError(f"chaos fault {needs_three[0]!r} needs three etcd members")
+    return settings.faults
+
+
 def run_chaos(
     settings: ChaosSettings, progress: Callable[[str], None] = lambda _: None
 ) -> ChaosResult:
     """Run one seeded fault schedule for ``settings.duration`` seconds and check it."""
-    faults = settings.faults or (
-        FAULTS if settings.members >= 3 else (*CANDIDATE_FAULTS, "member_restart")
-    )
-    unknown = sorted(set(faults) - set(FAULTS))
-    if unknown:
-        raise ConfigurationError(f"unknown chaos faults {unknown}: choose from {list(FAULTS)}")
-    needs_three = sorted(set(faults) & {"quorum_loss", *PEER_FAULTS})
-    if needs_three and settings.members < 3:
-        raise ConfigurationError(f"faults {needs_three} need members=3")
+    faults = chosen_faults(settings)
     run = _Run(settings, progress)
     trials = 0
     partitionable = settings.members >= 3
