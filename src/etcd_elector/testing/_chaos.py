@@ -4,10 +4,9 @@
     print(result.summary()); assert result.report.ok
 
 Each trial injects one fault from the seeded random schedule (every fault once, in a shuffled
-order, before any comes again), holds it, heals it, records
-``healed`` with the recovery bound the settings imply (:func:`recovery_bound`), and waits for
-a leader before the next. At the end every candidate exits cleanly and etcd is asked whether
-any lease or key leaked.
+order, before any comes again), holds it, heals it, records ``healed`` with the recovery bound
+the settings imply (:func:`recovery_bound`), and waits for a leader before the next. At the
+end every candidate exits cleanly and etcd is asked whether any lease or key leaked.
 
 With three etcd members the faults include peer partitions: the member that the leading
 candidate talks to, or the one a standby talks to, is cut off from the other members (the
@@ -399,8 +398,9 @@ def _partition(run: _Run, cluster: EtcdCluster, fault: str) -> str:
     leader = run.leader()
     if fault == "partition_leader_member":
         chosen = [in_use[leader]] if leader in in_use else []
-    else:
-        chosen = [member for who, member in in_use.items() if who != leader]
+    else:  # a standby's member, one the leader does not use if there is one
+        standbys = {member for who, member in in_use.items() if who != leader}
+        chosen = sorted(standbys - {in_use.get(leader or "")} or standbys)
     # With nobody to follow (no leader yet, or it went quiet), any member will do.
     name = run.rng.choice(chosen or [m.name for m in cluster.members])
     users = ", ".join(sorted(who for who, member in in_use.items() if member == name))
