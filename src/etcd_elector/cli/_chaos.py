@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import re
 
+from .._errors import ConfigurationError
 from ..testing import ChaosSettings, run_chaos
+from ..testing._chaos import chosen_faults
 from ._exit import CliError, ExitCode
 from ._options import Options
 from ._output import Printer
@@ -39,9 +41,14 @@ async def chaos(args: ParsedArgs, options: Options, printer: Printer) -> int:
         ttl=int(options.ttl) if args.ttl is not None else DEFAULT_CHAOS_TTL,
         candidates=args.candidates,
         members=args.members,
+        faults=tuple(f.strip() for f in (args.faults or "").split(",") if f.strip()),
     )
     if not 2 <= settings.candidates <= 9:
         raise CliError("--candidates must be between 2 and 9", ExitCode.CONFIGURATION)
+    try:
+        faults = chosen_faults(settings)
+    except ConfigurationError as exc:
+        raise CliError(f"--faults: {exc}", ExitCode.CONFIGURATION) from exc
     printer.event(
         "chaos_started",
         seed=settings.seed,
@@ -49,6 +56,7 @@ async def chaos(args: ParsedArgs, options: Options, printer: Printer) -> int:
         ttl=settings.ttl,
         candidates=settings.candidates,
         members=settings.members,
+        faults=list(faults),
     )
     result = await asyncio.to_thread(
         run_chaos, settings, lambda line: printer.event("progress", text=line, detail=line)

@@ -171,7 +171,7 @@ COMMAND_GLOBALS: dict[str, tuple[str, ...]] = {
     "observe": (*_TALKS_TO_ETCD, *_OUTPUT),
     "leader": (*_TALKS_TO_ETCD, *_OUTPUT),
     "status": (*_TALKS_TO_ETCD, *_OUTPUT),
-    "etcd": _OUTPUT,
+    "etcd": ("endpoints", *_OUTPUT),  # where it listens
     "demo": ("ttl", *_OUTPUT),
     "check-config": ("ttl", *_OUTPUT),
     "chaos": ("ttl", *_OUTPUT),
@@ -375,14 +375,23 @@ def _build() -> argparse.ArgumentParser:
     )
     status.add_argument("name", help="election name")
 
-    etcd = command("etcd", "start a development etcd on 127.0.0.1 and run until interrupted")
+    etcd = command(
+        "etcd",
+        "start a development etcd on 127.0.0.1 and run until interrupted",
+        "Listens on --endpoints (or ETCD_ENDPOINTS): one loopback address per member.\n"
+        "Without them: 127.0.0.1:2379 (and 22379, 32379 for --members 3) where free,\n"
+        "else a free port, and it says which. Peers use the next port (2380...).\n"
+        "With --data-dir the data stays in DIR: start again with the same DIR (and the\n"
+        "same --members) and it comes back, on the same ports unless told otherwise.",
+    )
     etcd.add_argument(
         "--members", type=int, choices=(1, 3), default=1, help="1 or 3 members (default 1)"
     )
     etcd.add_argument(
         "--data-dir",
         metavar="DIR",
-        help="keep data and logs under DIR (default: a temporary directory, removed at exit)",
+        help="keep data and logs in DIR, across restarts (default: a temporary directory, "
+        "removed at exit)",
     )
 
     demo = command(
@@ -438,8 +447,9 @@ def _build() -> argparse.ArgumentParser:
         "chaos",
         "soak the election under seeded random faults and check for two leaders at once",
         "Starts its own etcd and candidate processes that do fenced writes, injects faults\n"
-        "(kills, pauses, blackholes, drops, latency, compaction, etcd member restarts, etcd\n"
-        "leader kills, quorum loss with --members 3) and checks the recorded history: no\n"
+        "(kills, pauses, blackholes, drops, latency, compaction, etcd member restarts; with\n"
+        "--members 3 also etcd leader kills, quorum loss, and cutting the member a leader\n"
+        "or standby uses off from its peers) and checks the recorded history: no\n"
         "overlapping leaders, no stale fenced write, a new leader within the bound after\n"
         "each fault, no leaked lease. The TTL is 2 s unless --ttl is given.",
     )
@@ -461,6 +471,13 @@ def _build() -> argparse.ArgumentParser:
     )
     chaos.add_argument(
         "--members", type=int, choices=(1, 3), default=1, help="etcd members (default 1)"
+    )
+    chaos.add_argument(
+        "--faults",
+        metavar="LIST",
+        help="only these faults, comma-separated, e.g. partition_leader_member,"
+        "partition_standby_member (default: every fault that fits --members; a wrong name "
+        "gets the list)",
     )
 
     # Last, so that it lists every option of 'run'.

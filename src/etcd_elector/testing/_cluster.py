@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from typing import Any, Self
 from etcd_elector._errors import ConfigurationError
 from etcd_elector._orphans import dies_with_parent
 from etcd_elector.testing._binary import etcd_version, find_etcd_binary
+from etcd_elector.testing._peers import PeerNetwork
 from etcd_elector.testing._ports import LOOPBACK, free_port
 
 __all__ = ["EtcdCluster", "EtcdMember", "EtcdStartError", "EtcdTLS", "LeaderUnknown"]
@@ -177,9 +179,11 @@ class EtcdMember:
         peer_port: int,
         data_dir: Path,
         log_path: Path,
+        client_host: str = LOOPBACK,
     ) -> None:
         self._cluster = cluster
         self.name = name
+        self.client_host = client_host
         self.client_port = client_port
         self.peer_port = peer_port
         self.data_dir = data_dir
@@ -201,7 +205,8 @@ class EtcdMember:
     @property
     def client_endpoint(self) -> str:
         """``127.0.0.1:<client port>``, what a client connects to."""
-        return f"{LOOPBACK}:{self.client_port}"
+        host = f"[{self.client_host}]" if ":" in self.client_host else self.client_host
+        return f"{host}:{self.client_port}"
 
     @property
     def client_url(self) -> str:
@@ -211,7 +216,15 @@ class EtcdMember:
 
     @property
     def peer_url(self) -> str:
+        """Where the member listens for its peers."""
         return f"http://{LOOPBACK}:{self.peer_port}"
+
+    @property
+    def advertised_peer_url(self) -> str:
+        """Where its peers reach it: :attr:`peer_url`, or its proxy in a partitionable
+        cluster (see :attr:`EtcdCluster.network`)."""
+        network = self._cluster._network
+        return self.peer_url if network is None else network.url(self.name)
 
     # -- process state ---------------------------------------------------------------------
 
@@ -356,7 +369,7 @@ class EtcdMember:
             "--listen-peer-urls",
             self.peer_url,
             "--initial-advertise-peer-urls",
-            self.peer_url,
+            self.advertised_peer_url,
             "--initial-cluster",
             cluster.initial_cluster,
             "--initial-cluster-state",
@@ -440,7 +453,7 @@ class EtcdMember:
         while True:
             self._raise_if_exited()
             with contextlib.suppress(OSError):
-                socket.create_connection((LOOPBACK, self.client_port), timeout=0.5).close()
+                socket.create_connection((self.client_host, self.client_port), 0.5).close()
                 return
             if time.monotonic() >= deadline:
                 raise EtcdStartError(self._diagnosis("does not listen for clients"))
@@ -460,6 +473,24 @@ class EtcdMember:
             f"etcd member {self.name} ({self.client_endpoint}) {what}; "
             f"log {self.log_path} ends with:\n{_tail(self.log_path)}"
         )
+
+
+def _check_addresses(size: int, host: str, ports: Sequence[tuple[int, int]] | None) -> None:
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigurationError(
+            f"etcd test members serve on a loopback address only (127.0.0.1), not {host!r}"
+        )
+    if ports is None:
+        return
+    if len(ports) != size:
+        raise ConfigurationError(f"give (client, peer) ports for each of the {size} members")
+    flat = [port for pair in ports for port in pair]
+    if any(not 0 < port < 65536 for port in flat) or len(set(flat)) != len(flat):
+        raise ConfigurationError(f"ports must be distinct, from 1 to 65535, got {list(ports)}")
 
 
 class EtcdCluster:
@@ -482,6 +513,10 @@ class EtcdCluster:
         log_level: str,
         tls: EtcdTLS | None = None,
         auth_token_ttl: int | None = None,
+        client_host: str = LOOPBACK,
+        ports: Sequence[tuple[int, int]] | None = None,
+        partitionable: bool = False,
+        keeps_data: bool = False,
     ) -> None:
         self.binary = binary
         self.tls = tls
@@ -490,26 +525,38 @@ class EtcdCluster:
         self.version = etcd_version(binary)
         self.root = root
         self._owns_root = owns_root
+        self._keeps_data = keeps_data
         self.extra_args = tuple(extra_args)
         self.election_timeout_ms = election_timeout_ms
         self.heartbeat_ms = heartbeat_ms
         self.log_level = log_level
         self.token = f"etcd-elector-test-{uuid.uuid4().hex[:16]}"
+        if ports is None:
+            ports = [(free_port(), free_port()) for _ in range(size)]
         self._members = [
             EtcdMember(
                 self,
                 name=f"m{index}",
-                client_port=free_port(),
-                peer_port=free_port(),
+                client_host=client_host,
+                client_port=client_port,
+                peer_port=peer_port,
                 data_dir=root / f"m{index}.etcd",
                 log_path=root / f"m{index}.log",
             )
-            for index in range(size)
+            for index, (client_port, peer_port) in enumerate(ports)
         ]
-        self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self._members)
+        self._network: PeerNetwork | None = None
+        if partitionable:
+            self._network = PeerNetwork.start(
+                {m.name: f"{LOOPBACK}:{m.peer_port}" for m in self._members}, self._pids
+            )
+        self.initial_cluster = ",".join(f"{m.name}={m.advertised_peer_url}" for m in self._members)
         self._closed = False
         with _open_lock:
             _open_clusters.add(self)
+
+    def _pids(self) -> dict[str, int]:
+        return {m.name: pid for m in self._members if (pid := m.pid_or_none) is not None}
 
     @classmethod
     def start(
@@ -525,6 +572,10 @@ class EtcdCluster:
         log_level: str = "warn",
         tls: EtcdTLS | None = None,
         auth_token_ttl: int | None = None,
+        partitionable: bool = False,
+        data_dir: str | os.PathLike[str] | None = None,
+        client_host: str = LOOPBACK,
+        ports: Sequence[tuple[int, int]] | None = None,
     ) -> EtcdCluster:
         """Start ``size`` members named ``m0``, ``m1``, … and wait until all are healthy.
 
@@ -532,9 +583,16 @@ class EtcdCluster:
         many seconds etcd's simple auth tokens live after their last use (etcd's default
         300; authentication itself is enabled through etcd's API once the cluster runs).
 
+        ``partitionable`` puts a proxy in front of each member's peer port, so that
+        :attr:`network` can cut members off from each other (see :class:`PeerNetwork`).
+
         ``binary`` defaults to :func:`find_etcd_binary`. Data and logs go to a fresh
         temporary directory, inside ``data_root`` when given (which is then left in place,
-        with the member logs, at :meth:`close`). Raises :class:`EtcdStartError`, with the
+        with the member logs, at :meth:`close`). With ``data_dir`` they go to exactly that
+        directory and all stay there: a cluster started again on it, with the same size
+        and peer ports, comes back with its data. ``ports`` gives each member's
+        ``(client port, peer port)`` instead of free ones, and ``client_host`` the loopback
+        address the members serve clients on. Raises :class:`EtcdStartError`, with the
         tail of the failing member's log, when a member exits or is not healthy in time.
         """
         if size < 1:
@@ -544,7 +602,13 @@ class EtcdCluster:
                 "election_timeout_ms must be at least 5 times heartbeat_ms (etcd's rule), "
                 f"got {election_timeout_ms} and {heartbeat_ms}"
             )
-        if data_root is None:
+        _check_addresses(size, client_host, ports)
+        if data_dir is not None and data_root is not None:
+            raise ConfigurationError("give data_root (a fresh directory in it) or data_dir")
+        if data_dir is not None:
+            root = Path(data_dir)
+            root.mkdir(parents=True, exist_ok=True)
+        elif data_root is None:
             root = Path(tempfile.mkdtemp(prefix="etcd-elector-"))
         else:
             Path(data_root).mkdir(parents=True, exist_ok=True)
@@ -554,16 +618,21 @@ class EtcdCluster:
                 size=size,
                 binary=binary if binary is not None else find_etcd_binary(),
                 root=root,
-                owns_root=data_root is None,
+                owns_root=data_root is None and data_dir is None,
                 extra_args=tuple(extra_args),
                 election_timeout_ms=election_timeout_ms,
                 heartbeat_ms=heartbeat_ms,
                 log_level=log_level,
                 tls=tls,
                 auth_token_ttl=auth_token_ttl,
+                client_host=client_host,
+                ports=ports,
+                partitionable=partitionable,
+                keeps_data=data_dir is not None,
             )
         except BaseException:
-            shutil.rmtree(root, ignore_errors=True)
+            if data_dir is None:
+                shutil.rmtree(root, ignore_errors=True)
             raise
         try:
             for member in cluster._members:
@@ -604,6 +673,20 @@ class EtcdCluster:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def network(self) -> PeerNetwork:
+        """The proxies between members, to cut them off from each other: ``isolate``,
+        ``cut``, ``partition``, ``heal`` (see :class:`PeerNetwork`).
+
+        :raises RuntimeError: unless the cluster was started with ``partitionable=True``.
+        """
+        if self._network is None:
+            raise RuntimeError(
+                "this cluster has no peer proxies: start it with EtcdCluster.start(..., "
+                "partitionable=True) to cut its members off from each other"
+            )
+        return self._network
 
     def has_quorum(self) -> bool:
         """A majority of members are running and not frozen."""
@@ -672,6 +755,10 @@ class EtcdCluster:
             _open_clusters.discard(self)
         for member in self._members:
             member._kill_quietly()
+        if self._network is not None:
+            self._network.close()
+        if self._keeps_data:
+            return
         if self._owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
         else:

@@ -1,13 +1,20 @@
-"""A TCP proxy on 127.0.0.1 that injects network faults between a client and one target."""
+"""A TCP proxy on 127.0.0.1 that injects network faults between a client and one target.
+
+With an ``identify`` hook it also knows who opened each connection (its *origin*), and can
+cut the connections of one origin while the others pass: the peer partitions of
+:mod:`etcd_elector.testing._peers` are built on that.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import socket
 import struct
 import threading
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -15,7 +22,12 @@ from typing import Any, Literal, Self, TypeVar
 from etcd_elector._errors import ConfigurationError
 from etcd_elector.testing._ports import LOOPBACK, reserve_port
 
-__all__ = ["FaultProxy", "ProxyMode"]
+__all__ = ["FaultProxy", "Identify", "ProxyMode"]
+
+log = logging.getLogger(__name__)
+
+#: Names who opened an accepted connection (the socket is the proxy's end), or None.
+Identify = Callable[[socket.socket], str | None]
 
 ProxyMode = Literal["pass_through", "delay", "blackhole"]
 
@@ -49,9 +61,14 @@ class _Connection:
     """One client connection and its upstream connection, forwarding both ways."""
 
     def __init__(
-        self, proxy: FaultProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        proxy: FaultProxy,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        origin: str | None,
     ) -> None:
         self._proxy = proxy
+        self.origin = origin
         self._client_reader = reader
         self._client_writer = writer
         self._upstream_writer: asyncio.StreamWriter | None = None
@@ -172,8 +189,10 @@ class FaultProxy:
     Every method is thread-safe and returns once the requested mode is in effect.
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, *, identify: Identify | None = None) -> None:
         self.target = target
+        self._identify = identify
+        self._cut_origins: frozenset[str | None] = frozenset()
         self.target_host, self.target_port = _parse_target(target)
         self.port = 0
         self._delay = 0.0
@@ -196,9 +215,13 @@ class FaultProxy:
         self._ready: concurrent.futures.Future[int] = concurrent.futures.Future()
 
     @classmethod
-    def start(cls, target: str) -> FaultProxy:
-        """Listen on a free port of 127.0.0.1 and forward every connection to ``target``."""
-        proxy = cls(target)
+    def start(cls, target: str, *, identify: Identify | None = None) -> FaultProxy:
+        """Listen on a free port of 127.0.0.1 and forward every connection to ``target``.
+
+        ``identify``, called on the proxy's thread with each accepted socket, names the
+        connection's origin for :meth:`cut_origin`; it must be quick and must not block.
+        """
+        proxy = cls(target, identify=identify)
         proxy._thread.start()
         try:
             proxy.port = proxy._ready.result(timeout=_CONTROL_TIMEOUT_S)
@@ -231,6 +254,15 @@ class FaultProxy:
     def accepted_count(self) -> int:
         """Client connections accepted since the start."""
         return self._accepted
+
+    def connections_by_origin(self) -> Counter[str | None]:
+        """Client connections open right now, counted by origin (None: not identified)."""
+        return Counter(connection.origin for connection in list(self._connections))
+
+    @property
+    def cut_origins(self) -> frozenset[str | None]:
+        """Origins whose connections are being cut (see :meth:`cut_origin`)."""
+        return self._cut_origins
 
     @property
     def bytes_to_target(self) -> int:
@@ -276,6 +308,18 @@ class FaultProxy:
     def refuse(self) -> None:
         """Close the listening socket: new connections are refused until :meth:`heal`."""
         self._control(self._refuse)
+
+    def cut_origin(self, origin: str | None) -> None:
+        """Reset every open connection from ``origin`` now (RST), and every new one as soon as
+        it is accepted, until :meth:`restore_origin` or :meth:`heal`; other origins pass.
+
+        ``None`` stands for connections the ``identify`` hook could not name.
+        """
+        self._control(self._cut_origin, origin)
+
+    def restore_origin(self, origin: str | None) -> None:
+        """Let connections from ``origin`` through again (undo :meth:`cut_origin`)."""
+        self._control(self._restore_origin, origin)
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -360,6 +404,15 @@ class FaultProxy:
                 return
             self._serve(client)
 
+    def _origin_of(self, client: socket.socket) -> str | None:
+        if self._identify is None:
+            return None
+        try:
+            return self._identify(client)
+        except Exception:  # a broken hook must not stop the proxy: the origin is unknown
+            log.warning("could not identify a connection to %s", self.target, exc_info=True)
+            return None
+
     def _serve(self, client: socket.socket) -> None:
         client.setblocking(False)
         self._accepted += 1
@@ -379,12 +432,25 @@ class FaultProxy:
 
     async def _on_client(self, client: socket.socket) -> None:
         try:
+            origin = None
+            if self._identify is not None:
+                # Off the loop: reading the kernel's tables takes milliseconds, and a member
+                # that is cut off redials many times a second.
+                loop = asyncio.get_running_loop()
+                origin = await loop.run_in_executor(None, self._origin_of, client)
+            if origin in self._cut_origins:
+                with contextlib.suppress(OSError):
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                client.close()  # a RST: the origin is cut off
+                return
             reader, writer = await asyncio.open_connection(sock=client)
         except BaseException:
             client.close()
             raise
-        connection = _Connection(self, reader, writer)
+        connection = _Connection(self, reader, writer, origin)
         self._connections.add(connection)
+        if origin in self._cut_origins:  # cut while this connection was being set up
+            connection.reset()
         try:
             await connection.run()
         finally:
@@ -399,6 +465,7 @@ class FaultProxy:
             self._flowing.set()
 
     async def _heal(self) -> None:
+        self._cut_origins = frozenset()
         await self._set_mode("pass_through", 0.0)
         if self._listener is None:
             await self._listen()
@@ -412,8 +479,18 @@ class FaultProxy:
         await self._set_mode("pass_through", 0.0)
         await self._reset_all()
 
+    async def _cut_origin(self, origin: str | None) -> None:
+        self._cut_origins = self._cut_origins | {origin}
+        await self._reset_where(lambda connection: connection.origin == origin)
+
+    async def _restore_origin(self, origin: str | None) -> None:
+        self._cut_origins = self._cut_origins - {origin}
+
     async def _reset_all(self) -> None:
-        connections = list(self._connections)
+        await self._reset_where(lambda connection: True)
+
+    async def _reset_where(self, chosen: Callable[[_Connection], bool]) -> None:
+        connections = [c for c in self._connections if chosen(c)]
         for connection in connections:
             connection.reset()
         if connections:
