@@ -1,5 +1,6 @@
-"""SIGINT and SIGTERM as asyncio events: the first asks for a clean stop, each further one
-calls an escalation hook (the supervisor kills its command's process group at once)."""
+"""SIGINT, SIGTERM and SIGHUP (a closed terminal) as asyncio events: the first asks for a
+clean stop, each further one calls the escalation hooks (``run`` kills its command's tree at
+once). No signal ends the process on the spot: stopping always withdraws from etcd first."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from types import TracebackType
 
 __all__ = ["STOP_SIGNALS", "Signals"]
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Signals:
