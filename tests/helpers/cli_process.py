@@ -25,6 +25,7 @@ def _clean_env(extra: Mapping[str, str] | None) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("ETCD_ENDPOINTS", "ETCDCTL_", "ETCD_ELECTOR_"))
+        and k != "KUBERNETES_SERVICE_HOST"  # in a pod, --wait-for-etcd would default to 30 s
     }
     env.update(extra or {})
     return env

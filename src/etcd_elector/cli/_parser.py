@@ -65,7 +65,9 @@ etcd's earliest possible expiry. The watchdog runs in a session of its own, so
 this holds even if the supervisor is frozen (SIGSTOP, Ctrl-Z); if the supervisor
 dies, the watchdog stops the tree at once. The tree includes processes that left
 the command's process group or session (double fork, setsid); work handed to
-another service (systemd-run, at, ssh, a container runtime) is out of reach.
+another service (systemd-run, at, ssh, a container runtime) is out of reach. If
+the watchdog itself is SIGKILLed, the command still gets SIGKILL (its
+parent-death signal), but what the command started does not.
 
 On loss of leadership or on SIGTERM/SIGINT/SIGHUP the tree gets SIGTERM, then
 SIGKILL after the grace; a second signal SIGKILLs it at once. Either way the
