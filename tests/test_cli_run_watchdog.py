@@ -51,7 +51,8 @@ class Tree:
         return self.pids()
 
     def last_beats(self) -> list[float]:
-        return [float(path.read_text()) for path in self.where.glob("beat.*")]
+        """When each process last ran (0 for one that has not beaten yet)."""
+        return [float(path.read_text() or 0) for path in self.where.glob("beat.*")]
 
     def gone(self) -> bool:
         return all(pid_gone(pid) for pid in self.pids())
@@ -171,3 +172,22 @@ def test_a_frozen_supervisor_still_stops_the_tree_before_a_standby_is_elected(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(supervisor, signal.SIGKILL)
+
+
+def test_renewals_keep_the_command_running_for_many_ttls(
+    cli: Callable[..., CliProcess], tree: Tree, etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """The watchdog kills at the deadline it was last told: each renewal must reach it."""
+    supervisor = cli(
+        *_common(etcd_endpoint, etcd_prefix, 2), "run", "long", "--", *tree.python_tree()
+    )
+    supervisor.expect("child_started")
+    pids = tree.wait_started(4)
+    began = time.time()
+    wait_until(lambda: min(tree.last_beats()) > began + 6, 30, "the tree ran for 3 TTLs")
+    assert not any(pid_gone(pid) for pid in pids)
+    assert [e["event"] for e in supervisor.events] == ["campaigning", "elected", "child_started"]
+    supervisor.signal(signal.SIGTERM)
+    assert supervisor.expect("child_exited")["sent"] == "SIGTERM"
+    assert supervisor.wait() == 128 + signal.SIGTERM
+    assert tree.gone()
