@@ -6,6 +6,7 @@ capped-grace warning. Real etcd, real processes."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -144,6 +145,31 @@ def test_a_command_that_keeps_failing_gives_the_term_to_a_healthy_candidate(
     assert failing.wait() == 128 + signal.SIGTERM
 
 
+def test_with_once_a_command_that_keeps_failing_ends_the_run_with_its_code(
+    etcd_endpoint: str, etcd_prefix: str, tmp_path: Path
+) -> None:
+    done = run_cli(
+        *_common(etcd_endpoint, etcd_prefix),
+        "run",
+        "jobs",
+        "--once",
+        "--restart",
+        "always",
+        "--max-failures",
+        "2",
+        "--",
+        sys.executable,
+        CHILD,
+        str(tmp_path),
+        "exit",
+        "4",
+    )
+    assert done.returncode == 4, done.stderr
+    events = [json.loads(line)["event"] for line in done.stdout.splitlines()]
+    assert events.count("child_exited") == 2 and "child_giving_up" in events
+    assert events[-1] == "resigned"
+
+
 # -- scripts and their interpreters ------------------------------------------------------------
 
 
@@ -260,6 +286,28 @@ def test_the_grace_cap_warns_once_and_only_for_a_grace_that_was_asked_for(
     assert len(warnings) == (1 if grace else 0), supervisor.stderr_lines
     if grace:
         assert "--grace 5.00s capped to 1.00s" in warnings[0]
+
+
+def test_the_withdrawal_is_bounded_when_etcd_cannot_be_reached(
+    cli: Callable[..., CliProcess],
+    etcd_endpoint: str,
+    etcd_prefix: str,
+    fault_proxy: Callable[[str], FaultProxy],
+) -> None:
+    """Two signals with etcd cut off: each withdrawal call gives up after --timeout, the key is
+    left to its lease, and the process exits instead of hanging."""
+    proxy = fault_proxy(etcd_endpoint)
+    candidate = cli(
+        *_common(proxy.endpoint, etcd_prefix, ttl=30), "--timeout", "1", "campaign", "cut"
+    )
+    elected = candidate.expect("elected")
+    proxy.blackhole()
+    candidate.signal(signal.SIGTERM)
+    candidate.signal(signal.SIGINT)
+    assert candidate.wait(timeout=30) in (128 + signal.SIGTERM, 128 + signal.SIGINT)
+    assert any("expire" in line for line in candidate.stderr_lines), candidate.stderr_lines
+    with Client(etcd_endpoint) as client:
+        assert client.get(elected["key"]).kv is not None  # until its lease expires
 
 
 def test_a_candidate_key_is_never_left_after_a_clean_exit(

@@ -166,6 +166,7 @@ def test_a_frozen_supervisor_still_stops_the_tree_before_a_standby_is_elected(
         os.kill(supervisor, signal.SIGCONT)
         exited = job.expect("child_exited", timeout=20)
         assert exited["sent"] == ("SIGKILL" if mode else "SIGTERM")
+        assert exited["killed"] == (4 if mode else None)  # SIGTERM ignored: all needed SIGKILL
         assert job.expect("lost", timeout=20)["reason"] == "deadline"
         os.kill(supervisor, signal.SIGTERM)
         assert job.wait(timeout=30) == 128 + signal.SIGTERM
