@@ -110,11 +110,11 @@ class _BoottimeTimer:
             self.fd = create(_BOOTTIME, _TFD_CLOEXEC | _TFD_NONBLOCK)
 
     def arm(self, at: float) -> None:
-        if self.fd < 0 or self._settime is None:
+        if self.fd < 0 or self._settime is None or not math.isfinite(at):
             return
         import ctypes
 
-        seconds = max(math.floor(at), 0)
+        seconds = min(max(math.floor(at), 0), 2**31 - 1)  # far enough: the poll cap wakes us
         nanos = min(max(int((at - seconds) * 1e9), 0), 999_999_999)
         if seconds == 0 and nanos == 0:
             nanos = 1  # zero would disarm it

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from ._exit import ExitCode
 from ._process import exit_code_of
 
 __all__ = ["WATCHDOG_PROGRAM", "CommandExit", "WatchedCommand"]
@@ -184,6 +185,13 @@ class WatchedCommand:
     def _outcome(self, status: int) -> CommandExit:
         if self._failed is not None:
             return CommandExit(self._failed, started=False)
+        if self.pid is None:
+            log.error(
+                "the command's watchdog (pid %d) exited with status %d before starting it",
+                self.watchdog_pid,
+                exit_code_of(status),
+            )
+            return CommandExit(ExitCode.NOT_EXECUTABLE, started=False)
         if not self._done or self._returncode is None:
             # The watchdog itself was killed: its parent-death signal SIGKILLed the command.
             log.error(
