@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 from helpers.cli_process import CliProcess
@@ -13,8 +13,10 @@ def cli() -> Iterator[Callable[..., CliProcess]]:
     """Start ``etcd-elector`` subprocesses; every one is closed at teardown, pass or fail."""
     started: list[CliProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> CliProcess:
-        process = CliProcess(*args, env=env)
+    def start(
+        *args: str, env: dict[str, str] | None = None, wrapper: Sequence[str] = ()
+    ) -> CliProcess:
+        process = CliProcess(*args, env=env, wrapper=wrapper)
         started.append(process)
         return process
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import sys
 
 from .._election import Term
 from .._view import LeaderInfo
 from ._connect import open_client, preflight
+from ._etcd_wait import reach_etcd, resolve_wait
 from ._exit import ExitCode, signal_code
 from ._leadership import Leadership
 from ._options import Options
@@ -27,10 +26,12 @@ VALUE_COLUMN = 60  # the status table shortens longer values; --json carries the
 
 
 async def campaign(args: ParsedArgs, options: Options, printer: Printer) -> int:
-    """Campaign, hold leadership until SIGINT/SIGTERM, resign; report every loss."""
+    """Campaign, hold leadership until SIGINT/SIGTERM/SIGHUP, resign; report every loss."""
+    wait = resolve_wait(args)
     async with Signals() as signals, open_client(options) as client:
-        signals.on_repeat(_exit_now)  # no command to protect: a second signal ends at once
-        await preflight(client, args.name, options)
+        if await reach_etcd(client, args.name, options, wait, signals) is None:
+            assert signals.received is not None
+            return signal_code(signals.received)
         leadership = Leadership(
             client, options, printer, args.name, value=args.value, once=args.once
         )
@@ -39,13 +40,6 @@ async def campaign(args: ParsedArgs, options: Options, printer: Printer) -> int:
             await asyncio.Event().wait()  # until the elector cancels us
 
         return await leadership.run(hold, signals)
-
-
-def _exit_now(signum: int) -> None:
-    """Leave without resigning; the lease expires by itself after its TTL."""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stdout.flush()
-    os._exit(signal_code(signum))
 
 
 def _print_leader(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -126,6 +127,16 @@ class Leadership:
             self.exit_code = code
         self._exit_requested.set()
 
+    def _still_withdrawing(self, signum: int) -> None:
+        # A repeated signal never skips the withdrawal: a key left behind would be shown
+        # as a candidate (or the leader) until its lease expires.
+        log.warning(
+            "%s again: still withdrawing from election %s in etcd (each call is bounded by "
+            "--timeout); only SIGKILL leaves the key to expire",
+            signal.Signals(signum).name,
+            self.name,
+        )
+
     @property
     def exiting(self) -> bool:
         return self._exit_requested.is_set()
@@ -155,6 +166,7 @@ class Leadership:
 
         :raises EtcdElectorError: what the elector raised (credentials, permissions...).
         """
+        signals.on_repeat(self._still_withdrawing)
         health = self._start_health()
         reporter = asyncio.create_task(self._report_campaigning())
         runner = asyncio.create_task(self.elector.run(work))

@@ -203,6 +203,7 @@ environment:
   ETCD_ELECTOR_IDENTITY                    default candidate value (else hostname:pid)
   ETCD_ELECTOR_LOG_FORMAT                  default for --log-format
   ETCD_ELECTOR_HEALTH_ADDR                 default for --health-addr (campaign, run)
+  ETCD_ELECTOR_WAIT_FOR_ETCD               default for --wait-for-etcd (campaign, run)
 """
 
 _RUN_HELP = """\
@@ -210,21 +211,28 @@ COMMAND runs only while this process leads, in its own process group, with
 ETCD_ELECTOR_ELECTION, ETCD_ELECTOR_KEY, ETCD_ELECTOR_LEASE (hex) and
 ETCD_ELECTOR_TOKEN (the fencing token) in its environment.
 
-Safety: the command is stopped before etcd could elect anyone else. When no lease
-renewal has arrived by (local lease deadline - grace), its process group gets
-SIGTERM, then SIGKILL by the local deadline, which is itself a safety margin before
-etcd's earliest possible expiry. On loss of leadership or on SIGTERM/SIGINT it gets
-SIGTERM, then SIGKILL after the grace; a second signal SIGKILLs it at once. The
-grace is capped at (granted TTL - margin - 1.5 x keepalive interval) so that normal
-renewals never trigger the early stop; raise --ttl for a longer grace.
+Safety: the command is stopped before etcd could elect anyone else. It runs under a
+small watchdog process that holds the local lease deadline: when no lease renewal
+has arrived by (deadline - grace), every process of the command's tree gets
+SIGTERM, then SIGKILL by the deadline, which is itself a safety margin before
+etcd's earliest possible expiry. The watchdog runs in a session of its own, so
+this holds even if the supervisor is frozen (SIGSTOP, Ctrl-Z); if the supervisor
+dies, the watchdog stops the tree at once. The tree includes processes that left
+the command's process group or session (double fork, setsid); work handed to
+another service (systemd-run, at, ssh, a container runtime) is out of reach. If
+the watchdog itself is SIGKILLed, the command still gets SIGKILL (its
+parent-death signal), but what the command started does not.
 
-On Linux the command also gets SIGKILL if this supervisor dies (parent-death
-signal). Processes the command starts itself are covered by the process-group
-signals only while the supervisor is alive.
+On loss of leadership or on SIGTERM/SIGINT/SIGHUP the tree gets SIGTERM, then
+SIGKILL after the grace; a second signal SIGKILLs it at once. Either way the
+supervisor then withdraws from the election (resigns, revokes its lease) before
+it exits. The grace is capped at (granted TTL - margin - 1.5 x keepalive
+interval) so that normal renewals never trigger the early stop; raise --ttl for a
+longer grace.
 
-The supervisor must keep running to stop the command in time: pausing the
-supervisor alone (SIGSTOP to its pid, not to the command's group) defeats the
-watchdog.
+With --restart on-failure or always, a command that fails --max-failures times
+within --failure-window gives the term up: the supervisor resigns and campaigns
+again behind the other candidates, so a healthy replica can take over.
 
 With --json, the command's standard output is sent to standard error, so that
 standard output carries only JSON lines."""
@@ -271,6 +279,15 @@ def _add_health(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="serve /healthz, /leader and /metrics over HTTP on this address, e.g. "
         "127.0.0.1:8080 (env ETCD_ELECTOR_HEALTH_ADDR; default: not served)",
+    )
+
+
+def _add_wait_for_etcd(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait-for-etcd",
+        metavar="DURATION",
+        help="keep retrying an unreachable etcd at start for this long (90s, 5m), then exit 5 "
+        "(env ETCD_ELECTOR_WAIT_FOR_ETCD; default 0, or 30s in Kubernetes)",
     )
 
 
@@ -321,6 +338,7 @@ def _build() -> argparse.ArgumentParser:
         "--once", action="store_true", help="exit with code 7 on loss (default: campaign again)"
     )
     _add_health(campaign)
+    _add_wait_for_etcd(campaign)
 
     run = command(
         "run",
@@ -335,7 +353,6 @@ def _build() -> argparse.ArgumentParser:
     run.add_argument(
         "--grace",
         metavar="SECONDS",
-        default="2",
         help="time between SIGTERM and SIGKILL (default 2; capped, see below)",
     )
     run.add_argument(
@@ -346,11 +363,23 @@ def _build() -> argparse.ArgumentParser:
         "code; default), on-failure (restart on a non-zero exit), always",
     )
     run.add_argument(
+        "--max-failures",
+        metavar="N",
+        help="with --restart: give the term up (resign, campaign again) after N failures "
+        "within --failure-window (default 5; 0 never gives up)",
+    )
+    run.add_argument(
+        "--failure-window",
+        metavar="DURATION",
+        help="the window of --max-failures (default 5m)",
+    )
+    run.add_argument(
         "--once",
         action="store_true",
         help="exit with code 7 on loss (default: campaign again)",
     )
     _add_health(run)
+    _add_wait_for_etcd(run)
 
     observe = command("observe", "print the leader and every change until interrupted")
     observe.add_argument("name", help="election name")

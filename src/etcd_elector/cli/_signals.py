@@ -1,16 +1,22 @@
-"""SIGINT and SIGTERM as asyncio events: the first asks for a clean stop, each further one
-calls an escalation hook (the supervisor kills its command's process group at once)."""
+"""SIGINT, SIGTERM and SIGHUP (a closed terminal) as asyncio events: the first asks for a
+clean stop, each further one calls the escalation hooks (``run`` kills its command's tree at
+once). No signal ends the process on the spot: stopping always withdraws from etcd first; only
+a signal that arrives once all that is done ends it at once."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import os
 import signal
+import sys
 from collections.abc import Callable
 from types import TracebackType
 
 __all__ = ["STOP_SIGNALS", "Signals"]
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Signals:
@@ -61,4 +67,14 @@ class Signals:
         loop = asyncio.get_running_loop()
         for signum in self._installed:
             loop.remove_signal_handler(signum)
+            if self.received is not None:
+                # Stopping, and everything is withdrawn: a late repeat (GNU timeout's second
+                # copy, delayed) just ends the process, with the first signal's exit code.
+                signal.signal(signum, functools.partial(_exit_at_once, 128 + self.received))
         self._installed.clear()
+
+
+def _exit_at_once(code: int, signum: int, frame: object) -> None:
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        sys.stdout.flush()
+    os._exit(code)
