@@ -1,16 +1,13 @@
 """SIGINT, SIGTERM and SIGHUP (a closed terminal) as asyncio events: the first asks for a
 clean stop, each further one calls the escalation hooks (``run`` kills its command's tree at
-once). No signal ends the process on the spot: stopping always withdraws from etcd first; only
-a signal that arrives once all that is done ends it at once."""
+once). No signal ends the process on the spot: stopping always withdraws from etcd first; a signal
+that arrives once all that is done is ignored, and the process exits with the first signal's
+code."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import os
 import signal
-import sys
 from collections.abc import Callable
 from types import TracebackType
 
@@ -65,16 +62,20 @@ class Signals:
         tb: TracebackType | None,
     ) -> None:
         loop = asyncio.get_running_loop()
-        for signum in self._installed:
-            loop.remove_signal_handler(signum)
-            if self.received is not None:
-                # Stopping, and everything is withdrawn: a late repeat (GNU timeout's second
-                # copy, delayed) just ends the process, with the first signal's exit code.
-                signal.signal(signum, functools.partial(_exit_at_once, 128 + self.received))
+        # Stopping, and everything is withdrawn: a late repeat (GNU timeout's second copy,
+        # delayed) must not kill the process now, with its default action, while it exits
+        # with the first signal's code. Ignored, not handled: Python resets its own handlers
+        # to the default when it finalizes, but leaves SIG_IGN alone. Blocked meanwhile, so
+        # that none lands between removing the loop's handler and ignoring the signal.
+        swap = self.received is not None and hasattr(signal, "pthread_sigmask")
+        if swap:
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, self._installed)
+        try:
+            for signum in self._installed:
+                loop.remove_signal_handler(signum)
+                if self.received is not None:
+                    signal.signal(signum, signal.SIG_IGN)
+        finally:
+            if swap:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self._installed.clear()
-
-
-def _exit_at_once(code: int, signum: int, frame: object) -> None:
-    with contextlib.suppress(OSError, ValueError, RuntimeError):
-        sys.stdout.flush()
-    os._exit(code)
