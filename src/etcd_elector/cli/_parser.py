@@ -203,6 +203,7 @@ environment:
   ETCD_ELECTOR_IDENTITY                    default candidate value (else hostname:pid)
   ETCD_ELECTOR_LOG_FORMAT                  default for --log-format
   ETCD_ELECTOR_HEALTH_ADDR                 default for --health-addr (campaign, run)
+  ETCD_ELECTOR_TOKEN_FILE                  default for --token-file
 """
 
 _RUN_HELP = """\
@@ -274,6 +275,28 @@ def _add_health(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_token_file(parser: argparse.ArgumentParser, *, keeps: bool) -> None:
+    """``--token-file`` (and, for commands that lead, ``--accept-history-reset``)."""
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=(
+            "keep the highest fencing token in FILE across restarts, and refuse to lead with "
+            "one at or below it (env ETCD_ELECTOR_TOKEN_FILE)"
+            if keeps
+            else "compare etcd with the highest token a candidate kept in FILE "
+            "(read only; env ETCD_ELECTOR_TOKEN_FILE)"
+        ),
+    )
+    if keeps:
+        parser.add_argument(
+            "--accept-history-reset",
+            action="store_true",
+            help="accept etcd's history as it is now, dropping the token floor (after etcd "
+            "lost history, once systems that keep the highest token are reset)",
+        )
+
+
 def _build() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -321,6 +344,7 @@ def _build() -> argparse.ArgumentParser:
         "--once", action="store_true", help="exit with code 7 on loss (default: campaign again)"
     )
     _add_health(campaign)
+    _add_token_file(campaign, keeps=True)
 
     run = command(
         "run",
@@ -351,9 +375,11 @@ def _build() -> argparse.ArgumentParser:
         help="exit with code 7 on loss (default: campaign again)",
     )
     _add_health(run)
+    _add_token_file(run, keeps=True)
 
     observe = command("observe", "print the leader and every change until interrupted")
     observe.add_argument("name", help="election name")
+    _add_token_file(observe, keeps=False)
 
     leader = command(
         "leader",
@@ -374,6 +400,7 @@ def _build() -> argparse.ArgumentParser:
         _STATUS_HELP,
     )
     status.add_argument("name", help="election name")
+    _add_token_file(status, keeps=False)
 
     etcd = command("etcd", "start a development etcd on 127.0.0.1 and run until interrupted")
     etcd.add_argument(
