@@ -132,8 +132,8 @@ class HistoryLoss:
                 f"{self.revision}{where} ({ids})"
             )
         return (
-            f"etcd's cluster id changed{where} ({ids}); its revision {self.revision} is past "
-            f"the {self.previous_revision} {seen}"
+            f"etcd's cluster id changed{where} ({ids}); its revision {self.revision} did not "
+            f"go back (highest {seen}: {self.previous_revision})"
         )
 
 
@@ -219,9 +219,12 @@ class HistoryGuard:
         """Learn the highest token a token file recorded, without keeping the file up to date
         (for observers: ``observe`` and ``status``).
 
-        :raises ConfigurationError: if it cannot be read or is not a token file.
+        :raises ConfigurationError: if it cannot be read, is not a token file, or its
+            directory does not exist (a file that does not exist yet is fine).
         """
-        self._learn(TokenFile(path).read())
+        file = TokenFile(path)
+        file.check_path()
+        self._learn(file.read())
 
     def _learn(self, record: TokenRecord | None) -> None:
         if record is None:

@@ -47,8 +47,8 @@ class TokenFile:
     def __repr__(self) -> str:
         return f"<TokenFile {self.path}>"
 
-    def check_writable(self) -> None:
-        """:raises ConfigurationError: if the file could not be written later."""
+    def check_path(self) -> None:
+        """:raises ConfigurationError: if the path cannot name a token file (a typo?)."""
         directory = self.path.parent
         if not directory.is_dir():
             raise ConfigurationError(
@@ -56,6 +56,11 @@ class TokenFile:
             )
         if self.path.is_dir():
             raise ConfigurationError(f"token file {self.path} is a directory: name a file")
+
+    def check_writable(self) -> None:
+        """:raises ConfigurationError: if the file could not be written later."""
+        self.check_path()
+        directory = self.path.parent
         if not os.access(directory, os.W_OK | os.X_OK):
             raise ConfigurationError(
                 f"token file {self.path}: directory {directory} is not writable by this user"
