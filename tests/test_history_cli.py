@@ -85,8 +85,15 @@ def test_a_wiped_etcd_ends_the_term_refuses_lower_tokens_and_observe_says_so(
     seen = observer.expect("history_lost")
     assert seen["previous_revision"] >= token and seen["kind"] == "revision_went_back"
 
-    # Leadership comes back once etcd's revisions pass the floor, never at or below it.
-    fill(etcd_member, etcd_prefix, loss["floor"])
+    # Leadership comes back once etcd's revisions pass the floor, never at or below it: move
+    # them on the way docs/operations.md tells operators to (etcdctl put, then del).
+    for _ in range(loss["floor"] - loss["revision"]):
+        etcd_member.cluster.run_tool(
+            "etcdctl", "--endpoints", etcd_member.client_endpoint, "put", "/etcd-elector-bump", "x"
+        )
+    etcd_member.cluster.run_tool(
+        "etcdctl", "--endpoints", etcd_member.client_endpoint, "del", "/etcd-elector-bump"
+    )
     again = leader.expect("elected", timeout=60)
     assert again["token"] > loss["floor"]
     assert [t for t in elected_tokens(leader) if t <= loss["floor"]] == [token]
@@ -161,6 +168,9 @@ def test_the_token_file_makes_a_fresh_candidate_refuse_and_the_override_lets_it_
     events = [json.loads(line) for line in status.stdout.splitlines()]
     assert events[0]["event"] == "history_lost"
     assert events[-1]["event"] == "status" and events[-1]["token_floor"] >= token
+    observer = cli(*args, "observe", NAME, "--token-file", str(token_file))
+    seen = observer.expect("history_lost")  # went back while nothing was running
+    assert seen["from_token_file"] and seen["previous_revision"] >= token
     assert elected_tokens(fresh) == []
     fresh.signal()
     assert fresh.wait() == 143
