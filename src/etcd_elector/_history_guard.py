@@ -240,7 +240,8 @@ class HistoryGuard:
 
     def expect(self) -> Expectation:
         """Take before sending a linearizable request; pass to :meth:`check` with its answer."""
-        return Expectation(self._epoch, self._revision)
+        with self._lock:
+            return Expectation(self._epoch, self._revision)
 
     def check(self, header: Any, expected: Expectation | None, *, endpoint: str | None) -> None:
         """Check one answer's header. ``expected`` is ``None`` for an answer that may lag (see
