@@ -276,24 +276,22 @@ def _add_health(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_token_file(parser: argparse.ArgumentParser, *, keeps: bool) -> None:
-    """``--token-file`` (and, for commands that lead, ``--accept-history-reset``)."""
+    """``--token-file`` (env ETCD_ELECTOR_TOKEN_FILE) and, for commands that lead,
+    ``--accept-history-reset``; docs/cli.md says what they do at length."""
     parser.add_argument(
         "--token-file",
         metavar="FILE",
         help=(
-            "keep the highest fencing token in FILE across restarts, and refuse to lead with "
-            "one at or below it (env ETCD_ELECTOR_TOKEN_FILE)"
+            "highest token kept across restarts (default none)"
             if keeps
-            else "compare etcd with the highest token a candidate kept in FILE "
-            "(read only; env ETCD_ELECTOR_TOKEN_FILE)"
+            else "highest token a candidate kept (default none)"
         ),
     )
     if keeps:
         parser.add_argument(
             "--accept-history-reset",
             action="store_true",
-            help="accept etcd's history as it is now, dropping the token floor (after etcd "
-            "lost history, once systems that keep the highest token are reset)",
+            help="accept etcd's history as it is: drop the token floor",
         )
 
 
