@@ -351,7 +351,7 @@ class AsyncElection:
             "revision etcd issued before it lost its history; leadership resumes once etcd's "
             "revisions pass %d. Remedy: %s",
             self.name,
-            key.decode(),
+            bounded(key),
             self.session.lease_id,
             token,
             floor,

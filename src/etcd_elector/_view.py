@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import _clock
 from ._backoff import Backoff
+from ._bounded import bounded
 from ._errors import TransportError, WatchError
 from ._history_guard import HistoryLoss
 from ._names import (
@@ -166,7 +167,7 @@ class ElectionView:
                         raise
                     if outage is None:
                         outage = trouble if trouble is not None else _clock.now()
-                        error = str(exc)[:_ERROR_CHARS]
+                        error = bounded(str(exc), _ERROR_CHARS)
                         log.info(
                             "observe election=%s: cannot reach etcd: %s",
                             self.name,
