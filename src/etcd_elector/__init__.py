@@ -34,12 +34,14 @@ from ._errors import (
     RequestTooLarge,
     SessionLost,
     TLSHandshakeFailed,
+    TokenRegressed,
     TransportError,
     WatchCanceled,
     WatchCompacted,
     WatchError,
 )
 from ._health import HealthServer
+from ._history_guard import HistoryGuard, HistoryLoss
 from ._keepalive import KeepAliveStream
 from ._logfmt import JsonLogFormatter
 from ._metrics import (
@@ -50,6 +52,7 @@ from ._metrics import (
     get_metrics,
     set_metrics,
 )
+from ._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
 from ._secret import Secret
 from ._session import AsyncSession, LossReason, SessionState
 from ._sync import Client, Election, ElectionView, Elector, Session
@@ -102,17 +105,22 @@ __all__ = [
     "EndReason",
     "Endpoint",
     "EtcdElectorError",
+    "EtcdReachable",
     "EtcdServerError",
+    "EtcdUnreachable",
     "Event",
     "EventType",
     "FencedResult",
     "GetResult",
     "HealthServer",
+    "HistoryGuard",
+    "HistoryLoss",
     "JsonLogFormatter",
     "KeepAliveAnswer",
     "KeepAliveStream",
     "KeyValue",
     "LeaderInfo",
+    "LeaderObserved",
     "LeadershipError",
     "LeadershipLost",
     "Lease",
@@ -141,6 +149,7 @@ __all__ = [
     "Term",
     "TermEndReason",
     "TimingReport",
+    "TokenRegressed",
     "TransportError",
     "TxnResult",
     "Watch",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from ._errors import (
     RequestTimeout,
     TransportError,
 )
+from ._history_guard import HistoryGuard, is_linearizable
 from ._keepalive import KeepAliveStream
 from ._keys import KeyLike, as_bytes, prefix_range_end
 from ._proto import rpc_pb2
@@ -77,9 +79,12 @@ class AsyncClient:
         ``key_file``, its unencrypted PEM key.
     :param server_name: the name etcd's certificate carries, if not the endpoint's host.
     :param username: etcd user; with ``password`` (a str or a :class:`Secret`).
+    :param token_file: a file that keeps the highest fencing token this process knows of
+        across restarts, so that a restarted process also refuses a token that went back
+        after etcd lost history (see :class:`HistoryGuard`, reachable as ``client.history``).
     :raises ConfigurationError: for malformed endpoints or timeouts, or a certificate file
-        that is missing, unreadable or unusable. See :class:`ClientConfig` for the
-        environment variables.
+        that is missing, unreadable or unusable, or a token file that cannot be used. See
+        :class:`ClientConfig` for the environment variables.
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class AsyncClient:
         server_name: str | None = None,
         username: str | None = None,
         password: str | Secret | None = None,
+        token_file: str | os.PathLike[str] | None = None,
     ) -> None:
         security = (ca_file, cert_file, key_file, server_name, username, password)
         if config is None:
@@ -125,6 +131,10 @@ class AsyncClient:
         )
         self._pool: EndpointPool | None = None
         self._watch_hub: WatchHub | None = None
+        # Every answer's header is shown to the guard: etcd's history must never go back.
+        self.history = HistoryGuard(token_file)
+        self.history.set_probe(self._probe_history)
+        self._readable: tuple[bytes, bytes] | None = None  # a range etcd let us read
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -141,6 +151,7 @@ class AsyncClient:
             await self._watch_hub.close()
         if self._pool is not None:
             await self._pool.close()
+        await self.history.close()
 
     async def __aenter__(self) -> AsyncClient:
         return await self.open()
@@ -299,10 +310,14 @@ class AsyncClient:
             token = self.token if authenticate else None
             metadata = self.metadata() if authenticate else (_REQUIRE_LEADER,)
             attempt_started = _clock.now()
+            expected = self.history.expect() if is_linearizable(method, request) else None
             try:
                 try:
                     response = await stub(request, timeout=remaining, metadata=metadata)
                     self.pool.answered(endpoint)
+                    self.history.check(response.header, expected, endpoint=str(endpoint))
+                    if method is _rpc.RANGE:
+                        self._readable = (request.key, request.range_end)
                     return response
                 except asyncio.CancelledError:
                     if _rpc.cancelled_by_us():
@@ -604,6 +619,7 @@ class AsyncClient:
             error = _rpc.map_rpc_error(exc, str(target), write=False)
             self.endpoint_failed(target, error)
             raise error from exc
+        self.history.check(response.header, None, endpoint=str(target))
         return Status(
             endpoint=str(target),
             member_id=response.header.member_id,
@@ -615,6 +631,13 @@ class AsyncClient:
             db_size=response.dbSize,
             errors=tuple(response.errors),
         )
+
+    async def _probe_history(self, timeout: float) -> None:
+        """One linearizable read for the history guard, of a range etcd let us read before
+        (so that a user with access to one prefix only is not refused)."""
+        key, range_end = self._readable or (b"\0", b"")
+        request = rpc_pb2.RangeRequest(key=key, range_end=range_end, limit=1, keys_only=True)
+        await self.call(_rpc.RANGE, request, timeout=timeout, write=False)
 
     # -- election entry point ----------------------------------------------------------------
 

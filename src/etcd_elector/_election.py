@@ -28,9 +28,11 @@ from ._errors import (
     LeadershipLost,
     NotLeader,
     SessionLost,
+    TokenRegressed,
     TransportError,
     WatchError,
 )
+from ._history_guard import REMEDY
 from ._keys import KeyLike, as_bytes
 from ._names import (
     DEFAULT_NAMESPACE,
@@ -38,6 +40,7 @@ from ._names import (
     validate_name,
     validate_namespace,
 )
+from ._session import LossReason
 from ._txn import Compare, Op
 from ._types import KeyValue, RangeResult, TxnResult
 from ._view import ElectionView, LeaderInfo
@@ -53,7 +56,8 @@ T = TypeVar("T")
 
 
 class TermEndReason:
-    """Why a term ended, besides the session's own reasons (``deadline``, ``expired``...)."""
+    """Why a term ended, besides the session's own reasons (``deadline``, ``expired``,
+    ``etcd_history_lost``...: see :class:`LossReason`)."""
 
     RESIGNED = "resigned"
     KEY_DELETED = "key_deleted"  # someone else deleted our key
@@ -68,6 +72,16 @@ class _TermState:
         self.reason: str | None = None
         self.ended_at: float | None = None
         self.holds: Callable[[], bool] = lambda: False
+        # Fenced writes etcd said it committed in this term: if etcd loses its history, the
+        # ones above its new revision are gone, and we must say so.
+        self.fenced_count = 0
+        self.fenced_first = 0
+        self.fenced_last = 0
+
+    def fenced_committed(self, revision: int) -> None:
+        self.fenced_count += 1
+        self.fenced_first = self.fenced_first or revision
+        self.fenced_last = max(self.fenced_last, revision)
 
     def end(self, reason: str) -> None:
         if self.reason is None:
@@ -244,8 +258,11 @@ class AsyncElection:
             async with self._lock:
                 token = await self._until_session_lost(self._create_key(key, raw_value))
                 self._key, self._token = key, token
+            await self._refuse_if_regressed(key, token)
+            await self._client.history.record_token(token)  # kept before anyone can see it
             await self._until_session_lost(self._wait_for_predecessors(key, token))
             revision = await self._until_session_lost(self._recheck(key, token))
+            await self._refuse_if_regressed(key, token)
         except asyncio.CancelledError:
             await self._abandon(key)
             raise
@@ -316,6 +333,39 @@ class AsyncElection:
             if kv.value != value:
                 await self._put_value(key, kv.create_revision, value)
             return kv.create_revision
+
+    async def _refuse_if_regressed(self, key: bytes, token: int) -> None:
+        """No term with a token at or below the highest revision etcd issued before it lost
+        its history: outside systems that keep the highest token would see it go back. Our
+        key is deleted (each try moves etcd's revision on) and the caller tries again later.
+
+        :raises TokenRegressed: if ``token`` is not above the guard's floor.
+        """
+        history = self._client.history
+        if history.token_allowed(token):
+            return
+        floor = history.floor
+        _metrics.sink().leadership_refused(self.name)
+        log.error(
+            "refusing to lead election=%s key=%s lease=%x token=%d: not above %d, the highest "
+            "revision etcd issued before it lost its history; leadership resumes once etcd's "
+            "revisions pass %d. Remedy: %s",
+            self.name,
+            bounded(key),
+            self.session.lease_id,
+            token,
+            floor,
+            floor,
+            REMEDY,
+            extra={**self._retry_fields(key), "token": token, "floor": floor},
+        )
+        await self._abandon(key)
+        raise TokenRegressed(
+            f"token {token} of election {self.name!r} is not above {floor}, the highest "
+            "revision etcd issued before it lost its history",
+            token=token,
+            floor=floor,
+        )
 
     async def _read_own_key(self, key: bytes) -> KeyValue | None:
         found = (await self._client.get(key)).kv
@@ -569,6 +619,8 @@ class AsyncElection:
         metrics = _metrics.sink()
         metrics.leadership(self.name, False)
         metrics.term_ended(self.name, reason, duration)
+        if reason == LossReason.HISTORY_LOST:
+            self._report_lost_writes(current)
         log.info(
             "leadership ended election=%s key=%s lease=%x token=%d identity=%s reason=%s",
             self.name,
@@ -592,6 +644,32 @@ class AsyncElection:
                 log.exception(
                     "term end callback failed election=%s", self.name, extra={"election": self.name}
                 )
+
+    def _report_lost_writes(self, term: Term) -> None:
+        """etcd lost its history during this term: fenced writes it said it committed above
+        its new revision are gone (and those below may be too, in a restore)."""
+        state = term._state
+        if not state.fenced_count:
+            return
+        loss = self._client.history.last_loss
+        now = loss.revision if loss is not None else 0
+        log.error(
+            "election=%s term token=%d: %d fenced write(s) that etcd said were committed, at "
+            "revisions %d..%d, were in the history etcd lost; those above revision %d are gone "
+            "for certain, the others too unless the snapshot etcd restored holds them",
+            self.name,
+            term.token,
+            state.fenced_count,
+            state.fenced_first,
+            state.fenced_last,
+            now,
+            extra={
+                **self._log_fields(term.key.encode(), term.value, token=term.token),
+                "fenced_writes": state.fenced_count,
+                "first_revision": state.fenced_first,
+                "last_revision": state.fenced_last,
+            },
+        )
 
     # -- operations that need the term ----------------------------------------------------------
 
@@ -687,6 +765,7 @@ class AsyncElection:
             metrics.fenced_txn(self.name, _metrics.FencedResult.UNKNOWN)
             raise
         if result.succeeded:
+            term._state.fenced_committed(result.revision)
             metrics.fenced_txn(self.name, _metrics.FencedResult.COMMITTED)
             return result
         own: RangeResult = result.responses[-1]

@@ -23,6 +23,8 @@
         ├── NotLeader             !   the call needs a term we do not hold
         ├── LeadershipLost            a term we held has ended (has `reason`)
         └── CampaignFailed            a campaign could not finish (our key vanished, and so on)
+            └── TokenRegressed        won with a token not above the highest known (etcd lost
+                                      history: wiped, or restored from an older snapshot)
 
 ``!`` marks the errors that retrying cannot cure: their class attribute ``retriable`` is
 ``False``, and every retry loop of ours (the elector, campaigns, observers) raises them at once
@@ -57,6 +59,7 @@ __all__ = [
     "RequestTooLarge",
     "SessionLost",
     "TLSHandshakeFailed",
+    "TokenRegressed",
     "TransportError",
     "WatchCanceled",
     "WatchCompacted",
@@ -220,3 +223,18 @@ class LeadershipLost(LeadershipError):
 
 class CampaignFailed(LeadershipError):
     """A campaign could not complete (for example our key was deleted while we waited)."""
+
+
+class TokenRegressed(CampaignFailed):
+    """The campaign won, but with a fencing token (``token``) not above ``floor``, the highest
+    revision this process knows etcd issued before: etcd lost history (its data was wiped, or
+    restored from an older snapshot), so outside systems may already have seen this token.
+
+    The campaign deleted its key. Leadership is refused until etcd's revisions pass ``floor``
+    or the operator accepts the new history (``client.history.accept_reset()``).
+    """
+
+    def __init__(self, message: str, *, token: int, floor: int) -> None:
+        super().__init__(message)
+        self.token = token
+        self.floor = floor

@@ -137,6 +137,8 @@ class KeepAliveStream:
                 raise mapped
             received_at = _clock.now()
             self._client.pool.answered(endpoint)
+            # A keepalive answer comes from one member's local state: cluster id only.
+            self._client.history.check(response.header, None, endpoint=str(endpoint))
             log.debug(
                 "keepalive lease=%x ttl=%d rtt=%.1fms via %s",
                 self.lease_id,

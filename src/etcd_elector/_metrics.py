@@ -86,6 +86,14 @@ class MetricsSink(Protocol):
     def fenced_txn(self, election: str, result: str) -> None:
         """A fenced transaction finished; ``result`` is a :class:`FencedResult` value."""
 
+    def history_lost(self, kind: str) -> None:
+        """etcd's history went back (``revision_went_back``) or its cluster id changed
+        (``cluster_id_changed``): every session on the client ended."""
+
+    def leadership_refused(self, election: str) -> None:
+        """A campaign won with a fencing token not above the highest known (after a history
+        loss) and was refused."""
+
 
 class NoopMetrics:
     """The default sink: measures nothing. Subclass it to implement only some methods."""
@@ -124,6 +132,12 @@ class NoopMetrics:
         pass
 
     def fenced_txn(self, election: str, result: str) -> None:
+        pass
+
+    def history_lost(self, kind: str) -> None:
+        pass
+
+    def leadership_refused(self, election: str) -> None:
         pass
 
 
@@ -187,6 +201,12 @@ class _Guarded(NoopMetrics):
 
     def fenced_txn(self, election: str, result: str) -> None:
         self._call("fenced_txn", election, result)
+
+    def history_lost(self, kind: str) -> None:
+        self._call("history_lost", kind)
+
+    def leadership_refused(self, election: str) -> None:
+        self._call("leadership_refused", election)
 
 
 _NOOP = NoopMetrics()
@@ -322,6 +342,19 @@ class PrometheusMetrics(NoopMetrics):
             ["election", "result"],
             registry=reg,
         )
+        self.history_losses = prom.Counter(
+            "etcd_elector_history_losses_total",
+            "Times etcd's revision went back or its cluster id changed (data wiped or "
+            "restored): every session on the client ended",
+            ["kind"],
+            registry=reg,
+        )
+        self.leadership_refusals = prom.Counter(
+            "etcd_elector_leadership_refusals_total",
+            "Campaigns won with a fencing token not above the highest known, and refused",
+            election,
+            registry=reg,
+        )
 
     def __repr__(self) -> str:
         return f"<PrometheusMetrics registry={self.registry!r}>"
@@ -368,3 +401,9 @@ class PrometheusMetrics(NoopMetrics):
 
     def fenced_txn(self, election: str, result: str) -> None:
         self.fenced_txns.labels(election, result).inc()
+
+    def history_lost(self, kind: str) -> None:
+        self.history_losses.labels(kind).inc()
+
+    def leadership_refused(self, election: str) -> None:
+        self.leadership_refusals.labels(election).inc()

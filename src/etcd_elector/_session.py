@@ -29,6 +29,7 @@ from ._errors import (
 if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._election import AsyncElection
+    from ._history_guard import HistoryLoss
     from ._types import KeepAliveAnswer
 
 __all__ = [
@@ -64,6 +65,9 @@ class LossReason:
     EXPIRED = "expired"  # etcd says the lease is gone (TTL 0 or not found)
     CLOSED = "closed"  # closed by us, lease revoked
     ORPHANED = "orphaned"  # refreshing stopped by us, lease left to expire
+    # etcd's revision went back or its cluster id changed (data wiped or restored): the
+    # lease belongs to a history that is gone, or came back from a snapshot
+    HISTORY_LOST = "etcd_history_lost"
 
 
 def validate_ttl(ttl: float, *, what: str = "ttl", typed: str | None = None) -> int:
@@ -158,6 +162,7 @@ class AsyncSession:
         self._revoker: asyncio.Task[None] | None = None
         self._revoked = False
         self._keepalive_observers: list[Callable[[KeepAliveAnswer], None]] = []
+        self._stop_guarding: Callable[[], None] | None = None
 
     # -- public state ------------------------------------------------------------------------
 
@@ -273,6 +278,7 @@ class AsyncSession:
             )
         self._deadline.renewed(sent_at, lease.ttl)
         self._state = SessionState.ALIVE
+        self._stop_guarding = self._client.history.add_listener(self._history_lost)
         self._keeper = loop.create_task(self._keep_alive(), name=f"etcd-session-{self.lease_id:x}")
         log.info(
             "session started lease=%x ttl=%ds margin=%.2fs",
@@ -318,7 +324,9 @@ class AsyncSession:
         if self._state is SessionState.STARTING:
             self._state = SessionState.CLOSED
             return
-        if self._state in (SessionState.ALIVE, SessionState.UNCERTAIN):
+        if self._state in (SessionState.ALIVE, SessionState.UNCERTAIN) or (
+            self._loss is not None and not self._loss.done()  # an expiry being confirmed
+        ):
             self._lose(reason)
         self._state = SessionState.CLOSED
         keeper, self._keeper = self._keeper, None
@@ -334,6 +342,8 @@ class AsyncSession:
             return
         self._state = SessionState.LOST
         self._loss.set_result(reason)
+        if self._stop_guarding is not None:
+            self._stop_guarding()
         level = (
             logging.DEBUG if reason in (LossReason.CLOSED, LossReason.ORPHANED) else logging.INFO
         )
@@ -357,12 +367,37 @@ class AsyncSession:
                     extra={"lease": f"{self.lease_id:x}"},
                 )
 
+    def _history_lost(self, loss: HistoryLoss) -> None:
+        """etcd lost the history our lease lives in (or brought it back from a snapshot, with
+        keys whose writes since are gone): the session ends now, and the lease is revoked in
+        whatever etcd answers, so a key that came back cannot lead."""
+        if self._loss is None or self._loss.done():
+            return
+        self._lose(LossReason.HISTORY_LOST)
+        keeper = self._keeper
+        if keeper is not None and keeper is not asyncio.current_task():
+            keeper.cancel()  # a renewal must not bring the session back
+        if self._revoker is None and not self._revoked:
+            self._revoker = asyncio.get_running_loop().create_task(self._revoke(persistent=True))
+
+    async def _expired(self) -> None:
+        """etcd says our lease is gone. A wiped etcd says exactly that too, so ask once which
+        history etcd is in (the guard ends the session with its own reason if it went back)
+        before calling it an expiry. Not alive from the first moment, whatever the answer."""
+        self._state = SessionState.LOST
+        try:
+            await self._client.history.confirm(self._client.config.timeout)
+        finally:
+            self._lose(LossReason.EXPIRED)  # no-op when the history check ended it first
+
     async def _keep_alive(self) -> None:
         stream = self._client.lease_keepalive(self.lease_id)
         failures = 0
         next_send = self._clock() + self.keepalive_interval
         try:
             while True:
+                if self._loss is not None and self._loss.done():
+                    break  # ended from outside (etcd lost its history)
                 remaining = self._deadline.at - self._clock()
                 if remaining <= 0:
                     self._lose(LossReason.DEADLINE)
@@ -377,7 +412,7 @@ class AsyncSession:
                         timeout=min(self._client.config.stream_timeout, remaining)
                     )
                 except LeaseNotFound:
-                    self._lose(LossReason.EXPIRED)
+                    await self._expired()
                     break
                 except TransportError as exc:
                     failures += 1
@@ -393,8 +428,10 @@ class AsyncSession:
                     backoff = min(0.05 * 2**failures, self.keepalive_interval / 2)
                     next_send = self._clock() + backoff * random.uniform(0.5, 1.0)
                     continue
+                if self._loss is not None and self._loss.done():
+                    break  # this very answer showed that etcd lost its history
                 if answer.ttl <= 0:
-                    self._lose(LossReason.EXPIRED)
+                    await self._expired()
                     break
                 failures = 0
                 # How close this renewal came to the loss: time left on the old deadline.

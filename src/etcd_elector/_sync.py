@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -20,7 +21,9 @@ from ._client import AsyncClient
 from ._config import ClientConfig
 from ._election import AsyncElection, Term
 from ._elector import AsyncElector, ElectorState, EndReason
+from ._history_guard import HistoryGuard
 from ._keys import KeyLike
+from ._observe import ObservationEvent
 from ._portal import Portal, SyncIterator
 from ._secret import Secret
 from ._session import AsyncSession, SessionState
@@ -75,6 +78,7 @@ class Client:
         server_name: str | None = None,
         username: str | None = None,
         password: str | Secret | None = None,
+        token_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.aio = AsyncClient(
             endpoints,
@@ -88,6 +92,7 @@ class Client:
             server_name=server_name,
             username=username,
             password=password,
+            token_file=token_file,
         )
         self.portal = Portal()
         self.portal.call(self.aio.open())
@@ -95,6 +100,11 @@ class Client:
     @property
     def config(self) -> ClientConfig:
         return self.aio.config
+
+    @property
+    def history(self) -> HistoryGuard:
+        """The guard that checks etcd's history never goes back (safe from any thread)."""
+        return self.aio.history
 
     def close(self) -> None:
         """Close connections and stop the background thread. Idempotent."""
@@ -307,6 +317,11 @@ class ElectionView:
     def observe(self, timeout: float | None = None) -> SyncIterator[LeaderInfo | None]:
         """Leader changes as a plain iterator (current leader first); ``timeout`` per item."""
         return SyncIterator(self._portal, self.aio.observe(), timeout)
+
+    def observe_events(self, timeout: float | None = None) -> SyncIterator[ObservationEvent]:
+        """Leader changes, outages and history losses as a plain iterator; see
+        :meth:`AsyncElectionView.observe_events`. ``timeout`` per item."""
+        return SyncIterator(self._portal, self.aio.observe_events(), timeout)
 
 
 class Election:

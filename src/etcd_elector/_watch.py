@@ -349,6 +349,8 @@ class WatchHub:
                 return
 
     def _dispatch(self, response: rpc_pb2.WatchResponse) -> None:
+        # A watch answer may lag behind what was read before: the guard checks its cluster id.
+        self._client.history.check(response.header, None, endpoint=str(self._endpoint))
         if response.created:
             if not self._pending:
                 log.warning("etcd confirmed a watch nobody asked for (id %d)", response.watch_id)

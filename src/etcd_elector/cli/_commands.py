@@ -7,15 +7,15 @@ import contextlib
 import logging
 
 from .._election import Term
-from .._view import LeaderInfo
 from ._connect import open_client, preflight
 from ._etcd_wait import reach_etcd, resolve_wait
 from ._exit import ExitCode, signal_code
 from ._leadership import Leadership
+from ._observation import print_history_loss, print_leader, print_observation
 from ._options import Options
 from ._output import Printer, printable
 from ._parser import ParsedArgs
-from ._renewal import Renewal, read_renewal
+from ._renewal import read_renewal
 from ._signals import Signals
 
 __all__ = ["campaign", "leader", "observe", "status"]
@@ -42,29 +42,21 @@ async def campaign(args: ParsedArgs, options: Options, printer: Printer) -> int:
         return await leadership.run(hold, signals)
 
 
-def _print_leader(
-    printer: Printer, name: str, leader: LeaderInfo | None, renewal: Renewal | None = None
-) -> None:
-    if leader is None:
-        printer.event("no_leader", name, text=f"no leader in election {name}")
-    elif renewal is None:
-        printer.event("leader", name, leader)
-    else:
-        line = (
-            f"leader {name} key={leader.key} lease={leader.lease_hex} token={leader.token} "
-            f"value={printable(leader.value)} {renewal.text()}"
-        )
-        printer.event("leader", name, leader, text=line, **renewal.fields())
-
-
 async def observe(args: ParsedArgs, options: Options, printer: Printer) -> int:
-    """Print the leader (or none) and every change until interrupted."""
-    async with Signals() as signals, open_client(options) as client:
+    """Print the leader (or none) and every change until interrupted; say when etcd cannot be
+    reached (the leader printed last may be stale), re-state the leader when it can again,
+    and report when etcd's history went back."""
+    async with Signals() as signals, open_client(options, keep_token_file=False) as client:
         view = await preflight(client, args.name, options)
 
         async def follow() -> None:
-            async for leader in view.observe():
-                _print_leader(printer, args.name, leader)
+            found = client.history.last_loss  # by the first read, against the token file
+            if found is not None:
+                print_history_loss(printer, args.name, found)
+            async for event in view.observe_events():
+                loss = client.history.last_loss  # leaders at or below its floor went back
+                floor = loss.floor if loss is not None else 0
+                print_observation(printer, args.name, event, floor=floor)
                 if printer.broken:
                     return
 
@@ -102,18 +94,24 @@ async def leader(args: ParsedArgs, options: Options, printer: Printer) -> int:
         if current is not None:
             printer.raw(current.value)
     else:
-        _print_leader(printer, args.name, current, renewal)
+        print_leader(printer, args.name, current, renewal)
     return ExitCode.OK if current is not None else ExitCode.NO_LEADER
 
 
 async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
-    """Every candidate in election order, with value, lease, lease renewal and token."""
-    async with open_client(options) as client:
+    """Every candidate in election order, with value, lease, lease renewal and token; with a
+    token file, whether etcd's history went back below it."""
+    async with open_client(options, keep_token_file=False) as client:
         view = await preflight(client, args.name, options)
         candidates = await view.candidates()
         renewals = await asyncio.gather(
             *(read_renewal(client, candidate.lease) for candidate in candidates)
         )
+        history = client.history
+    loss = history.last_loss
+    if loss is not None:
+        print_history_loss(printer, args.name, loss)
+    floor = loss.floor if loss is not None else None  # tokens at or below went back
     log.debug(
         "read candidates prefix=%s endpoints=%s: %d",
         view.prefix.decode(),
@@ -130,8 +128,17 @@ async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
                 position=position,
                 leader=position == 1,
                 **renewal.fields(),
+                below_floor=None if floor is None else candidate.token <= floor,
             )
-        printer.event("status", args.name, candidates=len(rows), namespace=options.namespace)
+        printer.event(
+            "status",
+            args.name,
+            candidates=len(rows),
+            namespace=options.namespace,
+            revision=history.revision,
+            cluster_id=None if history.cluster_id is None else f"{history.cluster_id:x}",
+            token_floor=history.floor if options.token_file is not None else None,
+        )
         return ExitCode.OK
     if not rows:
         printer.text(f"election {args.name} (namespace {options.namespace}): no candidates")
@@ -147,8 +154,14 @@ async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
                 entry.lease_hex,
                 "gone" if renewal.gone else f"{renewal.renewed_ago}s ago",
                 "gone" if renewal.gone else f"<={renewal.expires_within}s",
-                str(entry.token),
+                str(entry.token)
+                + (f" (<= floor {floor}: went back)" if floor and entry.token <= floor else ""),
             )
+        )
+    if floor:
+        printer.text(
+            f"etcd lost history: a token at or below {floor} is one etcd issued before, and "
+            "systems that keep the highest token refuse it"
         )
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for line in table:

@@ -23,9 +23,11 @@ from .._election import AsyncElection, Term
 from .._elector import AsyncElector, ElectorState, EndReason
 from .._errors import ConfigurationError, DatabaseSpaceExceeded
 from .._health import HealthServer
+from .._history_guard import HistoryLoss
 from .._names import candidate_key
 from .._session import AsyncSession
 from ._exit import ExitCode, signal_code
+from ._observation import print_history_loss
 from ._options import Options
 from ._output import Printer, unix_time
 from ._signals import Signals
@@ -71,6 +73,13 @@ class Leadership:
             # --once: a full etcd (NOSPACE) ends the command, which says so (exit code 10).
             stop_on=(DatabaseSpaceExceeded,) if once else (),
         )
+        # etcd lost history: say so as an event (the terms end with reason etcd_history_lost).
+        if client.history.last_loss is not None:  # found by the first read (token file)
+            self._history_lost(client.history.last_loss)
+        self._stop_listening = client.history.add_listener(self._history_lost)
+
+    def _history_lost(self, loss: HistoryLoss) -> None:
+        print_history_loss(self.printer, self.name, loss)
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -184,6 +193,7 @@ class Leadership:
                 await reporter
             if health is not None:
                 health.close()
+            self._stop_listening()
         if runner.done() and not runner.cancelled() and runner.exception() is not None:
             error = runner.exception()
             assert error is not None

@@ -37,6 +37,8 @@ class Options:
     log_level: str
     log_format: str = "text"
     health_addr: tuple[str, int] | None = None  # campaign and run: serve /healthz etc.
+    token_file: str | None = None  # campaign, run (kept), observe, status (read)
+    accept_history_reset: bool = False  # campaign, run
 
     @property
     def endpoints(self) -> str:
@@ -182,6 +184,12 @@ def _check_value(args: ParsedArgs, env: Mapping[str, str]) -> None:
         _printable_value(env["ETCD_ELECTOR_IDENTITY"], "ETCD_ELECTOR_IDENTITY")
 
 
+def _token_file(args: ParsedArgs, env: Mapping[str, str]) -> str | None:
+    if not hasattr(args, "token_file"):
+        return None  # a command that issues and compares no tokens
+    return args.token_file or env.get("ETCD_ELECTOR_TOKEN_FILE") or None
+
+
 def resolve_options(args: ParsedArgs, environ: Mapping[str, str] | None = None) -> Options:
     """Merge the command line with the environment and validate what the command uses (and
     nothing else: ``ETCD_ELECTOR_TTL=0`` does not stop ``leader``).
@@ -210,4 +218,6 @@ def resolve_options(args: ParsedArgs, environ: Mapping[str, str] | None = None) 
         log_level=args.log_level or "warning",
         log_format=resolve_log_format(args, env),
         health_addr=_health_addr(args, env),
+        token_file=_token_file(args, env),
+        accept_history_reset=bool(getattr(args, "accept_history_reset", False)),
     )

@@ -204,6 +204,7 @@ environment:
   ETCD_ELECTOR_LOG_FORMAT                  default for --log-format
   ETCD_ELECTOR_HEALTH_ADDR                 default for --health-addr (campaign, run)
   ETCD_ELECTOR_WAIT_FOR_ETCD               default for --wait-for-etcd (campaign, run)
+  ETCD_ELECTOR_TOKEN_FILE                  default for --token-file
 """
 
 _RUN_HELP = """\
@@ -291,6 +292,26 @@ def _add_wait_for_etcd(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_token_file(parser: argparse.ArgumentParser, *, keeps: bool) -> None:
+    """``--token-file`` (env ETCD_ELECTOR_TOKEN_FILE) and, for commands that lead,
+    ``--accept-history-reset``; docs/cli.md says what they do at length."""
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=(
+            "highest token kept across restarts (default none)"
+            if keeps
+            else "highest token a candidate kept (default none)"
+        ),
+    )
+    if keeps:
+        parser.add_argument(
+            "--accept-history-reset",
+            action="store_true",
+            help="accept etcd's history as it is: drop the token floor",
+        )
+
+
 def _build() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -325,7 +346,7 @@ def _build() -> argparse.ArgumentParser:
 
     campaign = command(
         "campaign",
-        "campaign for leadership and hold it until SIGINT/SIGTERM, then resign",
+        "campaign for leadership and hold it until SIGINT/SIGTERM/SIGHUP, then resign",
         "Prints 'elected' when it wins and 'lost' (with the reason) the moment leadership\n"
         "is lost, then campaigns again (with --once: exits with code 7).",
     )
@@ -339,6 +360,7 @@ def _build() -> argparse.ArgumentParser:
     )
     _add_health(campaign)
     _add_wait_for_etcd(campaign)
+    _add_token_file(campaign, keeps=True)
 
     run = command(
         "run",
@@ -380,9 +402,11 @@ def _build() -> argparse.ArgumentParser:
     )
     _add_health(run)
     _add_wait_for_etcd(run)
+    _add_token_file(run, keeps=True)
 
     observe = command("observe", "print the leader and every change until interrupted")
     observe.add_argument("name", help="election name")
+    _add_token_file(observe, keeps=False)
 
     leader = command(
         "leader",
@@ -403,6 +427,7 @@ def _build() -> argparse.ArgumentParser:
         _STATUS_HELP,
     )
     status.add_argument("name", help="election name")
+    _add_token_file(status, keeps=False)
 
     etcd = command(
         "etcd",

@@ -42,6 +42,7 @@ _POLL_INTERVAL_S = 0.05
 _EXIT_TIMEOUT_S = 10.0
 _SIGNAL_TIMEOUT_S = 5.0
 _LOG_TAIL_BYTES = 4000
+_TOOL_TIMEOUT_S = 60.0
 
 # urllib honours http_proxy and friends; the test kit only ever talks to loopback.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -346,7 +347,35 @@ class EtcdMember:
         (counting this member), once it is healthy.
         """
         self.kill()
-        self._spawn(initial_state="existing")
+        self._start(initial_state="existing", timeout=timeout)
+
+    def wipe_and_restart(self, timeout: float = DEFAULT_START_TIMEOUT_S) -> None:
+        """Kill this member, delete its data dir and start it afresh: etcd's history is gone
+        and its revisions start again at 1, under the same cluster id (same name, URLs and
+        cluster token). Only for a one-member cluster: a wiped member of a larger cluster
+        would have to be removed and added again.
+        """
+        if len(self._cluster.members) != 1:
+            raise RuntimeError(
+                "wipe_and_restart is for a one-member cluster; in a larger one, remove the "
+                "member and add it back instead"
+            )
+        self.kill()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self._member_id = None
+        self._start(initial_state="new", timeout=timeout)
+
+    def snapshot_save(self, path: str | os.PathLike[str]) -> None:
+        """Save a snapshot of this member's data to ``path`` with ``etcdctl snapshot save``
+        (what an operator's backup does). The member must be serving (plaintext only)."""
+        if self._cluster.tls is not None:
+            raise RuntimeError("snapshot_save supports plaintext clusters only")
+        self._cluster.run_tool(
+            "etcdctl", "--endpoints", self.client_endpoint, "snapshot", "save", os.fspath(path)
+        )
+
+    def _start(self, *, initial_state: str, timeout: float) -> None:
+        self._spawn(initial_state=initial_state)
         deadline = time.monotonic() + timeout
         self._wait_listening(deadline)
         if self._cluster.has_quorum():
@@ -727,6 +756,91 @@ class EtcdCluster:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no etcd leader within {timeout:g} s")
             time.sleep(_POLL_INTERVAL_S)
+
+    # -- backups ---------------------------------------------------------------------------
+
+    def restore_snapshot(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        cluster_token: str | None = None,
+        timeout: float = DEFAULT_START_TIMEOUT_S,
+    ) -> None:
+        """Restore every member from a snapshot file (``etcdutl snapshot restore``, or
+        ``etcdctl snapshot restore`` for etcd 3.4) into fresh data dirs and start them: etcd's
+        history goes back to the snapshot's revision.
+
+        Like an operator who does not pass the old ``--initial-cluster-token``, the restore
+        uses a new cluster token unless ``cluster_token`` is given, so the cluster id changes;
+        pass ``cluster_token=cluster.token`` to keep it.
+        """
+        for member in self._members:
+            member.kill()
+        token = cluster_token or f"etcd-elector-restored-{uuid.uuid4().hex[:16]}"
+        tool = "etcdutl" if self.version >= (3, 5, 0) else "etcdctl"
+        for member in self._members:
+            restored = member.data_dir.with_name(member.data_dir.name + ".restored")
+            shutil.rmtree(restored, ignore_errors=True)
+            self.run_tool(
+                tool,
+                "snapshot",
+                "restore",
+                os.fspath(path),
+                "--data-dir",
+                str(restored),
+                "--name",
+                member.name,
+                "--initial-cluster",
+                self.initial_cluster,
+                "--initial-cluster-token",
+                token,
+                "--initial-advertise-peer-urls",
+                member.peer_url,
+            )
+            shutil.rmtree(member.data_dir, ignore_errors=True)
+            restored.rename(member.data_dir)
+            member._member_id = None
+        self.token = token
+        for member in self._members:
+            member._spawn(initial_state="existing")
+        deadline = time.monotonic() + timeout
+        for member in self._members:
+            member._wait_listening(deadline)
+        for member in self._members:
+            member.wait_healthy(max(0.0, deadline - time.monotonic()))
+
+    def tool(self, name: str) -> str:
+        """The path of etcd's ``etcdctl`` or ``etcdutl``: next to the etcd binary, else on
+        ``PATH``. Raises ``FileNotFoundError`` when there is none."""
+        beside = Path(self.binary).with_name(name)
+        if beside.is_file() and os.access(beside, os.X_OK):
+            return str(beside)
+        found = shutil.which(name)
+        if found is None:
+            raise FileNotFoundError(f"no {name} next to {self.binary} or on PATH")
+        return found
+
+    def run_tool(self, name: str, *args: str) -> str:
+        """Run ``etcdctl``/``etcdutl`` (API v3) to completion; return its output.
+
+        Raises ``RuntimeError`` with the output when it fails.
+        """
+        command = [self.tool(name), *args]
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env={**_child_env(), "ETCDCTL_API": "3"},
+            timeout=_TOOL_TIMEOUT_S,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(command)} exited with {done.returncode}: "
+                f"{(done.stdout + done.stderr)[-_LOG_TAIL_BYTES:]}"
+            )
+        return done.stdout
 
     def _member_by_id(self, member_id: int) -> EtcdMember | None:
         if member_id == 0:
