@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -90,7 +91,7 @@ class Client:
             password=password,
         )
         self.portal = Portal()
-        self.portal.call(self.aio.open())
+        self.portal.call(self.aio.open)
 
     @property
     def config(self) -> ClientConfig:
@@ -101,7 +102,7 @@ class Client:
         if self.portal.closed:
             return
         try:
-            self.portal.call(self.aio.close())
+            self.portal.call(self.aio.close)
         finally:
             self.portal.close()
 
@@ -121,16 +122,16 @@ class Client:
 
     # KV
     def get(self, key: KeyLike, **options: Any) -> GetResult:
-        return self.portal.call(self.aio.get(key, **options))
+        return self.portal.call(partial(self.aio.get, key, **options))
 
     def get_prefix(self, prefix: KeyLike, **options: Any) -> RangeResult:
-        return self.portal.call(self.aio.get_prefix(prefix, **options))
+        return self.portal.call(partial(self.aio.get_prefix, prefix, **options))
 
     def put(self, key: KeyLike, value: KeyLike, **options: Any) -> PutResult:
-        return self.portal.call(self.aio.put(key, value, **options))
+        return self.portal.call(partial(self.aio.put, key, value, **options))
 
     def delete(self, key: KeyLike, **options: Any) -> DeleteResult:
-        return self.portal.call(self.aio.delete(key, **options))
+        return self.portal.call(partial(self.aio.delete, key, **options))
 
     def txn(
         self,
@@ -140,10 +141,10 @@ class Client:
         *,
         timeout: float | None = None,
     ) -> TxnResult:
-        return self.portal.call(self.aio.txn(compares, success, failure, timeout=timeout))
+        return self.portal.call(partial(self.aio.txn, compares, success, failure, timeout=timeout))
 
     def compact(self, revision: int, **options: Any) -> None:
-        self.portal.call(self.aio.compact(revision, **options))
+        self.portal.call(partial(self.aio.compact, revision, **options))
 
     def watch(self, key: KeyLike, **options: Any) -> Watch:
         """``with client.watch(key) as w: for batch in w: ...``; see :meth:`AsyncClient.watch`."""
@@ -151,16 +152,16 @@ class Client:
 
     # leases
     def lease_grant(self, ttl: float, **options: Any) -> Lease:
-        return self.portal.call(self.aio.lease_grant(ttl, **options))
+        return self.portal.call(partial(self.aio.lease_grant, ttl, **options))
 
     def lease_revoke(self, lease_id: int, **options: Any) -> None:
-        self.portal.call(self.aio.lease_revoke(lease_id, **options))
+        self.portal.call(partial(self.aio.lease_revoke, lease_id, **options))
 
     def lease_time_to_live(self, lease_id: int, **options: Any) -> LeaseInfo:
-        return self.portal.call(self.aio.lease_time_to_live(lease_id, **options))
+        return self.portal.call(partial(self.aio.lease_time_to_live, lease_id, **options))
 
     def lease_list(self, **options: Any) -> tuple[int, ...]:
-        return self.portal.call(self.aio.lease_list(**options))
+        return self.portal.call(partial(self.aio.lease_list, **options))
 
     def lease_keepalive_once(
         self, lease_id: int, *, timeout: float | None = None
@@ -171,14 +172,14 @@ class Client:
             async with self.aio.lease_keepalive(lease_id) as stream:
                 return await stream.ping(timeout)
 
-        return self.portal.call(once())
+        return self.portal.call(once)
 
     # cluster
     def status(self, endpoint: str | None = None, **options: Any) -> Status:
-        return self.portal.call(self.aio.status(endpoint, **options))
+        return self.portal.call(partial(self.aio.status, endpoint, **options))
 
     def member_list(self, **options: Any) -> tuple[Member, ...]:
-        return self.portal.call(self.aio.member_list(**options))
+        return self.portal.call(partial(self.aio.member_list, **options))
 
     # election entry points
     def session(self, ttl: float = 10.0, **options: Any) -> Session:
@@ -202,11 +203,11 @@ class Watch:
         self._iterator = SyncIterator(portal, watch)
 
     def __enter__(self) -> Watch:
-        self._portal.call(self.aio.__aenter__())
+        self._portal.call(self.aio.__aenter__)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._portal.call(self.aio.cancel())
+        self._portal.call(self.aio.cancel)
 
     def __iter__(self) -> Watch:
         return self
@@ -227,7 +228,7 @@ class Session:
 
         :raises ConnectionFailed: if etcd cannot be reached.
         """
-        self.client.portal.call(self.aio.start())
+        self.client.portal.call(self.aio.start)
         return self
 
     def __enter__(self) -> Session:
@@ -239,11 +240,11 @@ class Session:
     def close(self) -> None:
         """Stop keepalives and revoke the lease. Idempotent."""
         if not self.client.portal.closed:
-            self.client.portal.call(self.aio.close())
+            self.client.portal.call(self.aio.close)
 
     def orphan(self) -> None:
         """Stop keepalives, leave the lease to expire."""
-        self.client.portal.call(self.aio.orphan())
+        self.client.portal.call(self.aio.orphan)
 
     @property
     def lease_id(self) -> int:
@@ -276,7 +277,7 @@ class Session:
 
     def wait_lost(self, timeout: float | None = None) -> str:
         """Block until the session ends; return the reason."""
-        return self.client.portal.call(self.aio.wait_lost(), timeout, what="waiting for loss")
+        return self.client.portal.call(self.aio.wait_lost, timeout=timeout, what="waiting for loss")
 
     def election(self, name: str, **options: Any) -> Election:
         """An election on this session; see :class:`AsyncElection` for the options.
@@ -298,11 +299,11 @@ class ElectionView:
 
     def leader(self) -> LeaderInfo | None:
         """The current leader, read linearizably, or ``None`` if nobody leads."""
-        return self._portal.call(self.aio.leader())
+        return self._portal.call(self.aio.leader)
 
     def candidates(self) -> tuple[LeaderInfo, ...]:
         """Every candidate in election order (the leader first)."""
-        return self._portal.call(self.aio.candidates())
+        return self._portal.call(self.aio.candidates)
 
     def observe(self, timeout: float | None = None) -> SyncIterator[LeaderInfo | None]:
         """Leader changes as a plain iterator (current leader first); ``timeout`` per item."""
@@ -323,22 +324,22 @@ class Election:
     def campaign(self, value: KeyLike, *, timeout: float | None = None) -> Term:
         """Block until elected. With ``timeout``, give up (deleting our key) and raise
         ``RequestTimeout``."""
-        return self._portal.call(self.aio.campaign(value), timeout, what="the campaign")
+        return self._portal.call(self.aio.campaign, value, timeout=timeout, what="the campaign")
 
     def proclaim(self, value: KeyLike, *, timeout: float | None = None) -> None:
         """Change the leader's value without an election.
 
         :raises NotLeader: if we do not lead. :raises LeadershipLost: if our key is gone.
         """
-        self._portal.call(self.aio.proclaim(value), timeout, what="proclaim")
+        self._portal.call(self.aio.proclaim, value, timeout=timeout, what="proclaim")
 
     def resign(self, *, timeout: float | None = None) -> None:
         """Give up leadership (or candidacy): the next candidate takes over at once."""
-        self._portal.call(self.aio.resign(), timeout, what="resign")
+        self._portal.call(self.aio.resign, timeout=timeout, what="resign")
 
     def leader(self, *, timeout: float | None = None) -> LeaderInfo | None:
         """The current leader, read linearizably, or ``None`` if nobody leads."""
-        return self._portal.call(self.aio.leader(), timeout)
+        return self._portal.call(self.aio.leader, timeout=timeout)
 
     def observe(self, timeout: float | None = None) -> SyncIterator[LeaderInfo | None]:
         """Leader changes as a plain iterator (current leader first); ``timeout`` per item."""
@@ -360,7 +361,7 @@ class Election:
 
     def verify(self, *, timeout: float | None = None) -> bool:
         """Prove with a linearizable read that our key still leads; end the term if not."""
-        return self._portal.call(self.aio.verify(), timeout)
+        return self._portal.call(self.aio.verify, timeout=timeout)
 
     def txn(
         self,
@@ -378,11 +379,11 @@ class Election:
         :raises LeadershipLost: if etcd shows our term is over (the term ends locally too).
         :raises AmbiguousResult: if the outcome is unknown: re-read, never retry blindly.
         """
-        return self._portal.call(self.aio.txn(compares, on_success, on_failure), timeout)
+        return self._portal.call(self.aio.txn, compares, on_success, on_failure, timeout=timeout)
 
     def wait_lost(self, timeout: float | None = None) -> str:
         """Block until the current term ends; return the reason."""
-        return self._portal.call(self.aio.wait_lost(), timeout, what="waiting for loss")
+        return self._portal.call(self.aio.wait_lost, timeout=timeout, what="waiting for loss")
 
 
 class Elector:
@@ -402,7 +403,7 @@ class Elector:
         self._portal = client.portal
 
     def __enter__(self) -> Elector:
-        self._portal.call(self.aio.start())
+        self._portal.call(self.aio.start)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -411,7 +412,7 @@ class Elector:
     def close(self) -> None:
         """Stop, resign and close the session. Idempotent."""
         if not self._portal.closed:
-            self._portal.call(self.aio.close())
+            self._portal.call(self.aio.close)
 
     def is_leader(self) -> bool:
         """Local, no I/O: true only while a term holds and the session deadline has not passed."""
@@ -429,7 +430,7 @@ class Elector:
 
     def leader(self) -> LeaderInfo | None:
         """The current leader of the election (a linearizable read)."""
-        return self._portal.call(self.aio.leader())
+        return self._portal.call(self.aio.leader)
 
     def run(self, work: Callable[[Term], Any]) -> Any:
         """Campaign and call ``work(term)`` in this thread while leader; see the class docs.
@@ -462,7 +463,7 @@ class Elector:
                 finished.set()
                 handoff.put(None)
 
-        runner = self._portal.submit(run_and_signal())
+        runner = self._portal.submit(run_and_signal)
         try:
             while True:
                 item = handoff.get()
