@@ -392,6 +392,94 @@ async def test_leader_change_callback_and_state_stream(
             await states.aclose()
 
 
+async def test_work_that_sees_its_loss_first_ends_the_term_and_campaigns_again(
+    etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """After a pause, the work's ``term.check()`` may see the deadline passed before the session
+    has run: that is the loss of the term, not a failure of the work (issue #13)."""
+    ended: list[str] = []
+    elected: asyncio.Queue[int] = asyncio.Queue()
+    async with AsyncClient(etcd_endpoint, timeout=2, stream_timeout=1) as client:
+        elector = client.elector(
+            "paused",
+            namespace=etcd_prefix.rstrip("/"),
+            ttl=TTL,
+            backoff=(0.05, 0.5),
+            on_elected=lambda term: elected.put_nowait(term.token),
+            on_lost=lambda term, reason: ended.append(reason),
+        )
+
+        async def work(term: Term) -> None:
+            if not ended:
+                # Hold the event loop, as a pause does, until the deadline has passed: no timer
+                # runs meanwhile, so the work is the first to see the term is over.
+                give_up = time.monotonic() + WAIT
+                while term.is_leader() and time.monotonic() < give_up:
+                    time.sleep(0.01)  # noqa: ASYNC251 - blocking the loop is the point
+                term.check()
+            await asyncio.Event().wait()
+
+        async with elector:
+            runner = asyncio.create_task(elector.run(work))
+            first = await asyncio.wait_for(elected.get(), WAIT)
+            second = await asyncio.wait_for(elected.get(), WAIT)
+            assert second > first
+            assert ended == ["deadline"]
+        assert await runner is None
+    assert ended == ["deadline", "closed"]
+
+
+def test_sync_work_that_sees_its_loss_first_ends_the_term_and_campaigns_again(
+    etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """The same on the blocking API, where the work runs in the user's thread: the loop thread
+    is held (as a pause holds every thread) until the deadline has passed, then both go on."""
+    ended: list[str] = []
+    tokens: list[int] = []
+    outcome: list[Any] = []
+    second_term = threading.Event()
+    with Client(etcd_endpoint, timeout=2, stream_timeout=1) as client:
+        loop = client.portal.loop
+
+        def work(term: Term) -> None:
+            tokens.append(term.token)
+            if len(tokens) == 1:
+                frozen, resume = threading.Event(), threading.Event()
+
+                def hold_the_loop() -> None:
+                    frozen.set()
+                    resume.wait(WAIT)
+
+                loop.call_soon_threadsafe(hold_the_loop)
+                try:
+                    assert frozen.wait(WAIT)
+                    give_up = time.monotonic() + WAIT
+                    while term.is_leader() and time.monotonic() < give_up:
+                        time.sleep(0.01)
+                finally:
+                    resume.set()
+                term.check()  # raises LeadershipLost: the term is over
+            second_term.set()
+            term.lost.wait(WAIT)
+
+        with client.elector(
+            "paused",
+            namespace=etcd_prefix.rstrip("/"),
+            ttl=TTL,
+            backoff=(0.05, 0.5),
+            on_lost=lambda term, reason: ended.append(reason),
+        ) as elector:
+            runner = threading.Thread(target=lambda: outcome.append(elector.run(work)))
+            runner.start()
+            assert second_term.wait(WAIT)
+            assert tokens[1] > tokens[0]
+            assert ended == ["deadline"]
+            elector.close()
+            runner.join(WAIT)
+    assert outcome == [None]
+    assert ended == ["deadline", "closed"]
+
+
 def test_sync_keepalive_continues_while_the_user_thread_sleeps(
     etcd_endpoint: str, etcd_prefix: str
 ) -> None:

@@ -9,6 +9,7 @@ running while your thread blocks. Objects may be shared between threads. Local c
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import queue
 import threading
@@ -25,6 +26,7 @@ from ._keys import KeyLike
 from ._portal import Portal, SyncIterator
 from ._secret import Secret
 from ._session import AsyncSession, SessionState
+from ._stop_signals import StopSignals
 from ._txn import Compare, Op
 from ._types import (
     DeleteResult,
@@ -394,13 +396,18 @@ class Elector:
     turns false: check one of them (or call ``term.check()``, which raises ``LeadershipLost``)
     before each unit of work. The elector waits for ``work`` to return before campaigning
     again. For work that must be killed on loss, run it as a process under
-    ``etcd-elector run``. Callbacks run on the client's event loop thread: keep them short.
+    ``etcd-elector run``.
+
+    Callbacks run on the client's event loop thread: keep them short, and use the async API
+    there (``client.aio``); the blocking API refuses to run on that thread, and the error
+    ends the term (from ``on_elected``, ``run()`` raises it) or is logged (the others).
     """
 
     def __init__(self, client: Client, elector: AsyncElector) -> None:
         self.client = client
         self.aio = elector
         self._portal = client.portal
+        self._stop_signals: StopSignals | None = None
 
     def __enter__(self) -> Elector:
         self._portal.call(self.aio.start)
@@ -413,6 +420,29 @@ class Elector:
         """Stop, resign and close the session. Idempotent."""
         if not self._portal.closed:
             self._portal.call(self.aio.close)
+        if self._stop_signals is not None:
+            self._stop_signals.restore()
+            self._stop_signals = None
+
+    def stop_on_signals(self) -> None:
+        """Stop cleanly on SIGTERM (docker stop, systemd, Kubernetes) and SIGINT (Ctrl-C)::
+
+            with client.elector("scheduler") as elector:
+                elector.stop_on_signals()
+                elector.run(schedule_jobs)  # returns None once a signal came
+
+        ``term.lost`` is set, the elector waits for the work to return, resigns (the next
+        candidate takes over within a round trip) and ``run()`` returns ``None``: no
+        ``KeyboardInterrupt``, no traceback. A signal that comes again while stopping is
+        ignored, so the resign still happens. ``close()`` puts the previous handlers back. Call
+        it from the main thread; ``run()`` may then block there.
+
+        :raises RuntimeError: outside the main thread.
+        """
+        if self._stop_signals is None:
+            signals = StopSignals(self._portal.loop, self.aio._stop_on_signal)
+            signals.install()
+            self._stop_signals = signals
 
     def is_leader(self) -> bool:
         """Local, no I/O: true only while a term holds and the session deadline has not passed."""
@@ -435,9 +465,21 @@ class Elector:
     def run(self, work: Callable[[Term], Any]) -> Any:
         """Campaign and call ``work(term)`` in this thread while leader; see the class docs.
 
+        Work that raises ``LeadershipLost`` (``term.check()``) because its term is over ends
+        the term like any loss, and the elector campaigns again. Returns ``None`` when the
+        elector is closed or stopped by a signal, or the work's result with ``requeue=False``.
+
         :raises LeadershipLost: with ``requeue=False``, if the term ended before work returned.
-        :raises Exception: whatever ``work`` raised (after resigning).
+        :raises TypeError: if ``work`` is an async function: use :class:`AsyncElector`.
+        :raises RuntimeError: if the elector is closed, or ``run()`` is already active on it.
+        :raises Exception: whatever ``work`` or ``on_elected`` raised (after resigning).
         """
+        if _is_async_function(work):
+            raise TypeError(
+                "work is an async function: the blocking Elector calls work(term) in your "
+                "thread and cannot await it. Use AsyncElector (AsyncClient(...).elector(...)), "
+                "or make work a plain function"
+            )
         handoff: queue.Queue[tuple[Term, asyncio.Future[Any]] | None] = queue.Queue()
         loop = self._portal.loop
 
@@ -452,6 +494,9 @@ class Elector:
                 term._state.end(EndReason.CLOSED)
                 if not done.done():
                     await asyncio.wait([done])
+                failure = None if done.cancelled() else done.exception()
+                if failure is not None:
+                    raise failure from None  # what the work raised while stopping, not lost
                 raise
 
         finished = threading.Event()
@@ -482,6 +527,12 @@ class Elector:
             if not finished.is_set():
                 runner.cancel()
                 finished.wait(30)  # the run loop stops the term, resigns, closes its session
+
+
+def _is_async_function(function: Any) -> bool:
+    while isinstance(function, partial):
+        function = function.func
+    return inspect.iscoroutinefunction(function)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
