@@ -5,10 +5,12 @@ and two candidacies sharing one key."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from helpers.election_kit import WAIT_S, namespace_of, wait_until
@@ -57,22 +59,37 @@ def test_sync_run_after_close_says_the_elector_is_closed(
             elector.run(lambda term: None)
 
 
+class BlockingWork:
+    def __init__(self) -> None:
+        self.ran: list[Term] = []
+
+    def __call__(self, term: Term) -> None:
+        self.ran.append(term)
+
+
+def blocking_work(term: Term) -> None:  # the threaded pattern, given to the async elector
+    raise AssertionError("must not run")
+
+
+@pytest.mark.parametrize(
+    ("work", "named"),
+    [
+        (blocking_work, "async def blocking_work(term)"),
+        (functools.partial(blocking_work), "async def blocking_work(term)"),
+        (BlockingWork(), "async def BlockingWork.__call__(term)"),
+    ],
+    ids=["function", "partial", "callable-object"],
+)
 async def test_a_plain_function_is_refused_before_it_runs(
-    etcd_endpoint: str, namespace: str
+    work: Any, named: str, etcd_endpoint: str, namespace: str
 ) -> None:
-    ran: list[Term] = []
-
-    def blocking_work(term: Term) -> None:  # the threaded pattern, given to the async elector
-        ran.append(term)
-
     async with AsyncClient(etcd_endpoint) as client:
         async with client.elector("plain", namespace=namespace, ttl=TTL) as elector:
             with pytest.raises(TypeError) as refused:
-                await elector.run(blocking_work)  # type: ignore[arg-type]
+                await elector.run(work)
         message = str(refused.value)
-        assert "async def blocking_work(term)" in message
+        assert named in message
         assert "blocking Elector" in message
-        assert ran == []
         assert await keys_left(client, namespace, "plain") == 0  # it never campaigned
 
 

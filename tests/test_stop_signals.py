@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from helpers.election_kit import WAIT_S, namespace_of, wait_until
 
 from etcd_elector import AsyncClient, Client, Term
+from etcd_elector._portal import Portal
 from etcd_elector._stop_signals import StopSignals
 
 pytestmark = pytest.mark.timeout(60)
@@ -62,7 +64,7 @@ async def test_a_signal_stops_the_async_elector_and_the_handlers_come_back(
             assert await asyncio.wait_for(runner, WAIT_S) is None
             assert lost == ["closed"]
             assert await elector.leader() is None  # resigned before run() returned
-        assert current_handlers() == before
+            assert current_handlers() == before  # stopped: a further signal is not ours
 
 
 def test_a_signal_stops_the_blocking_elector_while_run_blocks_the_main_thread(
@@ -90,7 +92,7 @@ def test_a_signal_stops_the_blocking_elector_while_run_blocks_the_main_thread(
             sender.join(WAIT_S)
             assert seen_lost == ["closed"]
             assert client.get_prefix(f"{namespace}/signalled/").kvs == ()
-        assert current_handlers() == handlers
+            assert current_handlers() == handlers  # stopped: a further signal is not ours
 
 
 def test_stop_on_signals_is_refused_outside_the_main_thread(
@@ -123,19 +125,61 @@ def test_handlers_put_back_from_another_thread_take_over_at_the_next_signal(
     received: list[int] = []
     forwarded: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
-    loop = asyncio.new_event_loop()
+    portal = Portal()  # a loop on its own thread, as the blocking API runs it
     try:
-        stop = StopSignals(loop, forwarded.append)
+        stop = StopSignals(portal.loop, forwarded.append)
         stop.install()
         signal.raise_signal(signal.SIGTERM)
-        assert received == []  # ours now: forwarded to the loop (which is not running here)
+        wait_for(lambda: forwarded == [signal.SIGTERM], "the loop to get the signal")
+        assert received == []
         closer = threading.Thread(target=stop.restore)
         closer.start()
         closer.join(WAIT_S)
         signal.raise_signal(signal.SIGTERM)
         assert received == [signal.SIGTERM]
         assert signal.getsignal(signal.SIGINT) == handlers[signal.SIGINT]
-        loop.run_until_complete(asyncio.sleep(0))  # run what was forwarded
-        assert forwarded == [signal.SIGTERM]
+        assert signal.set_wakeup_fd(-1) == -1  # ours is gone too
+        portal.call(asyncio.sleep, 0)  # whatever the loop had queued has run
+        assert forwarded == [signal.SIGTERM]  # the second one was not ours
     finally:
-        loop.close()
+        portal.close()
+
+
+def test_a_signal_reaches_the_loop_while_the_main_thread_stays_blocked(
+    handlers: dict[int, Any],
+) -> None:
+    """The kernel may hand a signal to any thread, and the main thread may sit in a call that
+    does not return for it: the loop learns of the signal by itself (the wakeup fd)."""
+    forwarded = threading.Event()
+    go = threading.Event()
+
+    def send() -> None:
+        if go.wait(WAIT_S):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    portal = Portal()
+    sender = threading.Thread(target=send)
+    sender.start()  # before the mask below: threads inherit it
+    try:
+        stop = StopSignals(portal.loop, lambda signum: forwarded.set())
+        stop.install()
+        # This, the main, thread blocks SIGTERM, so another thread must catch it, and waits in
+        # a call that only the loop can end: a Python-level handler would never run in time.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            go.set()
+            assert forwarded.wait(WAIT_S)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        stop.restore()
+    finally:
+        sender.join(WAIT_S)
+        portal.close()
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
+
+
+def wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)

@@ -224,9 +224,7 @@ class AsyncElector:
                 await observer
         await self._close_sessions()
         self._closed = True
-        if self._stop_signals is not None:
-            self._stop_signals.restore()  # only now: a signal during the resign is still ours
-            self._stop_signals = None
+        self._restore_signals()
         if self._state is not ElectorState.STOPPED:
             self._publish(ElectorEvent(ElectorState.STOPPED))
 
@@ -239,9 +237,9 @@ class AsyncElector:
 
         The work is cancelled, the elector resigns (the next candidate takes over within a
         round trip) and ``run()`` returns ``None``: no ``KeyboardInterrupt``, no traceback. A
-        signal that comes again while stopping is ignored, so the resign still happens.
-        ``close()`` puts the previous handlers back. Call it from the main thread, inside the
-        running event loop.
+        signal that comes again while stopping is ignored, so the resign still happens. Once
+        ``run()`` has returned after a stop (or at ``close()``), the previous handlers are back.
+        Call it from the main thread, inside the running event loop.
 
         :raises RuntimeError: outside the main thread or outside a running event loop.
         """
@@ -249,6 +247,13 @@ class AsyncElector:
             signals = StopSignals(asyncio.get_running_loop(), self._stop_on_signal)
             signals.install()
             self._stop_signals = signals
+
+    def _restore_signals(self) -> None:
+        """Give SIGTERM and SIGINT back, once stopping is over: until then, a signal that comes
+        again must not cut the resign short."""
+        signals, self._stop_signals = self._stop_signals, None
+        if signals is not None:
+            signals.restore()
 
     def _stop_on_signal(self, signum: int) -> None:
         """On the loop: a stop signal came (from either twin's handler)."""
@@ -307,7 +312,7 @@ class AsyncElector:
                         return result
                     if self._closing.is_set():
                         return None
-                    reason = term.end_reason or "lost"
+                    reason = term.end_reason or LossReason.DEADLINE
                     raise LeadershipLost(
                         f"leadership of {self.name!r} ended ({reason}) before the work finished",
                         reason=reason,
@@ -316,6 +321,8 @@ class AsyncElector:
         finally:
             self._running = False
             await self._close_sessions()
+            if self._closing.is_set():
+                self._restore_signals()  # stopped and resigned: a further signal is not ours
             self._run_finished.set()
             self._publish(ElectorEvent(ElectorState.IDLE))
 
@@ -375,7 +382,9 @@ class AsyncElector:
                 work_task = asyncio.ensure_future(_start_work(work, term))
                 await asyncio.wait({work_task, lost, closing}, return_when=asyncio.FIRST_COMPLETED)
                 ended = _end_seen(term, lost)
-                if work_task.done() and not work_task.cancelled():
+                if work_task.done() and work_task.cancelled():
+                    finished = True  # the work cancelled itself: it is over, with no result
+                elif work_task.done():
                     failure = work_task.exception()
                     if failure is None:
                         finished, result = True, work_task.result()
@@ -550,18 +559,22 @@ _PLAIN_WORK = (
 def _refuse_plain_function(work: Any) -> None:
     """Refuse a ``def`` function before it runs: on the loop it would block the keepalives.
 
-    Lambdas and callable objects are let through (they may return an awaitable); what they
-    return is checked when they are called.
+    Lambdas, decorated async functions and builtins are let through (they may return an
+    awaitable); what they return is checked when they are called.
     """
     target = work
     while isinstance(target, functools.partial):
         target = target.func
     if not callable(target):
         raise TypeError(f"work must be callable, got {type(work).__name__}")
-    if inspect.iscoroutinefunction(target):
+    name = getattr(target, "__name__", "work")
+    if not (inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(target)):
+        name = f"{type(target).__name__}.__call__"
+        target = type(target).__call__  # a callable object: judge its __call__
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(inspect.unwrap(target)):
         return
-    if (inspect.isfunction(target) or inspect.ismethod(target)) and target.__name__ != "<lambda>":
-        raise TypeError(_PLAIN_WORK.format(name=target.__name__))
+    if (inspect.isfunction(target) or inspect.ismethod(target)) and name != "<lambda>":
+        raise TypeError(_PLAIN_WORK.format(name=name))
 
 
 async def _start_work(work: Work, term: Term) -> Any:

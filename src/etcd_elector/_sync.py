@@ -420,9 +420,12 @@ class Elector:
         """Stop, resign and close the session. Idempotent."""
         if not self._portal.closed:
             self._portal.call(self.aio.close)
-        if self._stop_signals is not None:
-            self._stop_signals.restore()
-            self._stop_signals = None
+        self._restore_signals()
+
+    def _restore_signals(self) -> None:
+        signals, self._stop_signals = self._stop_signals, None
+        if signals is not None:
+            signals.restore()
 
     def stop_on_signals(self) -> None:
         """Stop cleanly on SIGTERM (docker stop, systemd, Kubernetes) and SIGINT (Ctrl-C)::
@@ -434,8 +437,9 @@ class Elector:
         ``term.lost`` is set, the elector waits for the work to return, resigns (the next
         candidate takes over within a round trip) and ``run()`` returns ``None``: no
         ``KeyboardInterrupt``, no traceback. A signal that comes again while stopping is
-        ignored, so the resign still happens. ``close()`` puts the previous handlers back. Call
-        it from the main thread; ``run()`` may then block there.
+        ignored, so the resign still happens. Once ``run()`` has returned after a stop (or at
+        ``close()``), the previous handlers are back. Call it from the main thread; ``run()``
+        may then block there.
 
         :raises RuntimeError: outside the main thread.
         """
@@ -527,6 +531,8 @@ class Elector:
             if not finished.is_set():
                 runner.cancel()
                 finished.wait(30)  # the run loop stops the term, resigns, closes its session
+            if self.aio._closing.is_set():
+                self._restore_signals()  # stopped and resigned: a further signal is not ours
 
 
 def _is_async_function(function: Any) -> bool:
