@@ -21,7 +21,16 @@ import asyncio
 import os
 import sys
 
-from etcd_elector import AsyncClient, AsyncElector, LeadershipLost, Op, Term
+from etcd_elector import (
+    AmbiguousResult,
+    AsyncClient,
+    AsyncElector,
+    ConnectionFailed,
+    LeadershipLost,
+    Op,
+    RequestTimeout,
+    Term,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,9 +74,16 @@ async def main(args: argparse.Namespace) -> int:
                 # Raises LeadershipLost once the term is over, even right after a pause, before
                 # the elector has cancelled us: the elector takes it as the loss it is.
                 term.check()
-                result = await election.txn(
-                    on_success=[Op.put(progress_key, f"token={term.token} unit={done + 1}")]
-                )
+                try:
+                    result = await election.txn(
+                        on_success=[Op.put(progress_key, f"token={term.token} unit={done + 1}")]
+                    )
+                except (ConnectionFailed, RequestTimeout, AmbiguousResult) as exc:
+                    # etcd out of reach: the unit may or may not have committed (fenced, so
+                    # only while our term held); write it again next time, if we still lead.
+                    print(f"unit {done + 1} not confirmed, trying again: {exc}", flush=True)
+                    await asyncio.sleep(args.every)
+                    continue
                 done += 1
                 print(f"unit {done} committed at revision {result.revision}", flush=True)
                 await asyncio.sleep(args.every)

@@ -21,7 +21,16 @@ import argparse
 import os
 import sys
 
-from etcd_elector import Client, Compare, LeadershipLost, Op, Term
+from etcd_elector import (
+    AmbiguousResult,
+    Client,
+    Compare,
+    ConnectionFailed,
+    LeadershipLost,
+    Op,
+    RequestTimeout,
+    Term,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,9 +67,16 @@ def main(args: argparse.Namespace) -> int:
                     print(f"term over ({term.end_reason or 'deadline'})", flush=True)
                     break
                 fence = Compare.create_revision(term.key) == term.token
-                result = client.txn(
-                    [fence], [Op.put(progress_key, f"token={term.token} unit={done + 1}")]
-                )
+                try:
+                    result = client.txn(
+                        [fence], [Op.put(progress_key, f"token={term.token} unit={done + 1}")]
+                    )
+                except (ConnectionFailed, RequestTimeout, AmbiguousResult) as exc:
+                    # etcd out of reach: the unit may or may not have committed (fenced, so
+                    # only while our term held); write it again next time, if we still lead.
+                    print(f"unit {done + 1} not confirmed, trying again: {exc}", flush=True)
+                    term.lost.wait(args.every)
+                    continue
                 if not result.succeeded:
                     print("fenced out: our term is over", flush=True)
                     break

@@ -15,7 +15,16 @@ from typing import Any, Protocol
 
 import pytest
 
-from etcd_elector import AsyncClient, Client, LeadershipLost, Term, _clock
+from etcd_elector import (
+    AsyncClient,
+    Client,
+    ConnectionFailed,
+    LeadershipLost,
+    PermissionDenied,
+    RequestTimeout,
+    Term,
+    _clock,
+)
 from etcd_elector._identity import default_identity
 from etcd_elector.testing import EtcdMember, FaultProxy
 
@@ -427,6 +436,56 @@ async def test_work_that_sees_its_loss_first_ends_the_term_and_campaigns_again(
             assert ended == ["deadline"]
         assert await runner is None
     assert ended == ["deadline", "closed"]
+
+
+@pytest.mark.parametrize(
+    ("error", "is_the_loss"),
+    [
+        (RequestTimeout("etcd did not answer"), True),  # the outage that ended the term
+        (ConnectionFailed("etcd is out of reach"), True),
+        (PermissionDenied("role lost access"), False),  # retrying cannot cure it
+        (ValueError("bug in the work"), False),
+    ],
+    ids=["timeout", "connection", "permission", "bug"],
+)
+async def test_work_failing_once_its_term_is_over(
+    error: Exception, is_the_loss: bool, etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """Raised after the term ended (the loop held past the deadline, as in a pause): a call to
+    etcd failing belongs to the loss, and the elector campaigns again; anything else is the
+    work's failure, and run() raises it."""
+    ended: list[str] = []
+    elected: asyncio.Queue[int] = asyncio.Queue()
+    async with AsyncClient(etcd_endpoint, timeout=2, stream_timeout=1) as client:
+        elector = client.elector(
+            "failing-late",
+            namespace=etcd_prefix.rstrip("/"),
+            ttl=TTL,
+            backoff=(0.05, 0.5),
+            on_elected=lambda term: elected.put_nowait(term.token),
+            on_lost=lambda term, reason: ended.append(reason),
+        )
+
+        async def work(term: Term) -> None:
+            if not ended:
+                give_up = time.monotonic() + WAIT
+                while term.is_leader() and time.monotonic() < give_up:
+                    time.sleep(0.01)  # noqa: ASYNC251 - blocking the loop is the point
+                raise error
+            await asyncio.Event().wait()
+
+        async with elector:
+            runner = asyncio.create_task(elector.run(work))
+            await asyncio.wait_for(elected.get(), WAIT)
+            if is_the_loss:
+                await asyncio.wait_for(elected.get(), WAIT)  # campaigned again, and won
+                assert ended == ["deadline"]
+            else:
+                with pytest.raises(type(error)):
+                    await asyncio.wait_for(runner, WAIT)
+                assert ended == ["deadline"]  # the loss ended the term; the error still counts
+        if is_the_loss:
+            assert await runner is None
 
 
 def test_sync_work_that_sees_its_loss_first_ends_the_term_and_campaigns_again(

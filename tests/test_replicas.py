@@ -7,7 +7,8 @@ their deadline.
   have expired (so the handover came from the resign, not from the TTL).
 - A replica paused past its deadline and resumed takes the loss as a loss (its work's
   ``term.check()`` may see it first), campaigns again behind the replica that took over, and
-  leads again once that one stops: fencing tokens grow across the three terms.
+  leads again once that one stops: fencing tokens grow across the three terms. The same after
+  an etcd outage longer than the TTL.
 """
 
 from __future__ import annotations
@@ -200,6 +201,25 @@ def test_a_replica_paused_past_its_deadline_campaigns_again(
     assert_clean_exit(paused)
     assert not [line for line in paused.lines if "before finishing" in line]
     assert candidates(etcd_endpoint, namespace, program) == ()
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_a_replica_rides_out_an_etcd_outage_longer_than_its_ttl(
+    program: str, start: Callable[[str, str, int], Replica], etcd_member: EtcdMember
+) -> None:
+    leading, _ = PROGRAMS[program]
+    replica = start(program, "replica-a", 2)
+    first_token = token_of(replica.expect(leading))
+    etcd_member.stop()  # SIGSTOP: connections stay open, nothing answers
+    try:
+        time.sleep(3)  # the outage itself: past the TTL, so the term is surely lost
+    finally:
+        etcd_member.cont()
+    assert token_of(replica.expect(leading)) > first_token  # it campaigned again, and won
+    send_like_a_shell(replica.pid, signal.SIGTERM)
+    # Warnings about the outage (failed keepalives) may be on stderr; no traceback.
+    assert (replica.wait(), replica.lines[-1]) == (0, "stopped, resigned"), replica.stderr
+    assert "Traceback" not in replica.stderr, replica.stderr
 
 
 @pytest.mark.parametrize("mode", ["async", "sync"])

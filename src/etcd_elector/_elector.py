@@ -278,8 +278,9 @@ class AsyncElector:
 
         ``work`` is an async function (``async def work(term): ...``): it runs on the event
         loop, which also keeps the session alive, and is cancelled the moment the term ends. A
-        loss that the work notices first (``term.check()`` raising ``LeadershipLost``) ends the
-        term like any loss, and the elector campaigns again.
+        loss that the work notices first (``term.check()`` raising ``LeadershipLost``, or a call
+        to etcd failing in the outage that ended the term) ends the term like any loss, and the
+        elector campaigns again.
 
         Returns ``None`` when the elector is closed or stopped by a signal (see
         :meth:`stop_on_signals`), or after one term with ``requeue=False`` (the work's
@@ -389,17 +390,20 @@ class AsyncElector:
                     if failure is None:
                         finished, result = True, work_task.result()
                         reason = EndReason.WORK_DONE
-                    elif ended is None or not isinstance(failure, LeadershipError):
+                    elif ended is None or not _part_of_the_loss(failure):
                         error, reason = failure, EndReason.WORK_FAILED
+                    elif not isinstance(failure, LeadershipError):
+                        self._log_stop_error(failure)
                 if ended is not None:
                     # The loss wins: work that returned together with it (threaded work returns
                     # when it sees term.lost), or raised because it saw it first (term.check()
-                    # after a pause), did not end the term, the loss did.
+                    # after a pause, a call to etcd failing in the outage that ended the term),
+                    # did not end the term, the loss did.
                     finished, reason = False, ended
         finally:
             # Stop the work first: leadership may already be gone.
             if work_task is not None:
-                await _cancel_and_wait(work_task, self.name)
+                await _cancel_and_wait(work_task, self._log_stop_error)
             for helper in (lost, closing):
                 helper.cancel()
             if ended is None:
@@ -426,6 +430,16 @@ class AsyncElector:
         if error is not None:
             raise error
         return finished, result
+
+    def _log_stop_error(self, error: BaseException) -> None:
+        """An error from work whose term was over, or that was being stopped: one line."""
+        log.warning(
+            "election=%s: the work raised %s as its term ended: %s",
+            self.name,
+            type(error).__name__,
+            error,
+            extra={"election": self.name, "identity": self._identity},
+        )
 
     async def _resign(self, election: AsyncElection) -> None:
         try:
@@ -478,7 +492,7 @@ class AsyncElector:
         finally:
             closing.cancel()
             if not task.done():
-                await _cancel_and_wait(task, self.name)
+                await _cancel_and_wait(task, self._log_stop_error)
         if task.cancelled():
             return None
         result = task.result()
@@ -584,9 +598,20 @@ async def _start_work(work: Work, term: Term) -> Any:
     return await outcome
 
 
-async def _cancel_and_wait(task: asyncio.Future[Any], election: str) -> None:
-    """Cancel ``task`` and wait until it is over. An error it raises on its way out is logged,
-    not lost (one about the term ending is expected: the work saw the end it is stopped for)."""
+def _part_of_the_loss(error: BaseException) -> bool:
+    """Whether work that raised ``error`` once its term was over failed because of that end:
+    it saw it (``LeadershipError``), or etcd went out of reach, which also ended the term."""
+    if isinstance(error, FATAL_ERRORS):
+        return False
+    return isinstance(error, LeadershipError | TransportError)
+
+
+async def _cancel_and_wait(
+    task: asyncio.Future[Any], report: Callable[[BaseException], None]
+) -> None:
+    """Cancel ``task`` and wait until it is over. An error it raises on its way out is
+    reported, not lost (one about the term ending is expected: the work saw the end it is
+    stopped for)."""
     if task.done():
         if not task.cancelled():
             task.exception()  # the caller has read it; mark it retrieved
@@ -598,10 +623,5 @@ async def _cancel_and_wait(task: asyncio.Future[Any], election: str) -> None:
         pass
     except LeadershipError:
         pass
-    except Exception:
-        log.warning(
-            "election=%s: error while stopping (ignored, the term is over)",
-            election,
-            exc_info=True,
-            extra={"election": election},
-        )
+    except Exception as exc:
+        report(exc)
