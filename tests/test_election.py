@@ -1,5 +1,6 @@
-"""``AsyncElection`` and ``ElectionView`` against a healthy etcd: order, handover, re-entry,
-no phantom leaders, fencing, clean cancellation, and an observer that misses nothing."""
+"""``AsyncElection`` and ``ElectionView`` against a healthy etcd: order, handover, proclaim,
+no phantom leaders, fencing, clean cancellation, and an observer that misses nothing.
+(One candidacy per election and session: tests/test_misuse.py.)"""
 
 from __future__ import annotations
 
@@ -187,32 +188,7 @@ async def test_a_resign_wakes_exactly_one_of_50_waiters(
         assert sum(t.done() for t in tasks) == 3
 
 
-# -- re-entry, proclaim, resign --------------------------------------------------------------
-
-
-async def test_reentrant_campaign_adopts_the_key(etcd_endpoint: str, etcd_prefix: str) -> None:
-    namespace = namespace_of(etcd_prefix)
-    async with AsyncClient(etcd_endpoint) as client, client.session(ttl=10) as session:
-        election = session.election(NAME, namespace=namespace)
-        first = await election.campaign("v1")
-        assert election.term == first
-        again = await election.campaign("v1")
-        assert again == first
-        updated = await election.campaign("v2")
-        assert updated.token == first.token and updated.key == first.key
-        assert updated.value == b"v2"
-        leader = await election.leader()
-        assert leader is not None and leader.value == b"v2" and leader.token == first.token
-
-        # Another election object on the same session adopts the same key.
-        twin = session.election(NAME, namespace=namespace)
-        adopted = await twin.campaign("v3")
-        assert adopted.token == first.token and adopted.key == first.key
-        assert adopted.value == b"v3"
-        assert await candidate_count(election) == 1
-        leader = await election.leader()
-        assert leader is not None and leader.value == b"v3"
-        assert twin.is_leader()
+# -- proclaim, resign --------------------------------------------------------------------
 
 
 async def test_proclaim_and_check_need_leadership(etcd_endpoint: str, etcd_prefix: str) -> None:

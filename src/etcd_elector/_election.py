@@ -5,6 +5,12 @@ Campaigning writes our key with a compare-and-swap (never a plain put), waits on
 predecessor only (one resign wakes one waiter), then re-checks with a linearizable read that our
 key still exists and leads before reporting a term. A term ends, and is signalled at once, when
 the session is lost, our key is deleted, or we resign.
+
+A candidate's key is named after its session's lease, so a session holds one candidacy per
+election: a second election object with the same name on the same session, or a second campaign
+while one runs or leads, would silently share that key (etcd's Go client allows it, to resume a
+campaign with a saved lease, which we do not offer). Both are refused with an error saying what
+to use instead.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import dataclasses
 import functools
 import logging
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +32,7 @@ from ._bounded import bounded
 from ._errors import (
     AmbiguousResult,
     CampaignFailed,
+    ConfigurationError,
     LeadershipLost,
     NotLeader,
     SessionLost,
@@ -53,6 +61,10 @@ __all__ = ["AsyncElection", "LeaderInfo", "Term", "TermEndReason"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Election prefixes in use on each session (weak: a session forgotten frees its entry).
+_prefixes_in_use: weakref.WeakKeyDictionary[AsyncSession, set[bytes]] = weakref.WeakKeyDictionary()
+_prefixes_lock = threading.Lock()  # the blocking twins make elections from any thread
 
 
 class TermEndReason:
@@ -149,9 +161,13 @@ class AsyncElection:
         if election.is_leader():  # local, no I/O
             await election.txn(on_success=[Op.put("/jobs/owner", "host-a")])  # fenced
 
+    One election per name on a session: its candidate key is named after the session's lease,
+    so a second one would share it. Keep the object and campaign on it again after a term.
+
     :param namespace: key prefix shared by elections (default ``/etcd-elector``).
     :param identity: a label for logs (default: the campaign value).
-    :raises ConfigurationError: for a malformed name or namespace.
+    :raises ConfigurationError: for a malformed name or namespace, or if this session already
+        has an election with this name and namespace.
     """
 
     def __init__(
@@ -167,6 +183,16 @@ class AsyncElection:
         self.namespace = validate_namespace(namespace)
         self.view = ElectionView(session.client, self.name, namespace=self.namespace)
         self.prefix = self.view.prefix
+        with _prefixes_lock:
+            in_use = _prefixes_in_use.setdefault(session, set())
+            if self.prefix in in_use:
+                raise ConfigurationError(
+                    f"this session already has an election {self.name!r} in namespace "
+                    f"{self.namespace!r}: a session holds one candidate key per election, so "
+                    "keep using that election object, or open another session for a second "
+                    "candidate"
+                )
+            in_use.add(self.prefix)
         self.identity = identity
         self._client = session.client
         self._lock = asyncio.Lock()
@@ -178,6 +204,7 @@ class AsyncElection:
         self._on_session_lost: Callable[[str], Any] | None = None  # the current term's
         self._guard: asyncio.Task[None] | None = None
         self._guards: set[asyncio.Task[None]] = set()  # guards not yet finished, old ones too
+        self._campaigning = False
 
     def __repr__(self) -> str:
         return f"<AsyncElection {self.prefix.decode()!r} leader={self.is_leader()}>"
@@ -229,20 +256,35 @@ class AsyncElection:
     async def campaign(self, value: KeyLike) -> Term:
         """Become leader: write our key, wait for every earlier candidate, then re-check.
 
-        Re-entrant: a second campaign on the same session adopts the existing key and updates
-        its value. If cancelled, the campaign deletes its key before the cancellation propagates.
+        One campaign at a time: campaign again once a term has ended (or a campaign failed or
+        was cancelled). If cancelled, the campaign deletes its key before the cancellation
+        propagates.
 
         :raises SessionLost: if the session ends while waiting (no phantom leadership).
         :raises CampaignFailed: if our key is deleted by someone else while waiting.
+        :raises RuntimeError: if this election is campaigning already or leads: to change the
+            leader's value use :meth:`proclaim`; to campaign again, :meth:`resign` first.
         """
         raw_value = as_bytes(value)
-        self.session.check()
+        if self._campaigning:
+            raise RuntimeError(
+                f"a campaign for {self.name!r} is already running on this election: await it "
+                "(a session has one candidate key per election)"
+            )
         if self.is_leader():
             assert self._term is not None
-            if self._term.value != raw_value:
-                await self.proclaim(raw_value)
-            assert self._term is not None
-            return self._term
+            raise RuntimeError(
+                f"this election already leads {self.name!r} (token {self._term.token}): use "
+                "proclaim() to change the value, or resign() before campaigning again"
+            )
+        self.session.check()
+        self._campaigning = True
+        try:
+            return await self._campaign(raw_value)
+        finally:
+            self._campaigning = False
+
+    async def _campaign(self, raw_value: bytes) -> Term:
         key = candidate_key(self.namespace, self.name, self.session.lease_id)
         started = _clock.now()
         log.info(

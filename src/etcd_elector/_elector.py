@@ -4,6 +4,10 @@ Each term: campaign, call ``work(term)``, and wait for whichever comes first: th
 (resign, fast handoff), leadership is lost (cancel the work at once; the loss fires at the
 session's local deadline, before etcd can elect anyone else), or the elector is closed.
 ``on_lost`` is called exactly once for every term that was elected.
+
+Work that notices the loss itself (``term.check()`` raising ``LeadershipLost`` after the process
+was paused past its deadline, before the session's own timer has run) ends the term the same
+way: the loss, not a failure of the work.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import inspect
 import logging
+import signal
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,6 +30,7 @@ from ._election import AsyncElection, Term
 from ._errors import (
     CampaignFailed,
     EtcdElectorError,
+    LeadershipError,
     LeadershipLost,
     SessionLost,
     TransportError,
@@ -32,7 +39,8 @@ from ._identity import default_identity
 from ._keys import KeyLike, as_bytes
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ._repeats import RepeatThrottle
-from ._session import AsyncSession, validate_timing
+from ._session import AsyncSession, LossReason, validate_timing
+from ._stop_signals import StopSignals
 from ._view import ElectionView, LeaderInfo
 
 if TYPE_CHECKING:
@@ -85,9 +93,12 @@ class AsyncElector:
     :param ttl: session TTL in whole seconds (default 10).
     :param margin: safety margin in seconds (default 15% of the TTL, at least 0.5 s).
     :param requeue: campaign again after each term (default) or return after one.
-    :param on_elected: ``on_elected(term)``, sync or async.
+    :param on_elected: ``on_elected(term)``, sync or async, before the work starts. If it
+        raises, the term ends as if the work had raised: we resign and ``run()`` raises it.
     :param on_lost: ``on_lost(term, reason)``, sync or async; exactly once per elected term.
-    :param on_leader_change: ``on_leader_change(leader_or_None)`` for every change seen.
+        An error in it is logged, and the elector goes on.
+    :param on_leader_change: ``on_leader_change(leader_or_None)`` for every change seen. An
+        error in it is logged, and the elector goes on.
     :param stop_on: error classes that end ``run()`` instead of being ridden out. Errors that
         retrying cannot cure (``retriable`` is false: credentials, permissions, a request etcd
         refuses, such as a value over its size limit) always end it; the others (etcd down,
@@ -130,10 +141,14 @@ class AsyncElector:
         self._election: AsyncElection | None = None
         self._state = ElectorState.IDLE
         self._subscribers: list[asyncio.Queue[ElectorEvent]] = []
-        self._closing: asyncio.Event | None = None
+        self._started = False
+        self._closing = asyncio.Event()  # set: stop the work, resign, return from run()
+        self._closed = False
         self._running = False
-        self._run_finished: asyncio.Event | None = None
+        self._run_finished = asyncio.Event()
+        self._run_finished.set()
         self._observer: asyncio.Task[None] | None = None
+        self._stop_signals: StopSignals | None = None
         self._backoff = Backoff(*backoff)
         self.stop_on = stop_on
         self._failures = RepeatThrottle()
@@ -189,10 +204,8 @@ class AsyncElector:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> AsyncElector:
-        if self._closing is None:
-            self._closing = asyncio.Event()
-            self._run_finished = asyncio.Event()
-            self._run_finished.set()
+        if not self._started and not self._closed:
+            self._started = True
             if self.on_leader_change is not None:
                 self._observer = asyncio.get_running_loop().create_task(
                     self._watch_leader(), name=f"etcd-elector-observe-{self.name}"
@@ -211,9 +224,8 @@ class AsyncElector:
         await self.close()
 
     async def close(self) -> None:
-        """Stop the work, resign (the next candidate takes over at once), close the session."""
-        await self.start()
-        assert self._closing is not None and self._run_finished is not None
+        """Stop the work, resign (the next candidate takes over at once), close the session.
+        Idempotent; a closed elector cannot run again."""
         self._closing.set()
         await self._run_finished.wait()
         observer, self._observer = self._observer, None
@@ -222,22 +234,81 @@ class AsyncElector:
             with contextlib.suppress(asyncio.CancelledError):
                 await observer
         await self._close_sessions()
+        self._closed = True
+        self._restore_signals()
         if self._state is not ElectorState.STOPPED:
             self._publish(ElectorEvent(ElectorState.STOPPED))
+
+    def stop_on_signals(self) -> None:
+        """Stop cleanly on SIGTERM (docker stop, systemd, Kubernetes) and SIGINT (Ctrl-C)::
+
+            async with client.elector("scheduler") as elector:
+                elector.stop_on_signals()
+                await elector.run(schedule_jobs)  # returns None once a signal came
+
+        The work is cancelled, the elector resigns (the next candidate takes over within a
+        round trip) and ``run()`` returns ``None``: no ``KeyboardInterrupt``, no traceback. A
+        signal that comes again while stopping is ignored, so the resign still happens. Once
+        ``run()`` has returned after a stop (or at ``close()``), the previous handlers are back.
+        Call it from the main thread, inside the running event loop.
+
+        :raises RuntimeError: outside the main thread or outside a running event loop.
+        """
+        if self._stop_signals is None:
+            signals = StopSignals(asyncio.get_running_loop(), self._stop_on_signal)
+            signals.install()
+            self._stop_signals = signals
+
+    def _restore_signals(self) -> None:
+        """Give SIGTERM and SIGINT back, once stopping is over: until then, a signal that comes
+        again must not cut the resign short."""
+        signals, self._stop_signals = self._stop_signals, None
+        if signals is not None:
+            signals.restore()
+
+    def _stop_on_signal(self, signum: int) -> None:
+        """On the loop: a stop signal came (from either twin's handler)."""
+        name = signal.Signals(signum).name
+        fields = {"election": self.name, "identity": self._identity, "signal": name}
+        if self._closing.is_set():
+            log.info("%s again election=%s: already stopping", name, self.name, extra=fields)
+            return
+        log.info(
+            "%s: stopping election=%s identity=%s (the work stops, then we resign)",
+            name,
+            self.name,
+            self._identity,
+            extra=fields,
+        )
+        self._closing.set()
 
     # -- the loop --------------------------------------------------------------------------------
 
     async def run(self, work: Work) -> Any:
         """Campaign, run ``work(term)`` while leader, and repeat (with ``requeue``).
 
-        Returns when the elector is closed, or after one term with ``requeue=False`` (the
-        work's result). Cancelling ``run`` stops the work and resigns.
+        ``work`` is an async function (``async def work(term): ...``): it runs on the event
+        loop, which also keeps the session alive, and is cancelled the moment the term ends. A
+        loss that the work notices first (``term.check()`` raising ``LeadershipLost``, or a call
+        to etcd failing in the outage that ended the term) ends the term like any loss, and the
+        elector campaigns again.
+
+        Returns ``None`` when the elector is closed or stopped by a signal (see
+        :meth:`stop_on_signals`), or after one term with ``requeue=False`` (the work's
+        result). Cancelling ``run`` stops the work and resigns.
 
         :raises LeadershipLost: with ``requeue=False``, if the term ended before work returned.
-        :raises Exception: whatever ``work`` raised (after resigning).
+        :raises TypeError: if ``work`` is a plain function: make it ``async def``, or use the
+            blocking :class:`Elector`, which calls plain functions in your thread.
+        :raises RuntimeError: if the elector is closed, or ``run()`` is already active on it.
+        :raises Exception: whatever ``work`` or ``on_elected`` raised (after resigning).
         """
+        _refuse_plain_function(work)
+        if self._closed:
+            raise RuntimeError(
+                f"the elector for {self.name!r} is closed: make a new one with client.elector()"
+            )
         await self.start()
-        assert self._closing is not None and self._run_finished is not None
         if self._running:
             raise RuntimeError("run() is already active on this elector")
         self._running = True
@@ -251,20 +322,24 @@ class AsyncElector:
                 if not self.requeue:
                     if done:
                         return result
+                    if self._closing.is_set():
+                        return None
+                    reason = term.end_reason or LossReason.DEADLINE
                     raise LeadershipLost(
-                        f"leadership of {self.name!r} ended before the work finished",
-                        reason="lost",
+                        f"leadership of {self.name!r} ended ({reason}) before the work finished",
+                        reason=reason,
                     )
             return None
         finally:
             self._running = False
             await self._close_sessions()
+            if self._closing.is_set():
+                self._restore_signals()  # stopped and resigned: a further signal is not ours
             self._run_finished.set()
             self._publish(ElectorEvent(ElectorState.IDLE))
 
     async def _campaign(self) -> Term | None:
         """One campaign attempt; ``None`` means try again (after a backoff) or closing."""
-        assert self._closing is not None
         session = await self._live_session()
         if session is None:
             return None
@@ -307,38 +382,50 @@ class AsyncElector:
 
     async def _lead(self, term: Term, work: Work) -> tuple[bool, Any]:
         """Run ``work`` for one term. Returns (work finished, its result)."""
-        assert self._closing is not None and self._election is not None
+        assert self._election is not None
         election = self._election
         self._publish(ElectorEvent(ElectorState.LEADING, term))
         reason = EndReason.CLOSED
         error: BaseException | None = None
         result: Any = None
         finished = False
-        work_task = asyncio.ensure_future(work(term))
+        ended: str | None = None
+        work_task: asyncio.Future[Any] | None = None
         lost = asyncio.ensure_future(election.wait_lost())
         closing = asyncio.ensure_future(self._closing.wait())
         try:
-            await self._call(self.on_elected, term)
-            await asyncio.wait({work_task, lost, closing}, return_when=asyncio.FIRST_COMPLETED)
-            if work_task.done():
-                finished = True
-                if work_task.cancelled():
-                    reason = EndReason.CLOSED
-                elif work_task.exception() is not None:
-                    error, reason = work_task.exception(), EndReason.WORK_FAILED
-                else:
-                    result, reason = work_task.result(), EndReason.WORK_DONE
-            if lost.done():
-                # The loss wins: work that returned together with it (threaded work returns
-                # when it sees term.lost) did not end the term, the loss did.
-                finished, reason = False, lost.result()
+            try:
+                await self._call(self.on_elected, term, propagate=True)
+            except Exception as exc:
+                error, reason = exc, EndReason.WORK_FAILED
+            else:
+                work_task = asyncio.ensure_future(_start_work(work, term))
+                await asyncio.wait({work_task, lost, closing}, return_when=asyncio.FIRST_COMPLETED)
+                ended = _end_seen(term, lost)
+                if work_task.done() and work_task.cancelled():
+                    finished = True  # the work cancelled itself: it is over, with no result
+                elif work_task.done():
+                    failure = work_task.exception()
+                    if failure is None:
+                        finished, result = True, work_task.result()
+                        reason = EndReason.WORK_DONE
+                    elif ended is None or not _part_of_the_loss(failure):
+                        error, reason = failure, EndReason.WORK_FAILED
+                    elif not isinstance(failure, LeadershipError):
+                        self._log_stop_error(failure)
+                if ended is not None:
+                    # The loss wins: work that returned together with it (threaded work returns
+                    # when it sees term.lost), or raised because it saw it first (term.check()
+                    # after a pause, a call to etcd failing in the outage that ended the term),
+                    # did not end the term, the loss did.
+                    finished, reason = False, ended
         finally:
             # Stop the work first: leadership may already be gone.
-            await _cancel_and_wait(work_task)
-            term_already_over = lost.done() and not lost.cancelled()
+            if work_task is not None:
+                await _cancel_and_wait(work_task, self._log_stop_error)
             for helper in (lost, closing):
                 helper.cancel()
-            if not term_already_over:
+            if ended is None:
                 await asyncio.shield(self._resign(election))
             await self._call(self.on_lost, term, reason)
             self._publish(ElectorEvent(ElectorState.IDLE, term, reason))
@@ -362,6 +449,16 @@ class AsyncElector:
         if error is not None:
             raise error
         return finished, result
+
+    def _log_stop_error(self, error: BaseException) -> None:
+        """An error from work whose term was over, or that was being stopped: one line."""
+        log.warning(
+            "election=%s: the work raised %s as its term ended: %s",
+            self.name,
+            type(error).__name__,
+            error,
+            extra={"election": self.name, "identity": self._identity},
+        )
 
     async def _resign(self, election: AsyncElection) -> None:
         try:
@@ -412,7 +509,6 @@ class AsyncElector:
 
     async def _unless_closing(self, awaitable: Awaitable[Any]) -> Any:
         """Await ``awaitable`` unless the elector starts closing first (then ``None``)."""
-        assert self._closing is not None
         task = asyncio.ensure_future(awaitable)
         closing = asyncio.ensure_future(self._closing.wait())
         try:
@@ -420,7 +516,7 @@ class AsyncElector:
         finally:
             closing.cancel()
             if not task.done():
-                await _cancel_and_wait(task)
+                await _cancel_and_wait(task, self._log_stop_error)
         if task.cancelled():
             return None
         result = task.result()
@@ -431,7 +527,6 @@ class AsyncElector:
 
     async def _pause(self) -> None:
         """Jittered exponential backoff, cut short by closing."""
-        assert self._closing is not None
         delay = self._backoff.next()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), delay)
@@ -463,7 +558,7 @@ class AsyncElector:
         for queue in self._subscribers:
             queue.put_nowait(event)
 
-    async def _call(self, callback: Callback | None, *args: Any) -> None:
+    async def _call(self, callback: Callback | None, *args: Any, propagate: bool = False) -> None:
         if callback is None:
             return
         try:
@@ -473,6 +568,8 @@ class AsyncElector:
         except asyncio.CancelledError:
             raise
         except Exception:
+            if propagate:
+                raise
             log.exception(
                 "elector callback %r failed election=%s",
                 callback,
@@ -486,8 +583,76 @@ def _quiet_note(quiet: int) -> str:
     return f" (failed {quiet} more times since the last warning)" if quiet else ""
 
 
-async def _cancel_and_wait(task: asyncio.Future[Any]) -> None:
-    if not task.done():
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
+def _end_seen(term: Term, lost: asyncio.Future[str]) -> str | None:
+    """Why ``term`` is over, or ``None`` while it holds. Computed, not only remembered: after a
+    pause the work may see the deadline passed before the session's timer has said so."""
+    if lost.done() and not lost.cancelled():
+        return lost.result()
+    if term.is_leader():
+        return None
+    return term.end_reason or LossReason.DEADLINE
+
+
+_PLAIN_WORK = (
+    "work must be an async function (async def {name}(term): ...): the elector awaits it on "
+    "its event loop, where a plain function would stop keepalives until it returns. For "
+    "threaded work use the blocking Elector (Client(...).elector(...)), which calls plain "
+    "functions in your thread."
+)
+
+
+def _refuse_plain_function(work: Any) -> None:
+    """Refuse a ``def`` function before it runs: on the loop it would block the keepalives.
+
+    Lambdas, decorated async functions and builtins are let through (they may return an
+    awaitable); what they return is checked when they are called.
+    """
+    target = work
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not callable(target):
+        raise TypeError(f"work must be callable, got {type(work).__name__}")
+    name = getattr(target, "__name__", "work")
+    if not (inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(target)):
+        name = f"{type(target).__name__}.__call__"
+        target = type(target).__call__  # a callable object: judge its __call__
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(inspect.unwrap(target)):
+        return
+    if (inspect.isfunction(target) or inspect.ismethod(target)) and name != "<lambda>":
+        raise TypeError(_PLAIN_WORK.format(name=name))
+
+
+async def _start_work(work: Work, term: Term) -> Any:
+    outcome = work(term)
+    if not inspect.isawaitable(outcome):
+        raise TypeError(_PLAIN_WORK.format(name=getattr(work, "__name__", "work")))
+    return await outcome
+
+
+def _part_of_the_loss(error: BaseException) -> bool:
+    """Whether work that raised ``error`` once its term was over failed because of that end:
+    it saw it (``LeadershipError``), or etcd went out of reach, which also ended the term."""
+    if isinstance(error, EtcdElectorError) and not error.retriable:
+        return False
+    return isinstance(error, LeadershipError | TransportError)
+
+
+async def _cancel_and_wait(
+    task: asyncio.Future[Any], report: Callable[[BaseException], None]
+) -> None:
+    """Cancel ``task`` and wait until it is over. An error it raises on its way out is
+    reported, not lost (one about the term ending is expected: the work saw the end it is
+    stopped for)."""
+    if task.done():
+        if not task.cancelled():
+            task.exception()  # the caller has read it; mark it retrieved
+        return
+    task.cancel()
+    try:
         await task
+    except asyncio.CancelledError:
+        pass
+    except LeadershipError:
+        pass
+    except Exception as exc:
+        report(exc)

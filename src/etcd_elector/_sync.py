@@ -9,11 +9,13 @@ running while your thread blocks. Objects may be shared between threads. Local c
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +29,7 @@ from ._observe import ObservationEvent
 from ._portal import Portal, SyncIterator
 from ._secret import Secret
 from ._session import AsyncSession, SessionState
+from ._stop_signals import StopSignals
 from ._txn import Compare, Op
 from ._types import (
     DeleteResult,
@@ -95,7 +98,7 @@ class Client:
             token_file=token_file,
         )
         self.portal = Portal()
-        self.portal.call(self.aio.open())
+        self.portal.call(self.aio.open)
 
     @property
     def config(self) -> ClientConfig:
@@ -111,7 +114,7 @@ class Client:
         if self.portal.closed:
             return
         try:
-            self.portal.call(self.aio.close())
+            self.portal.call(self.aio.close)
         finally:
             self.portal.close()
 
@@ -131,16 +134,16 @@ class Client:
 
     # KV
     def get(self, key: KeyLike, **options: Any) -> GetResult:
-        return self.portal.call(self.aio.get(key, **options))
+        return self.portal.call(partial(self.aio.get, key, **options))
 
     def get_prefix(self, prefix: KeyLike, **options: Any) -> RangeResult:
-        return self.portal.call(self.aio.get_prefix(prefix, **options))
+        return self.portal.call(partial(self.aio.get_prefix, prefix, **options))
 
     def put(self, key: KeyLike, value: KeyLike, **options: Any) -> PutResult:
-        return self.portal.call(self.aio.put(key, value, **options))
+        return self.portal.call(partial(self.aio.put, key, value, **options))
 
     def delete(self, key: KeyLike, **options: Any) -> DeleteResult:
-        return self.portal.call(self.aio.delete(key, **options))
+        return self.portal.call(partial(self.aio.delete, key, **options))
 
     def txn(
         self,
@@ -150,10 +153,10 @@ class Client:
         *,
         timeout: float | None = None,
     ) -> TxnResult:
-        return self.portal.call(self.aio.txn(compares, success, failure, timeout=timeout))
+        return self.portal.call(partial(self.aio.txn, compares, success, failure, timeout=timeout))
 
     def compact(self, revision: int, **options: Any) -> None:
-        self.portal.call(self.aio.compact(revision, **options))
+        self.portal.call(partial(self.aio.compact, revision, **options))
 
     def watch(self, key: KeyLike, **options: Any) -> Watch:
         """``with client.watch(key) as w: for batch in w: ...``; see :meth:`AsyncClient.watch`."""
@@ -161,16 +164,16 @@ class Client:
 
     # leases
     def lease_grant(self, ttl: float, **options: Any) -> Lease:
-        return self.portal.call(self.aio.lease_grant(ttl, **options))
+        return self.portal.call(partial(self.aio.lease_grant, ttl, **options))
 
     def lease_revoke(self, lease_id: int, **options: Any) -> None:
-        self.portal.call(self.aio.lease_revoke(lease_id, **options))
+        self.portal.call(partial(self.aio.lease_revoke, lease_id, **options))
 
     def lease_time_to_live(self, lease_id: int, **options: Any) -> LeaseInfo:
-        return self.portal.call(self.aio.lease_time_to_live(lease_id, **options))
+        return self.portal.call(partial(self.aio.lease_time_to_live, lease_id, **options))
 
     def lease_list(self, **options: Any) -> tuple[int, ...]:
-        return self.portal.call(self.aio.lease_list(**options))
+        return self.portal.call(partial(self.aio.lease_list, **options))
 
     def lease_keepalive_once(
         self, lease_id: int, *, timeout: float | None = None
@@ -181,14 +184,14 @@ class Client:
             async with self.aio.lease_keepalive(lease_id) as stream:
                 return await stream.ping(timeout)
 
-        return self.portal.call(once())
+        return self.portal.call(once)
 
     # cluster
     def status(self, endpoint: str | None = None, **options: Any) -> Status:
-        return self.portal.call(self.aio.status(endpoint, **options))
+        return self.portal.call(partial(self.aio.status, endpoint, **options))
 
     def member_list(self, **options: Any) -> tuple[Member, ...]:
-        return self.portal.call(self.aio.member_list(**options))
+        return self.portal.call(partial(self.aio.member_list, **options))
 
     # election entry points
     def session(self, ttl: float = 10.0, **options: Any) -> Session:
@@ -212,11 +215,11 @@ class Watch:
         self._iterator = SyncIterator(portal, watch)
 
     def __enter__(self) -> Watch:
-        self._portal.call(self.aio.__aenter__())
+        self._portal.call(self.aio.__aenter__)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._portal.call(self.aio.cancel())
+        self._portal.call(self.aio.cancel)
 
     def __iter__(self) -> Watch:
         return self
@@ -237,7 +240,7 @@ class Session:
 
         :raises ConnectionFailed: if etcd cannot be reached.
         """
-        self.client.portal.call(self.aio.start())
+        self.client.portal.call(self.aio.start)
         return self
 
     def __enter__(self) -> Session:
@@ -249,11 +252,11 @@ class Session:
     def close(self) -> None:
         """Stop keepalives and revoke the lease. Idempotent."""
         if not self.client.portal.closed:
-            self.client.portal.call(self.aio.close())
+            self.client.portal.call(self.aio.close)
 
     def orphan(self) -> None:
         """Stop keepalives, leave the lease to expire."""
-        self.client.portal.call(self.aio.orphan())
+        self.client.portal.call(self.aio.orphan)
 
     @property
     def lease_id(self) -> int:
@@ -286,7 +289,7 @@ class Session:
 
     def wait_lost(self, timeout: float | None = None) -> str:
         """Block until the session ends; return the reason."""
-        return self.client.portal.call(self.aio.wait_lost(), timeout, what="waiting for loss")
+        return self.client.portal.call(self.aio.wait_lost, timeout=timeout, what="waiting for loss")
 
     def election(self, name: str, **options: Any) -> Election:
         """An election on this session; see :class:`AsyncElection` for the options.
@@ -308,11 +311,11 @@ class ElectionView:
 
     def leader(self) -> LeaderInfo | None:
         """The current leader, read linearizably, or ``None`` if nobody leads."""
-        return self._portal.call(self.aio.leader())
+        return self._portal.call(self.aio.leader)
 
     def candidates(self) -> tuple[LeaderInfo, ...]:
         """Every candidate in election order (the leader first)."""
-        return self._portal.call(self.aio.candidates())
+        return self._portal.call(self.aio.candidates)
 
     def observe(self, timeout: float | None = None) -> SyncIterator[LeaderInfo | None]:
         """Leader changes as a plain iterator (current leader first); ``timeout`` per item."""
@@ -338,22 +341,22 @@ class Election:
     def campaign(self, value: KeyLike, *, timeout: float | None = None) -> Term:
         """Block until elected. With ``timeout``, give up (deleting our key) and raise
         ``RequestTimeout``."""
-        return self._portal.call(self.aio.campaign(value), timeout, what="the campaign")
+        return self._portal.call(self.aio.campaign, value, timeout=timeout, what="the campaign")
 
     def proclaim(self, value: KeyLike, *, timeout: float | None = None) -> None:
         """Change the leader's value without an election.
 
         :raises NotLeader: if we do not lead. :raises LeadershipLost: if our key is gone.
         """
-        self._portal.call(self.aio.proclaim(value), timeout, what="proclaim")
+        self._portal.call(self.aio.proclaim, value, timeout=timeout, what="proclaim")
 
     def resign(self, *, timeout: float | None = None) -> None:
         """Give up leadership (or candidacy): the next candidate takes over at once."""
-        self._portal.call(self.aio.resign(), timeout, what="resign")
+        self._portal.call(self.aio.resign, timeout=timeout, what="resign")
 
     def leader(self, *, timeout: float | None = None) -> LeaderInfo | None:
         """The current leader, read linearizably, or ``None`` if nobody leads."""
-        return self._portal.call(self.aio.leader(), timeout)
+        return self._portal.call(self.aio.leader, timeout=timeout)
 
     def observe(self, timeout: float | None = None) -> SyncIterator[LeaderInfo | None]:
         """Leader changes as a plain iterator (current leader first); ``timeout`` per item."""
@@ -375,7 +378,7 @@ class Election:
 
     def verify(self, *, timeout: float | None = None) -> bool:
         """Prove with a linearizable read that our key still leads; end the term if not."""
-        return self._portal.call(self.aio.verify(), timeout)
+        return self._portal.call(self.aio.verify, timeout=timeout)
 
     def txn(
         self,
@@ -393,11 +396,11 @@ class Election:
         :raises LeadershipLost: if etcd shows our term is over (the term ends locally too).
         :raises AmbiguousResult: if the outcome is unknown: re-read, never retry blindly.
         """
-        return self._portal.call(self.aio.txn(compares, on_success, on_failure), timeout)
+        return self._portal.call(self.aio.txn, compares, on_success, on_failure, timeout=timeout)
 
     def wait_lost(self, timeout: float | None = None) -> str:
         """Block until the current term ends; return the reason."""
-        return self._portal.call(self.aio.wait_lost(), timeout, what="waiting for loss")
+        return self._portal.call(self.aio.wait_lost, timeout=timeout, what="waiting for loss")
 
 
 class Elector:
@@ -408,16 +411,21 @@ class Elector:
     turns false: check one of them (or call ``term.check()``, which raises ``LeadershipLost``)
     before each unit of work. The elector waits for ``work`` to return before campaigning
     again. For work that must be killed on loss, run it as a process under
-    ``etcd-elector run``. Callbacks run on the client's event loop thread: keep them short.
+    ``etcd-elector run``.
+
+    Callbacks run on the client's event loop thread: keep them short, and use the async API
+    there (``client.aio``); the blocking API refuses to run on that thread, and the error
+    ends the term (from ``on_elected``, ``run()`` raises it) or is logged (the others).
     """
 
     def __init__(self, client: Client, elector: AsyncElector) -> None:
         self.client = client
         self.aio = elector
         self._portal = client.portal
+        self._stop_signals: StopSignals | None = None
 
     def __enter__(self) -> Elector:
-        self._portal.call(self.aio.start())
+        self._portal.call(self.aio.start)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -426,7 +434,34 @@ class Elector:
     def close(self) -> None:
         """Stop, resign and close the session. Idempotent."""
         if not self._portal.closed:
-            self._portal.call(self.aio.close())
+            self._portal.call(self.aio.close)
+        self._restore_signals()
+
+    def _restore_signals(self) -> None:
+        signals, self._stop_signals = self._stop_signals, None
+        if signals is not None:
+            signals.restore()
+
+    def stop_on_signals(self) -> None:
+        """Stop cleanly on SIGTERM (docker stop, systemd, Kubernetes) and SIGINT (Ctrl-C)::
+
+            with client.elector("scheduler") as elector:
+                elector.stop_on_signals()
+                elector.run(schedule_jobs)  # returns None once a signal came
+
+        ``term.lost`` is set, the elector waits for the work to return, resigns (the next
+        candidate takes over within a round trip) and ``run()`` returns ``None``: no
+        ``KeyboardInterrupt``, no traceback. A signal that comes again while stopping is
+        ignored, so the resign still happens. Once ``run()`` has returned after a stop (or at
+        ``close()``), the previous handlers are back. Call it from the main thread; ``run()``
+        may then block there.
+
+        :raises RuntimeError: outside the main thread.
+        """
+        if self._stop_signals is None:
+            signals = StopSignals(self._portal.loop, self.aio._stop_on_signal)
+            signals.install()
+            self._stop_signals = signals
 
     def is_leader(self) -> bool:
         """Local, no I/O: true only while a term holds and the session deadline has not passed."""
@@ -444,14 +479,26 @@ class Elector:
 
     def leader(self) -> LeaderInfo | None:
         """The current leader of the election (a linearizable read)."""
-        return self._portal.call(self.aio.leader())
+        return self._portal.call(self.aio.leader)
 
     def run(self, work: Callable[[Term], Any]) -> Any:
         """Campaign and call ``work(term)`` in this thread while leader; see the class docs.
 
+        Work that raises ``LeadershipLost`` (``term.check()``) because its term is over ends
+        the term like any loss, and the elector campaigns again. Returns ``None`` when the
+        elector is closed or stopped by a signal, or the work's result with ``requeue=False``.
+
         :raises LeadershipLost: with ``requeue=False``, if the term ended before work returned.
-        :raises Exception: whatever ``work`` raised (after resigning).
+        :raises TypeError: if ``work`` is an async function: use :class:`AsyncElector`.
+        :raises RuntimeError: if the elector is closed, or ``run()`` is already active on it.
+        :raises Exception: whatever ``work`` or ``on_elected`` raised (after resigning).
         """
+        if _is_async_function(work):
+            raise TypeError(
+                "work is an async function: the blocking Elector calls work(term) in your "
+                "thread and cannot await it. Use AsyncElector (AsyncClient(...).elector(...)), "
+                "or make work a plain function"
+            )
         handoff: queue.Queue[tuple[Term, asyncio.Future[Any]] | None] = queue.Queue()
         loop = self._portal.loop
 
@@ -466,6 +513,9 @@ class Elector:
                 term._state.end(EndReason.CLOSED)
                 if not done.done():
                     await asyncio.wait([done])
+                failure = None if done.cancelled() else done.exception()
+                if failure is not None:
+                    raise failure from None  # what the work raised while stopping, not lost
                 raise
 
         finished = threading.Event()
@@ -477,7 +527,7 @@ class Elector:
                 finished.set()
                 handoff.put(None)
 
-        runner = self._portal.submit(run_and_signal())
+        runner = self._portal.submit(run_and_signal)
         try:
             while True:
                 item = handoff.get()
@@ -496,6 +546,14 @@ class Elector:
             if not finished.is_set():
                 runner.cancel()
                 finished.wait(30)  # the run loop stops the term, resigns, closes its session
+            if self.aio._closing.is_set():
+                self._restore_signals()  # stopped and resigned: a further signal is not ours
+
+
+def _is_async_function(function: Any) -> bool:
+    while isinstance(function, partial):
+        function = function.func
+    return inspect.iscoroutinefunction(function)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
