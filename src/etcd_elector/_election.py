@@ -49,9 +49,11 @@ from ._names import (
     validate_namespace,
 )
 from ._session import LossReason
+from ._tasks import Stopped, cancel_all, first_result, unless
 from ._txn import Compare, Op
 from ._types import KeyValue, RangeResult, TxnResult
 from ._view import ElectionView, LeaderInfo
+from ._watch import Watch
 
 if TYPE_CHECKING:
     from ._session import AsyncSession
@@ -547,25 +549,12 @@ class AsyncElection:
                 )
                 await backoff.sleep()
 
-    async def _until_session_lost(self, awaitable: Any) -> Any:
+    async def _until_session_lost(self, awaitable: Awaitable[T]) -> T:
         """Run ``awaitable``; if the session ends first, cancel it and raise ``SessionLost``."""
-        task = asyncio.ensure_future(awaitable)
-        loss = asyncio.ensure_future(self.session.wait_lost())
-        try:
-            await asyncio.wait([task, loss], return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            task.cancel()
-            loss.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-            raise
-        if task.done():
-            loss.cancel()
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        reason = loss.result()
+        outcome = await unless(awaitable, self.session.wait_lost())
+        if not isinstance(outcome, Stopped):
+            return outcome
+        reason = outcome.value
         raise SessionLost(
             f"session lease {self.session.lease_id:x} ended ({reason}) during the campaign "
             f"for {self.name!r}",
@@ -847,28 +836,16 @@ class AsyncElection:
     async def _stop_guards(self) -> None:
         """Cancel every guard and wait until each has unwound: a guard's watch is cancelled
         at etcd on its way out, so a campaign cycle leaves no watch behind."""
-        guards = [g for g in self._guards if g is not asyncio.current_task()]
-        for guard in guards:
-            guard.cancel()
-        if guards:
-            await asyncio.wait(guards)
+        await cancel_all(g for g in self._guards if g is not asyncio.current_task())
 
 
-async def _first_event_key(watches: Sequence[Any]) -> bytes:
+async def _first_event_key(watches: Sequence[Watch]) -> bytes:
     """Wait for the first event on any of ``watches``; return its key."""
 
-    async def first(watch: Any) -> bytes:
+    async def first(watch: Watch) -> bytes:
         async for batch in watch:
             if batch.events:
-                key: bytes = batch.events[0].kv.key
-                return key
+                return batch.events[0].kv.key
         raise WatchError("watch ended")
 
-    tasks = [asyncio.ensure_future(first(w)) for w in watches]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        return next(iter(done)).result()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    return await first_result(*(first(watch) for watch in watches))

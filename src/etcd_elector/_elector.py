@@ -22,7 +22,7 @@ import signal
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._backoff import Backoff
 from ._bounded import bounded
@@ -41,6 +41,7 @@ from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ._repeats import RepeatThrottle
 from ._session import AsyncSession, LossReason, validate_timing
 from ._stop_signals import StopSignals
+from ._tasks import Stopped, cancel_and_wait, shielded, unless, wait_first
 from ._view import ElectionView, LeaderInfo
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncElector", "ElectorEvent", "ElectorState", "Work"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Work = Callable[[Term], Awaitable[Any]]
 Callback = Callable[..., Any]
@@ -229,10 +232,8 @@ class AsyncElector:
         self._closing.set()
         await self._run_finished.wait()
         observer, self._observer = self._observer, None
-        if observer is not None:
-            observer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await observer
+        if observer is not None and (error := await cancel_and_wait(observer)) is not None:
+            raise error
         await self._close_sessions()
         self._closed = True
         self._restore_signals()
@@ -400,7 +401,7 @@ class AsyncElector:
                 error, reason = exc, EndReason.WORK_FAILED
             else:
                 work_task = asyncio.ensure_future(_start_work(work, term))
-                await asyncio.wait({work_task, lost, closing}, return_when=asyncio.FIRST_COMPLETED)
+                await wait_first(work_task, lost, closing)
                 ended = _end_seen(term, lost)
                 if work_task.done() and work_task.cancelled():
                     finished = True  # the work cancelled itself: it is over, with no result
@@ -420,35 +421,53 @@ class AsyncElector:
                     # did not end the term, the loss did.
                     finished, reason = False, ended
         finally:
-            # Stop the work first: leadership may already be gone.
-            if work_task is not None:
-                await _cancel_and_wait(work_task, self._log_stop_error)
-            for helper in (lost, closing):
-                helper.cancel()
-            if ended is None:
-                await asyncio.shield(self._resign(election))
-            await self._call(self.on_lost, term, reason)
-            self._publish(ElectorEvent(ElectorState.IDLE, term, reason))
-            log.info(
-                "term over election=%s key=%s lease=%x token=%d identity=%s reason=%s",
-                self.name,
-                bounded(term.key),
-                term.lease_id,
-                term.token,
-                self._identity,
-                reason,
-                extra={
-                    "election": self.name,
-                    "key": bounded(term.key),
-                    "lease": term.lease_hex,
-                    "token": term.token,
-                    "identity": self._identity,
-                    "reason": reason,
-                },
+            # Runs to its end even if run() is cancelled meanwhile: the work stops, we resign
+            # and on_lost is called, then the cancellation goes on.
+            await shielded(
+                self._end_term(election, term, work_task, (lost, closing), reason, ended)
             )
         if error is not None:
             raise error
         return finished, result
+
+    async def _end_term(
+        self,
+        election: AsyncElection,
+        term: Term,
+        work_task: asyncio.Future[Any] | None,
+        helpers: tuple[asyncio.Future[Any], ...],
+        reason: str,
+        ended: str | None,
+    ) -> None:
+        """Stop the work (leadership may already be gone), resign unless the term was lost,
+        and report the end."""
+        if work_task is not None:
+            failure = await cancel_and_wait(work_task)
+            if failure is not None and not isinstance(failure, LeadershipError):
+                self._log_stop_error(failure)  # one about the term ending is expected
+        for helper in helpers:
+            await cancel_and_wait(helper)
+        if ended is None:
+            await self._resign(election)
+        await self._call(self.on_lost, term, reason)
+        self._publish(ElectorEvent(ElectorState.IDLE, term, reason))
+        log.info(
+            "term over election=%s key=%s lease=%x token=%d identity=%s reason=%s",
+            self.name,
+            bounded(term.key),
+            term.lease_id,
+            term.token,
+            self._identity,
+            reason,
+            extra={
+                "election": self.name,
+                "key": bounded(term.key),
+                "lease": term.lease_hex,
+                "token": term.token,
+                "identity": self._identity,
+                "reason": reason,
+            },
+        )
 
     def _log_stop_error(self, error: BaseException) -> None:
         """An error from work whose term was over, or that was being stopped: one line."""
@@ -507,23 +526,17 @@ class AsyncElector:
         self._session = session
         return session
 
-    async def _unless_closing(self, awaitable: Awaitable[Any]) -> Any:
+    async def _unless_closing(self, awaitable: Awaitable[T]) -> T | None:
         """Await ``awaitable`` unless the elector starts closing first (then ``None``)."""
-        task = asyncio.ensure_future(awaitable)
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closing.cancel()
-            if not task.done():
-                await _cancel_and_wait(task, self._log_stop_error)
-        if task.cancelled():
+        outcome = await unless(awaitable, self._closing.wait())
+        if isinstance(outcome, Stopped):
+            if outcome.error is not None and not isinstance(outcome.error, LeadershipError):
+                self._log_stop_error(outcome.error)
             return None
-        result = task.result()
-        if self._closing.is_set() and isinstance(result, AsyncSession):
-            await result.close()
+        if self._closing.is_set() and isinstance(outcome, AsyncSession):
+            await outcome.close()
             return None
-        return result
+        return outcome
 
     async def _pause(self) -> None:
         """Jittered exponential backoff, cut short by closing."""
@@ -635,24 +648,3 @@ def _part_of_the_loss(error: BaseException) -> bool:
     if isinstance(error, EtcdElectorError) and not error.retriable:
         return False
     return isinstance(error, LeadershipError | TransportError)
-
-
-async def _cancel_and_wait(
-    task: asyncio.Future[Any], report: Callable[[BaseException], None]
-) -> None:
-    """Cancel ``task`` and wait until it is over. An error it raises on its way out is
-    reported, not lost (one about the term ending is expected: the work saw the end it is
-    stopped for)."""
-    if task.done():
-        if not task.cancelled():
-            task.exception()  # the caller has read it; mark it retrieved
-        return
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    except LeadershipError:
-        pass
-    except Exception as exc:
-        report(exc)

@@ -25,6 +25,7 @@ from ._errors import (
     SessionLost,
     TransportError,
 )
+from ._tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
@@ -309,10 +310,8 @@ class AsyncSession:
         """
         await self._stop(LossReason.CLOSED)
         revoker, self._revoker = self._revoker, None
-        if revoker is not None:
-            revoker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await revoker
+        if revoker is not None and (error := await cancel_and_wait(revoker)) is not None:
+            raise error
         if self.lease_id and not self._revoked:
             await self._revoke(persistent=False)
 
@@ -331,9 +330,9 @@ class AsyncSession:
         self._state = SessionState.CLOSED
         keeper, self._keeper = self._keeper, None
         if keeper is not None and keeper is not asyncio.current_task():
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            error = await cancel_and_wait(keeper)
+            if error is not None:
+                raise error
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from ._portal import Portal, SyncIterator
 from ._secret import Secret
 from ._session import AsyncSession, SessionState
 from ._stop_signals import StopSignals
+from ._tasks import shielded
 from ._txn import Compare, Op
 from ._types import (
     DeleteResult,
@@ -511,8 +512,7 @@ class Elector:
                 # Leadership ended or the elector is closing: tell the thread through
                 # term.lost (a loss has set it already), then wait until its work returns.
                 term._state.end(EndReason.CLOSED)
-                if not done.done():
-                    await asyncio.wait([done])
+                await shielded(asyncio.wait([done]))
                 failure = None if done.cancelled() else done.exception()
                 if failure is not None:
                     raise failure from None  # what the work raised while stopping, not lost

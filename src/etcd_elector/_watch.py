@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,7 @@ from ._errors import (
     WatchCompacted,
 )
 from ._proto import rpc_pb2
+from ._tasks import cancel_all
 from ._types import Event, WatchBatch
 
 if TYPE_CHECKING:
@@ -465,9 +465,9 @@ class WatchHub:
         self._closed = True
         tasks = [t for t in (self._reader, self._monitor, self._writer) if t is not None]
         self._break(ConnectionFailed("the client was closed"))
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        errors = await cancel_all(tasks)
+        if errors:
+            raise errors[0]
 
 
 def _cancel_request(watch_id: int) -> rpc_pb2.WatchRequest:

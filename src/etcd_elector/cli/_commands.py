@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from .._election import Term
+from .._tasks import unless
 from ._connect import open_client, preflight
 from ._etcd_wait import reach_etcd, resolve_wait
 from ._exit import ExitCode, signal_code
@@ -60,19 +60,7 @@ async def observe(args: ParsedArgs, options: Options, printer: Printer) -> int:
                 if printer.broken:
                     return
 
-        watcher = asyncio.create_task(follow())
-        stop = asyncio.create_task(signals.wait())
-        try:
-            await asyncio.wait({watcher, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (watcher, stop):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({task})
-        if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
-            error = watcher.exception()
-            assert error is not None
-            raise error
+        await unless(follow(), signals.wait())  # what follow() raises goes on up
         if signals.received is not None:
             return signal_code(signals.received)
         return ExitCode.OK

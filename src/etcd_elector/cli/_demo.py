@@ -18,6 +18,7 @@ import tempfile
 from typing import TextIO
 
 from .._client import AsyncClient
+from .._tasks import cancel_and_wait, wait_first
 from ._demo_rounds import ELECTION, Demo, DemoFailed
 from ._demo_view import DemoView, summary_lines
 from ._exit import CliError, ExitCode, signal_code
@@ -58,9 +59,9 @@ async def demo(args: ParsedArgs, options: Options, printer: Printer) -> int:
     async with Signals() as signals:
         starting = asyncio.create_task(asyncio.to_thread(EtcdCluster.start, 1))
         stop = asyncio.create_task(signals.wait())
-        await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        await wait_first(starting, stop)
         if not starting.done():
-            await asyncio.wait({starting})
+            await wait_first(starting)
             if starting.exception() is None:
                 starting.result().close()
             return signal_code(signals.received or signal.SIGINT)
@@ -100,14 +101,11 @@ async def demo(args: ParsedArgs, options: Options, printer: Printer) -> int:
                         asyncio.create_task(state.redraw()),
                     ]
                 player = asyncio.create_task(_play(state))
-                await asyncio.wait({player, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if not player.done():
-                    player.cancel()
-                await asyncio.wait({player})
-                if not player.cancelled() and player.exception() is not None:
-                    error = player.exception()
+                await wait_first(player, stop)
+                error = await cancel_and_wait(player)
+                if error is not None:
                     if not isinstance(error, DemoFailed):
-                        raise error  # type: ignore[misc]
+                        raise error
                     failure = str(error)
                 await state.stop_all()
                 state.draw()

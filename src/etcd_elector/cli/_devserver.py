@@ -13,6 +13,7 @@ import logging
 import os
 from pathlib import Path
 
+from .._tasks import wait_first
 from ._devlayout import Layout, plan_layout, save_layout
 from ._exit import CliError, ExitCode, signal_code
 from ._options import Options
@@ -64,9 +65,9 @@ async def serve(args: ParsedArgs, options: Options, printer: Printer) -> int:
             )
         )
         stop = asyncio.create_task(signals.wait())
-        await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        await wait_first(starting, stop)
         if not starting.done():  # interrupted while starting: let it finish, then stop it
-            await asyncio.wait({starting})
+            await wait_first(starting)
             if starting.exception() is None:
                 starting.result().close()
             return signal_code(signals.received or 2)

@@ -10,7 +10,6 @@ two-leaders check, use it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -26,6 +25,7 @@ from .._health import HealthServer
 from .._history_guard import HistoryLoss
 from .._names import candidate_key
 from .._session import AsyncSession
+from .._tasks import cancel_all, cancel_and_wait, wait_first
 from ._exit import ExitCode, signal_code
 from ._observation import print_history_loss
 from ._options import Options
@@ -182,15 +182,12 @@ class Leadership:
         stop = asyncio.create_task(signals.wait())
         requested = asyncio.create_task(self._exit_requested.wait())
         try:
-            await asyncio.wait({runner, stop, requested}, return_when=asyncio.FIRST_COMPLETED)
+            await wait_first(runner, stop, requested)
         finally:
-            for helper in (stop, requested):
-                helper.cancel()
+            await cancel_all([stop, requested])
             await self.elector.close()
-            await asyncio.wait({runner})
-            reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporter
+            await wait_first(runner)
+            await cancel_and_wait(reporter)
             if health is not None:
                 health.close()
             self._stop_listening()

@@ -23,13 +23,14 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 from .. import _clock
 from .._election import Term
 from .._errors import ConfigurationError
 from .._session import AsyncSession, default_margin
+from .._tasks import finish, shielded
 from ._connect import open_client
 from ._durations import parse_duration
 from ._etcd_wait import reach_etcd, resolve_wait
@@ -214,7 +215,7 @@ class Supervisor:
         """Start the command and wait until its whole tree is gone; if the term ends first
         (we are cancelled), stop it, wait for that, and re-raise."""
         stdout = sys.stderr if self.printer.json_lines else None
-        starting = asyncio.ensure_future(
+        command, interrupted = await finish(
             WatchedCommand.start(
                 self.argv,
                 self._environment(term),
@@ -223,8 +224,6 @@ class Supervisor:
                 stdout=stdout,
             )
         )
-        cancelled = await _finish(starting)
-        command = starting.result()
         self.command, self._command_session = command, session
         command.set_deadline(session.deadline)  # it may have moved while the watchdog started
         if command.started:
@@ -233,8 +232,8 @@ class Supervisor:
             command, term, session, grace, REASONS.get(why, why)
         )
         try:
-            if cancelled:
-                raise asyncio.CancelledError
+            if interrupted is not None:
+                raise interrupted
             outcome = await command.finished()
         except asyncio.CancelledError:
             if self.signals.stopping:
@@ -245,7 +244,7 @@ class Supervisor:
                 reason = "term ended"
             self._report_stopping(command, term, session, grace, reason)
             command.stop()
-            outcome = await _uncancellable(command.finished())
+            outcome = await shielded(command.finished())
             self._report_exit(command, term, outcome)
             raise
         finally:
@@ -279,27 +278,6 @@ class Supervisor:
             sent=outcome.sent,
             killed=outcome.killed or None,
         )
-
-
-async def _finish(task: asyncio.Future[Any]) -> bool:
-    """Wait for ``task`` even if cancelled meanwhile; True if we were cancelled."""
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                break
-            cancelled = True
-    return cancelled
-
-
-async def _uncancellable(work: Awaitable[T]) -> T:
-    """Finish ``work`` even if cancelled again meanwhile (then re-raise at the end)."""
-    task = asyncio.ensure_future(work)
-    if await _finish(task):
-        raise asyncio.CancelledError
-    return task.result()
 
 
 async def run(args: ParsedArgs, options: Options, printer: Printer) -> int:
