@@ -5,6 +5,7 @@ prometheus-client everything is a no-op."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import sys
 import urllib.error
@@ -22,6 +23,7 @@ from etcd_elector import (
     AsyncClient,
     FencedResult,
     HealthServer,
+    MetricsSink,
     NoopMetrics,
     NotLeader,
     Op,
@@ -32,6 +34,7 @@ from etcd_elector import (
     get_metrics,
     set_metrics,
 )
+from etcd_elector._metrics import METHODS, _Guarded
 from etcd_elector._txn import Compare
 from etcd_elector.testing import EtcdMember, FaultProxy
 
@@ -258,3 +261,37 @@ async def test_the_documented_custom_sink_counts_terms(
         assert terms == {"documented": 1}
     finally:
         set_metrics(namespace.get("previous"))
+
+
+class Recorder:
+    """A sink that implements every method by hand, recording each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def __getattr__(self, method: str) -> Callable[..., None]:
+        if method not in METHODS:
+            raise AttributeError(method)
+        return lambda *args: self.calls.append((method, args))
+
+
+def test_the_interface_is_written_once_and_every_sink_implements_all_of_it() -> None:
+    """``MetricsSink`` is the one definition: ``NoopMetrics`` inherits it, and the guard the
+    library puts around an installed sink forwards every method of it, arguments and all."""
+    assert METHODS and set(METHODS) <= set(dir(MetricsSink))
+    for implementation in (NoopMetrics, PrometheusMetrics, _Guarded):
+        for method in METHODS:
+            ours = inspect.signature(getattr(implementation, method))
+            assert ours == inspect.signature(getattr(MetricsSink, method)), (implementation, method)
+    assert isinstance(NoopMetrics(), MetricsSink)
+    NoopMetrics().term_ended("e", "resigned", 1.0)  # does nothing, and is callable
+
+    recorder = Recorder()
+    guarded = _Guarded(recorder)
+    expected = []
+    for number, method in enumerate(METHODS):
+        arity = len(inspect.signature(getattr(MetricsSink, method)).parameters) - 1
+        args = tuple(f"{method}-{number}-{i}" for i in range(arity))
+        getattr(guarded, method)(*args)
+        expected.append((method, args))
+    assert recorder.calls == expected
