@@ -19,13 +19,13 @@ from etcd_elector import (
     AsyncSession,
     CampaignFailed,
     Compare,
+    EndReason,
     LeaderInfo,
     LeadershipLost,
     NotLeader,
     Op,
     SessionLost,
     Term,
-    TermEndReason,
     Watch,
     WatchBatch,
 )
@@ -243,18 +243,18 @@ async def test_term_end_is_signalled_with_its_reason(etcd_endpoint: str, etcd_pr
         term = await election.campaign("x")
         assert term.is_leader() and not term.lost.is_set()
         await election.resign()
-        assert await election.wait_lost() == TermEndReason.RESIGNED
-        assert not term.is_leader() and term.end_reason == TermEndReason.RESIGNED
-        assert ended == [(term.token, TermEndReason.RESIGNED)]
+        assert await election.wait_lost() == EndReason.RESIGNED
+        assert not term.is_leader() and term.end_reason == EndReason.RESIGNED
+        assert ended == [(term.token, EndReason.RESIGNED)]
 
         # Someone else deletes our key: the term ends at once, without a call from us.
         term2 = await election.campaign("x")
         assert term2.token > term.token
         await client.delete(term2.key)
         reason = await asyncio.wait_for(election.wait_lost(), WAIT_S)
-        assert reason == TermEndReason.KEY_DELETED
+        assert reason == EndReason.KEY_DELETED
         assert not election.is_leader()
-        assert ended[-1] == (term2.token, TermEndReason.KEY_DELETED)
+        assert ended[-1] == (term2.token, EndReason.KEY_DELETED)
         assert not await election.verify()
 
         # The session closing ends the term too.
@@ -405,10 +405,10 @@ async def test_fenced_txn_fails_once_the_term_is_over_at_etcd(
             assert a.is_leader(), "A should not have heard of its loss yet"
             with pytest.raises(LeadershipLost) as caught:
                 await a.txn([], [Op.put(fenced, "a2")])
-            assert caught.value.reason == TermEndReason.KEY_DELETED
+            assert caught.value.reason == EndReason.KEY_DELETED
             assert not a.is_leader()
             assert not term_a.is_leader() and term_a.lost.is_set()
-            assert term_a.end_reason == TermEndReason.KEY_DELETED
+            assert term_a.end_reason == EndReason.KEY_DELETED
             with pytest.raises(LeadershipLost):
                 term_a.check()
             assert term_b.is_leader()

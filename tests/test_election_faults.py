@@ -22,11 +22,10 @@ from helpers.election_kit import WAIT_S, Recorder, namespace_of, wait_until
 from etcd_elector import (
     AsyncClient,
     AsyncElection,
+    EndReason,
     GetResult,
     KeepAliveAnswer,
-    LossReason,
     Term,
-    TermEndReason,
     TransportError,
     _clock,
 )
@@ -109,7 +108,7 @@ async def zombie_trial(
             )
             assert waited.done(), f"trial {trial}: wait_lost() still waiting"
             assert waited.result() < term.elected_at
-            assert zombie_session.loss_reason == LossReason.DEADLINE
+            assert zombie_session.loss_reason == EndReason.DEADLINE
             assert successor.is_leader()
             return loss_stamps[0], term.elected_at
         finally:
@@ -244,7 +243,7 @@ async def test_paused_leader_process_sees_it_is_not_leader_first_thing_after_res
     straddling = [c for c in parsed if c[0] <= stopped_at < c[1]]
     assert len(straddling) <= 1
     lost = next(line for line in lines if line.startswith("LOST"))
-    assert lost.split()[1] in (LossReason.DEADLINE, LossReason.EXPIRED)
+    assert lost.split()[1] in (EndReason.DEADLINE, EndReason.EXPIRED)
 
 
 # -- etcd member restart --------------------------------------------------------------------------
@@ -282,7 +281,7 @@ async def test_leader_waiter_and_observer_survive_a_member_restart(
         async with fast_client(endpoint) as admin:
             await admin.delete(term_a.key)
         # A's guard must still be watching, B must still be waiting.
-        assert await asyncio.wait_for(a.wait_lost(), WAIT_S) == TermEndReason.KEY_DELETED
+        assert await asyncio.wait_for(a.wait_lost(), WAIT_S) == EndReason.KEY_DELETED
         term_b = await asyncio.wait_for(tasks[0], WAIT_S)
         assert term_b.token > term_a.token
         assert b.is_leader() and not a.is_leader()

@@ -23,9 +23,8 @@ from prometheus_client import CollectorRegistry
 from etcd_elector import (
     AsyncClient,
     AsyncElection,
-    AsyncSession,
+    EndReason,
     HistoryLoss,
-    LossReason,
     Op,
     PrometheusMetrics,
     SessionLost,
@@ -109,8 +108,9 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return 0.0 if found is None else found
 
 
-async def campaign_refused(session: AsyncSession, namespace: str) -> TokenRegressed:
-    election = session.election(NAME, namespace=namespace)
+async def campaign_refused(election: AsyncElection) -> TokenRegressed:
+    """A campaign refused for its token; the election stays usable (a session has one
+    election per name: campaign on it again)."""
     with pytest.raises(TokenRegressed) as refused:
         await election.campaign("again")
     assert election.key is None
@@ -143,13 +143,13 @@ async def test_wiped_etcd_ends_the_term_reports_lost_writes_and_refuses_lower_to
         await asyncio.to_thread(etcd_member.wipe_and_restart)
 
         await wait_until(lambda: bool(ended.reasons), "the term ended", timeout=30)
-        assert ended.reasons == [(term.token, LossReason.HISTORY_LOST)]
-        assert term.end_reason == LossReason.HISTORY_LOST and term.lost.is_set()
+        assert ended.reasons == [(term.token, EndReason.HISTORY_LOST)]
+        assert term.end_reason == EndReason.HISTORY_LOST and term.lost.is_set()
         assert not election.is_leader()
-        assert session.loss_reason == LossReason.HISTORY_LOST
+        assert session.loss_reason == EndReason.HISTORY_LOST
         with pytest.raises(SessionLost) as lost:
             session.check()
-        assert lost.value.reason == LossReason.HISTORY_LOST
+        assert lost.value.reason == EndReason.HISTORY_LOST
 
         loss = client.history.last_loss
         assert loss is not None
@@ -169,13 +169,14 @@ async def test_wiped_etcd_ends_the_term_reports_lost_writes_and_refuses_lower_to
 
         # A new session wins in the new history with a token at or below the floor: refused.
         async with client.session(ttl=TTL, margin=MARGIN) as again:
-            refused = await campaign_refused(again, namespace)
+            retry = again.election(NAME, namespace=namespace)
+            refused = await campaign_refused(retry)
             assert refused.token <= refused.floor == client.history.floor
             assert client.history.floor >= fenced[-1]
             assert await election.view.candidates() == ()  # the refused key was deleted
             # Once etcd's revisions pass the floor, leadership resumes above it.
             await fill(client, etcd_prefix, client.history.floor - refused.token)
-            resumed = await again.election(NAME, namespace=namespace).campaign("again")
+            resumed = await retry.campaign("again")
             assert resumed.token > client.history.floor
 
         assert sample(registry, "etcd_elector_history_losses_total", kind=loss.kind) == 1
@@ -184,7 +185,7 @@ async def test_wiped_etcd_ends_the_term_reports_lost_writes_and_refuses_lower_to
                 registry,
                 "etcd_elector_terms_ended_total",
                 election=NAME,
-                reason=LossReason.HISTORY_LOST,
+                reason=EndReason.HISTORY_LOST,
             )
             == 1
         )
@@ -202,11 +203,11 @@ async def test_a_session_alone_tells_a_wiped_etcd_from_an_expired_lease(
         async with client.session(ttl=TTL, margin=MARGIN) as session:
             await asyncio.to_thread(etcd_member.wipe_and_restart)
             reason = await asyncio.wait_for(session.wait_lost(), 30)
-            assert reason == LossReason.HISTORY_LOST
+            assert reason == EndReason.HISTORY_LOST
         # A lease that really expires is still an expiry, not a false alarm.
         async with client.session(ttl=TTL, margin=MARGIN) as session:
             await client.lease_revoke(session.lease_id)
-            assert await asyncio.wait_for(session.wait_lost(), 30) == LossReason.EXPIRED
+            assert await asyncio.wait_for(session.wait_lost(), 30) == EndReason.EXPIRED
         assert client.history.last_loss is not None
         assert client.history.last_loss.revision < FILLER
 
@@ -222,9 +223,10 @@ async def test_the_override_lets_the_new_history_lead(
             await asyncio.to_thread(etcd_member.wipe_and_restart)
             await wait_until(lambda: not session.alive, "the session ended", timeout=30)
         async with client.session(ttl=TTL, margin=MARGIN) as session:
-            await campaign_refused(session, namespace)
+            retry = session.election(NAME, namespace=namespace)
+            await campaign_refused(retry)
             assert client.history.accept_reset() >= first.token
-            term = await session.election(NAME, namespace=namespace).campaign("accepted")
+            term = await retry.campaign("accepted")
             assert term.token <= first.token  # accepted on purpose: the new history leads
 
 
@@ -257,7 +259,7 @@ async def test_restored_snapshot_stops_the_leader_whose_key_came_back(
         await asyncio.to_thread(etcd_member.cluster.restore_snapshot, snapshot)
 
         await wait_until(lambda: bool(ended.reasons), "the term ended", timeout=30)
-        assert ended.reasons == [(term.token, LossReason.HISTORY_LOST)]
+        assert ended.reasons == [(term.token, EndReason.HISTORY_LOST)]
         loss = client.history.last_loss
         assert loss is not None
         assert loss.kind == HistoryLoss.REVISION_WENT_BACK
@@ -295,12 +297,13 @@ async def test_a_token_file_makes_a_restarted_process_refuse_too(
     async with fast_client(etcd_member.client_endpoint, token_file=token_file) as client:
         assert client.history.floor >= first.token
         async with client.session(ttl=TTL, margin=MARGIN) as session:
-            refused = await campaign_refused(session, namespace)
+            retry = session.election(NAME, namespace=namespace)
+            refused = await campaign_refused(retry)
             assert refused.floor >= first.token
             loss = client.history.last_loss
             assert loss is not None and loss.from_token_file
             client.history.accept_reset()
-            term = await session.election(NAME, namespace=namespace).campaign("accepted")
+            term = await retry.campaign("accepted")
             assert term.token < first.token
 
 
@@ -384,5 +387,5 @@ async def test_no_false_alarm_with_members_killed_frozen_and_restarted_under_loa
         for client in clients:
             await client.close()
     assert [client.history.last_loss for client in clients] == [None, None, None]
-    assert LossReason.HISTORY_LOST not in reasons
+    assert EndReason.HISTORY_LOST not in reasons
     assert not [r for r in caplog.records if r.name == GUARD_LOGGER]

@@ -13,8 +13,8 @@ from helpers.election_kit import WAIT_S, namespace_of, wait_until
 from etcd_elector import (
     AsyncClient,
     ConfigurationError,
+    EndReason,
     KeepAliveAnswer,
-    LossReason,
     SessionLost,
     SessionState,
     _clock,
@@ -115,18 +115,18 @@ async def test_granted_ttl_is_reported_and_close_revokes(etcd_endpoint: str) -> 
         assert session.state is SessionState.CLOSED
         assert not session.alive
         assert session.remaining() == 0.0
-        assert await session.wait_lost() == LossReason.CLOSED
-        assert reasons == [LossReason.CLOSED]
+        assert await session.wait_lost() == EndReason.CLOSED
+        assert reasons == [EndReason.CLOSED]
         assert (await client.lease_time_to_live(session.lease_id)).ttl == -1
         assert session.lease_id not in await client.lease_list()
         with pytest.raises(SessionLost) as caught:
             session.check()
-        assert caught.value.reason == LossReason.CLOSED
+        assert caught.value.reason == EndReason.CLOSED
         await session.close()  # idempotent
-        assert reasons == [LossReason.CLOSED]
+        assert reasons == [EndReason.CLOSED]
         late: list[str] = []
         session.add_loss_callback(late.append)  # after the loss: called at once
-        assert late == [LossReason.CLOSED]
+        assert late == [EndReason.CLOSED]
 
 
 async def test_closing_a_session_deletes_its_keys(etcd_endpoint: str, etcd_prefix: str) -> None:
@@ -173,7 +173,7 @@ async def test_orphan_leaves_the_lease_to_expire(etcd_endpoint: str, etcd_prefix
         await session.orphan()
         assert not session.alive
         assert not election.is_leader()
-        assert await session.wait_lost() == LossReason.ORPHANED
+        assert await session.wait_lost() == EndReason.ORPHANED
         # Not revoked: the lease and the key stay until etcd expires them.
         assert (await client.lease_time_to_live(session.lease_id)).ttl >= 0
         assert len((await client.get_prefix(etcd_prefix)).kvs) == 1
@@ -189,7 +189,7 @@ async def test_revoked_lease_ends_the_session(etcd_endpoint: str) -> None:
     async with AsyncClient(etcd_endpoint) as client, client.session(ttl=5) as session:
         await client.lease_revoke(session.lease_id)
         reason = await asyncio.wait_for(session.wait_lost(), WAIT_S)
-        assert reason == LossReason.EXPIRED
+        assert reason == EndReason.EXPIRED
         assert not session.alive
         assert session.state is SessionState.LOST
         with pytest.raises(SessionLost):
@@ -226,12 +226,12 @@ async def test_deadline_ends_the_session_while_etcd_is_unreachable_then_revokes(
             assert blackholed_at < deadline <= flipped_at
             assert flipped_at - deadline < 1.0
             assert session.remaining() == 0.0
-            assert session.loss_reason == LossReason.DEADLINE
+            assert session.loss_reason == EndReason.DEADLINE
             with pytest.raises(SessionLost):
                 session.check()
 
             proxy.heal()
-            assert await asyncio.wait_for(session.wait_lost(), WAIT_S) == LossReason.DEADLINE
+            assert await asyncio.wait_for(session.wait_lost(), WAIT_S) == EndReason.DEADLINE
             assert lost_at and lost_at[0] >= deadline
 
             async def gone() -> bool:

@@ -12,12 +12,13 @@ See the README for the guarantees and the command-line tool.
 
 from ._client import AsyncClient
 from ._config import ClientConfig, Endpoint
-from ._election import AsyncElection, Term, TermEndReason
-from ._elector import AsyncElector, ElectorEvent, ElectorState, EndReason
+from ._election import AsyncElection, Term
+from ._elector import AsyncElector, ElectorEvent, ElectorState
 from ._errors import (
     AmbiguousResult,
     AuthenticationFailed,
     CampaignFailed,
+    ClientClosed,
     ConfigurationError,
     ConnectionFailed,
     DatabaseSpaceExceeded,
@@ -53,8 +54,9 @@ from ._metrics import (
     set_metrics,
 )
 from ._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
+from ._reasons import EndReason
 from ._secret import Secret
-from ._session import AsyncSession, LossReason, SessionState
+from ._session import AsyncSession, SessionState
 from ._sync import Client, Election, ElectionView, Elector, Session
 from ._tuning import TimingReport, check_timing
 from ._txn import Compare, Op
@@ -91,6 +93,7 @@ __all__ = [
     "AuthenticationFailed",
     "CampaignFailed",
     "Client",
+    "ClientClosed",
     "ClientConfig",
     "Compare",
     "ConfigurationError",
@@ -126,7 +129,6 @@ __all__ = [
     "Lease",
     "LeaseInfo",
     "LeaseNotFound",
-    "LossReason",
     "Member",
     "MetricsSink",
     "NoLeader",
@@ -147,7 +149,6 @@ __all__ = [
     "Status",
     "TLSHandshakeFailed",
     "Term",
-    "TermEndReason",
     "TimingReport",
     "TokenRegressed",
     "TransportError",

@@ -15,6 +15,7 @@ import grpc
 
 from . import _clock
 from ._config import ClientConfig, Endpoint
+from ._errors import ClientClosed
 from ._proto import rpc_pb2
 from ._rpc import STATUS, Method
 from ._tls import channel_credentials
@@ -71,7 +72,7 @@ class EndpointPool:
         channel = self._channels.get(endpoint)
         if channel is None:
             if self._closed:
-                raise RuntimeError("the client is closed")
+                raise ClientClosed("the client is closed")
             options = _channel_options(self._config)
             if endpoint.secure:
                 assert self._credentials is not None

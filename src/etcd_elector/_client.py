@@ -25,6 +25,7 @@ from ._channels import EndpointPool
 from ._config import ClientConfig, Endpoint, parse_endpoints, validate_timeout
 from ._errors import (
     AmbiguousResult,
+    ClientClosed,
     ConfigurationError,
     ConnectionFailed,
     NoLeader,
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 
 # etcd's require-leader marker: without it a stream on a member that lost quorum hangs.
 _REQUIRE_LEADER = ("hasleader", "true")
+
+_NOT_OPEN = "the client is not open: use 'async with AsyncClient(...)' or await client.open() first"
 
 
 class AsyncClient:
@@ -173,8 +176,9 @@ class AsyncClient:
 
     @property
     def pool(self) -> EndpointPool:
+        """The endpoints' channels. :raises ClientClosed: before :meth:`open`."""
         if self._pool is None:
-            raise RuntimeError("use 'async with AsyncClient(...)' or await client.open() first")
+            raise ClientClosed(_NOT_OPEN)
         return self._pool
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -511,6 +515,8 @@ class AsyncClient:
 
         Watches share one gRPC stream. A compacted start revision raises ``WatchCompacted``; a
         broken or silent stream raises ``ConnectionFailed``/``NoLeader``/``RequestTimeout``.
+
+        :raises ClientClosed: before :meth:`open` (and iterating, once the client is closed).
         """
         raw = as_bytes(key)
         filters = []
@@ -527,7 +533,7 @@ class AsyncClient:
             filters=filters,
         )
         if self._watch_hub is None:
-            raise RuntimeError("use 'async with AsyncClient(...)' or await client.open() first")
+            raise ClientClosed(_NOT_OPEN)
         return Watch(self._watch_hub, request)
 
     # -- leases --------------------------------------------------------------------------------

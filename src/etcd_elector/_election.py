@@ -48,7 +48,7 @@ from ._names import (
     validate_name,
     validate_namespace,
 )
-from ._session import LossReason
+from ._reasons import EndReason
 from ._tasks import Stopped, cancel_all, first_result, unless
 from ._txn import Compare, Op
 from ._types import KeyValue, RangeResult, TxnResult
@@ -58,7 +58,7 @@ from ._watch import Watch
 if TYPE_CHECKING:
     from ._session import AsyncSession
 
-__all__ = ["AsyncElection", "LeaderInfo", "Term", "TermEndReason"]
+__all__ = ["AsyncElection", "LeaderInfo", "Term"]
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +69,12 @@ _prefixes_in_use: weakref.WeakKeyDictionary[AsyncSession, set[bytes]] = weakref.
 _prefixes_lock = threading.Lock()  # the blocking twins make elections from any thread
 
 
-class TermEndReason:
-    """Why a term ended, besides the session's own reasons (``deadline``, ``expired``,
-    ``etcd_history_lost``...: see :class:`LossReason`)."""
-
-    RESIGNED = "resigned"
-    KEY_DELETED = "key_deleted"  # someone else deleted our key
-    NOT_LEADER = "not_leader"  # a linearizable check found another leader
-
-
 class _TermState:
     """What a term and its proclaimed copies share: whether it still holds, and why not."""
 
     def __init__(self) -> None:
         self.lost = threading.Event()
-        self.reason: str | None = None
+        self.reason: EndReason | None = None
         self.ended_at: float | None = None
         self.holds: Callable[[], bool] = lambda: False
         # Fenced writes etcd said it committed in this term: if etcd loses its history, the
@@ -97,7 +88,7 @@ class _TermState:
         self.fenced_first = self.fenced_first or revision
         self.fenced_last = max(self.fenced_last, revision)
 
-    def end(self, reason: str) -> None:
+    def end(self, reason: EndReason) -> None:
         if self.reason is None:
             self.reason = reason
             self.ended_at = _clock.now()
@@ -130,8 +121,8 @@ class Term:
         return self._state.lost
 
     @property
-    def end_reason(self) -> str | None:
-        """Why the term ended, once it has (a session or :class:`TermEndReason` value)."""
+    def end_reason(self) -> EndReason | None:
+        """Why the term ended, once it has."""
         return self._state.reason
 
     @property
@@ -148,7 +139,7 @@ class Term:
     def check(self) -> None:
         """:raises LeadershipLost: if this term no longer holds."""
         if not self.is_leader():
-            reason = self._state.reason or "deadline"
+            reason = self._state.reason or EndReason.DEADLINE
             raise LeadershipLost(
                 f"term {self.token} of election {self.election!r} is over ({reason})",
                 reason=reason,
@@ -201,9 +192,9 @@ class AsyncElection:
         self._key: bytes | None = None  # our candidate key, while we have one
         self._token = 0
         self._term: Term | None = None
-        self._term_end: asyncio.Future[str] | None = None
-        self._term_callbacks: list[Callable[[Term, str], Any]] = []
-        self._on_session_lost: Callable[[str], Any] | None = None  # the current term's
+        self._term_end: asyncio.Future[EndReason] | None = None
+        self._term_callbacks: list[Callable[[Term, EndReason], Any]] = []
+        self._on_session_lost: Callable[[EndReason], Any] | None = None  # the current term's
         self._guard: asyncio.Task[None] | None = None
         self._guards: set[asyncio.Task[None]] = set()  # guards not yet finished, old ones too
         self._campaigning = False
@@ -243,13 +234,13 @@ class AsyncElection:
             raise NotLeader(f"not the leader of election {self.name!r}")
         return term
 
-    async def wait_lost(self) -> str:
+    async def wait_lost(self) -> EndReason:
         """Wait until the current term ends; return why. :raises NotLeader: if there is none."""
         if self._term_end is None:
             raise NotLeader(f"no term of election {self.name!r} to wait on")
         return await asyncio.shield(self._term_end)
 
-    def add_term_end_callback(self, callback: Callable[[Term, str], Any]) -> None:
+    def add_term_end_callback(self, callback: Callable[[Term, EndReason], Any]) -> None:
         """Call ``callback(term, reason)`` once for every term that ends (on the event loop)."""
         self._term_callbacks.append(callback)
 
@@ -437,10 +428,10 @@ class AsyncElection:
             return
 
     def _key_gone(self, key: bytes) -> LeadershipLost:
-        self._end_term(TermEndReason.KEY_DELETED)
+        self._end_term(EndReason.KEY_DELETED)
         return LeadershipLost(
             f"our key {bounded(key)} in election {self.name!r} is gone",
-            reason=TermEndReason.KEY_DELETED,
+            reason=EndReason.KEY_DELETED,
         )
 
     async def _wait_for_predecessors(self, key: bytes, token: int) -> None:
@@ -554,7 +545,7 @@ class AsyncElection:
         outcome = await unless(awaitable, self.session.wait_lost())
         if not isinstance(outcome, Stopped):
             return outcome
-        reason = outcome.value
+        reason: EndReason = outcome.value
         raise SessionLost(
             f"session lease {self.session.lease_id:x} ended ({reason}) during the campaign "
             f"for {self.name!r}",
@@ -626,9 +617,9 @@ class AsyncElection:
             )
             return
         if deleted and self._term is not None and self._term._state is term._state:
-            self._end_term(TermEndReason.KEY_DELETED, term)
+            self._end_term(EndReason.KEY_DELETED, term)
 
-    def _end_term(self, reason: str, term: Term | None = None) -> None:
+    def _end_term(self, reason: EndReason, term: Term | None = None) -> None:
         current = self._term
         if current is None or (term is not None and term._state is not current._state):
             return
@@ -636,7 +627,7 @@ class AsyncElection:
             return
         self._term_end.set_result(reason)
         current._state.end(reason)
-        if reason != TermEndReason.RESIGNED:
+        if reason != EndReason.RESIGNED:
             self._key = None
         # Nothing of the term may outlive it on a long-lived session.
         if self._on_session_lost is not None:
@@ -650,7 +641,7 @@ class AsyncElection:
         metrics = _metrics.sink()
         metrics.leadership(self.name, False)
         metrics.term_ended(self.name, reason, duration)
-        if reason == LossReason.HISTORY_LOST:
+        if reason == EndReason.HISTORY_LOST:
             self._report_lost_writes(current)
         log.info(
             "leadership ended election=%s key=%s lease=%x token=%d identity=%s reason=%s",
@@ -725,7 +716,7 @@ class AsyncElection:
             key, token = self._key, self._token
             if key is None:
                 return
-            self._end_term(TermEndReason.RESIGNED)
+            self._end_term(EndReason.RESIGNED)
             # The guard unwinds first (it only queues its watch's cancel), so that resign()
             # returns as soon as the delete is answered: callers report the term's end then,
             # about a round trip before the successor (woken by the delete) can confirm.
@@ -762,7 +753,7 @@ class AsyncElection:
             return self.is_leader()
         # Someone else leads, or nobody does: which one depends on whether our key survives.
         ours = None if first is None else (await self._client.get(term.key)).kv
-        reason = TermEndReason.NOT_LEADER if ours is not None else TermEndReason.KEY_DELETED
+        reason = EndReason.NOT_LEADER if ours is not None else EndReason.KEY_DELETED
         self._end_term(reason, term)
         return False
 

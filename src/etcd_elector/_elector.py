@@ -38,8 +38,9 @@ from ._errors import (
 from ._identity import default_identity
 from ._keys import KeyLike, as_bytes
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
+from ._reasons import EndReason
 from ._repeats import RepeatThrottle
-from ._session import AsyncSession, LossReason, validate_timing
+from ._session import AsyncSession, validate_timing
 from ._stop_signals import StopSignals
 from ._tasks import Stopped, cancel_and_wait, shielded, unless, wait_first
 from ._view import ElectionView, LeaderInfo
@@ -67,21 +68,13 @@ class ElectorState(enum.Enum):
     STOPPED = "stopped"
 
 
-class EndReason:
-    """Why a term ended, as passed to ``on_lost`` (besides the session's and election's)."""
-
-    WORK_DONE = "work_done"  # work returned; we resigned
-    WORK_FAILED = "work_failed"  # work raised; we resigned and re-raise
-    CLOSED = "closed"  # the elector was closed or run() cancelled; we resigned
-
-
 @dataclass(frozen=True)
 class ElectorEvent:
     """A change of the elector's state; ``reason`` is set when a term ends."""
 
     state: ElectorState
     term: Term | None = None
-    reason: str | None = None
+    reason: EndReason | None = None
 
 
 class AsyncElector:
@@ -325,7 +318,7 @@ class AsyncElector:
                         return result
                     if self._closing.is_set():
                         return None
-                    reason = term.end_reason or LossReason.DEADLINE
+                    reason = term.end_reason or EndReason.DEADLINE
                     raise LeadershipLost(
                         f"leadership of {self.name!r} ended ({reason}) before the work finished",
                         reason=reason,
@@ -390,7 +383,7 @@ class AsyncElector:
         error: BaseException | None = None
         result: Any = None
         finished = False
-        ended: str | None = None
+        ended: EndReason | None = None
         work_task: asyncio.Future[Any] | None = None
         lost = asyncio.ensure_future(election.wait_lost())
         closing = asyncio.ensure_future(self._closing.wait())
@@ -436,8 +429,8 @@ class AsyncElector:
         term: Term,
         work_task: asyncio.Future[Any] | None,
         helpers: tuple[asyncio.Future[Any], ...],
-        reason: str,
-        ended: str | None,
+        reason: EndReason,
+        ended: EndReason | None,
     ) -> None:
         """Stop the work (leadership may already be gone), resign unless the term was lost,
         and report the end."""
@@ -596,14 +589,14 @@ def _quiet_note(quiet: int) -> str:
     return f" (failed {quiet} more times since the last warning)" if quiet else ""
 
 
-def _end_seen(term: Term, lost: asyncio.Future[str]) -> str | None:
+def _end_seen(term: Term, lost: asyncio.Future[EndReason]) -> EndReason | None:
     """Why ``term`` is over, or ``None`` while it holds. Computed, not only remembered: after a
     pause the work may see the deadline passed before the session's timer has said so."""
     if lost.done() and not lost.cancelled():
         return lost.result()
     if term.is_leader():
         return None
-    return term.end_reason or LossReason.DEADLINE
+    return term.end_reason or EndReason.DEADLINE
 
 
 _PLAIN_WORK = (

@@ -25,6 +25,7 @@ from ._errors import (
     SessionLost,
     TransportError,
 )
+from ._reasons import EndReason
 from ._tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncSession",
-    "LossReason",
     "SessionState",
     "default_margin",
     "validate_timing",
@@ -59,16 +59,14 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-class LossReason:
-    """Why a session ended; the values are stable strings for logs and metrics."""
-
-    DEADLINE = "deadline"  # no renewal before the local deadline
-    EXPIRED = "expired"  # etcd says the lease is gone (TTL 0 or not found)
-    CLOSED = "closed"  # closed by us, lease revoked
-    ORPHANED = "orphaned"  # refreshing stopped by us, lease left to expire
-    # etcd's revision went back or its cluster id changed (data wiped or restored): the
-    # lease belongs to a history that is gone, or came back from a snapshot
-    HISTORY_LOST = "etcd_history_lost"
+# Why a session that is not alive and has no loss recorded (yet) cannot be used.
+_UNSETTLED = {
+    SessionState.STARTING: EndReason.NOT_STARTED,
+    SessionState.LOST: EndReason.EXPIRED,  # an expiry being confirmed with etcd
+    SessionState.CLOSED: EndReason.CLOSED,
+    SessionState.ALIVE: EndReason.DEADLINE,
+    SessionState.UNCERTAIN: EndReason.DEADLINE,
+}
 
 
 def validate_ttl(ttl: float, *, what: str = "ttl", typed: str | None = None) -> int:
@@ -157,8 +155,8 @@ class AsyncSession:
         self.lease_id = 0
         self.ttl = 0
         self._state = SessionState.STARTING
-        self._loss: asyncio.Future[str] | None = None
-        self._loss_callbacks: list[Callable[[str], Any]] = []
+        self._loss: asyncio.Future[EndReason] | None = None
+        self._loss_callbacks: list[Callable[[EndReason], Any]] = []
         self._keeper: asyncio.Task[None] | None = None
         self._revoker: asyncio.Task[None] | None = None
         self._revoked = False
@@ -196,20 +194,20 @@ class AsyncSession:
         return self._deadline.remaining() if self.alive else 0.0
 
     @property
-    def loss_reason(self) -> str | None:
+    def loss_reason(self) -> EndReason | None:
         if self._loss is not None and self._loss.done():
             return self._loss.result()
         if self._state in (SessionState.ALIVE, SessionState.UNCERTAIN) and self._deadline.passed():
-            return LossReason.DEADLINE
+            return EndReason.DEADLINE
         return None
 
-    async def wait_lost(self) -> str:
-        """Wait until the session ends; returns the reason (a :class:`LossReason` value)."""
+    async def wait_lost(self) -> EndReason:
+        """Wait until the session ends; returns the reason."""
         if self._loss is None:
             raise RuntimeError("the session has not been started")
         return await asyncio.shield(self._loss)
 
-    def add_loss_callback(self, callback: Callable[[str], Any]) -> None:
+    def add_loss_callback(self, callback: Callable[[EndReason], Any]) -> None:
         """Call ``callback(reason)`` once, on the event loop, when the session ends.
 
         A long-lived session holds each callback until it ends: remove the ones that stop
@@ -220,7 +218,7 @@ class AsyncSession:
         else:
             self._loss_callbacks.append(callback)
 
-    def remove_loss_callback(self, callback: Callable[[str], Any]) -> None:
+    def remove_loss_callback(self, callback: Callable[[EndReason], Any]) -> None:
         """Forget ``callback`` (the same object given to :meth:`add_loss_callback`); nothing
         happens if it is not there (already called, or never added)."""
         with contextlib.suppress(ValueError):
@@ -233,7 +231,7 @@ class AsyncSession:
     def check(self) -> None:
         """:raises SessionLost: unless the session is alive."""
         if not self.alive:
-            reason = self.loss_reason or self._state.value
+            reason = self.loss_reason or _UNSETTLED[self._state]
             raise SessionLost(f"session with lease {self.lease_id:x} is {reason}", reason=reason)
 
     @property
@@ -308,7 +306,7 @@ class AsyncSession:
         Makes one revoke attempt within the client's timeout; if etcd is unreachable the lease
         expires by itself after its TTL (logged at WARNING).
         """
-        await self._stop(LossReason.CLOSED)
+        await self._stop(EndReason.CLOSED)
         revoker, self._revoker = self._revoker, None
         if revoker is not None and (error := await cancel_and_wait(revoker)) is not None:
             raise error
@@ -317,9 +315,9 @@ class AsyncSession:
 
     async def orphan(self) -> None:
         """Stop keeping the lease alive but leave it (and its keys) to expire at etcd."""
-        await self._stop(LossReason.ORPHANED)
+        await self._stop(EndReason.ORPHANED)
 
-    async def _stop(self, reason: str) -> None:
+    async def _stop(self, reason: EndReason) -> None:
         if self._state is SessionState.STARTING:
             self._state = SessionState.CLOSED
             return
@@ -336,16 +334,14 @@ class AsyncSession:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: EndReason) -> None:
         if self._loss is None or self._loss.done():
             return
         self._state = SessionState.LOST
         self._loss.set_result(reason)
         if self._stop_guarding is not None:
             self._stop_guarding()
-        level = (
-            logging.DEBUG if reason in (LossReason.CLOSED, LossReason.ORPHANED) else logging.INFO
-        )
+        level = logging.DEBUG if reason in (EndReason.CLOSED, EndReason.ORPHANED) else logging.INFO
         log.log(
             level,
             "session ended lease=%x reason=%s",
@@ -372,7 +368,7 @@ class AsyncSession:
         whatever etcd answers, so a key that came back cannot lead."""
         if self._loss is None or self._loss.done():
             return
-        self._lose(LossReason.HISTORY_LOST)
+        self._lose(EndReason.HISTORY_LOST)
         keeper = self._keeper
         if keeper is not None and keeper is not asyncio.current_task():
             keeper.cancel()  # a renewal must not bring the session back
@@ -387,7 +383,7 @@ class AsyncSession:
         try:
             await self._client.history.confirm(self._client.config.timeout)
         finally:
-            self._lose(LossReason.EXPIRED)  # no-op when the history check ended it first
+            self._lose(EndReason.EXPIRED)  # no-op when the history check ended it first
 
     async def _keep_alive(self) -> None:
         stream = self._client.lease_keepalive(self.lease_id)
@@ -399,12 +395,12 @@ class AsyncSession:
                     break  # ended from outside (etcd lost its history)
                 remaining = self._deadline.at - self._clock()
                 if remaining <= 0:
-                    self._lose(LossReason.DEADLINE)
+                    self._lose(EndReason.DEADLINE)
                     break
                 await asyncio.sleep(max(0.0, min(next_send - self._clock(), remaining)))
                 remaining = self._deadline.at - self._clock()
                 if remaining <= 0:
-                    self._lose(LossReason.DEADLINE)
+                    self._lose(EndReason.DEADLINE)
                     break
                 try:
                     answer = await stream.ping(
@@ -454,7 +450,7 @@ class AsyncSession:
                 )
                 if self._deadline.passed():
                     # The answer came, but too late to trust: the margin is already used up.
-                    self._lose(LossReason.DEADLINE)
+                    self._lose(EndReason.DEADLINE)
                     break
                 self._state = SessionState.ALIVE
                 for observer in self._keepalive_observers:

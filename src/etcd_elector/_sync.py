@@ -22,11 +22,12 @@ from typing import Any
 from ._client import AsyncClient
 from ._config import ClientConfig
 from ._election import AsyncElection, Term
-from ._elector import AsyncElector, ElectorState, EndReason
+from ._elector import AsyncElector, ElectorState
 from ._history_guard import HistoryGuard
 from ._keys import KeyLike
 from ._observe import ObservationEvent
 from ._portal import Portal, SyncIterator
+from ._reasons import EndReason
 from ._secret import Secret
 from ._session import AsyncSession, SessionState
 from ._stop_signals import StopSignals
@@ -288,7 +289,7 @@ class Session:
         """Seconds until the local deadline (0 once lost or closed)."""
         return self.aio.remaining()
 
-    def wait_lost(self, timeout: float | None = None) -> str:
+    def wait_lost(self, timeout: float | None = None) -> EndReason:
         """Block until the session ends; return the reason."""
         return self.client.portal.call(self.aio.wait_lost, timeout=timeout, what="waiting for loss")
 
@@ -399,7 +400,7 @@ class Election:
         """
         return self._portal.call(self.aio.txn, compares, on_success, on_failure, timeout=timeout)
 
-    def wait_lost(self, timeout: float | None = None) -> str:
+    def wait_lost(self, timeout: float | None = None) -> EndReason:
         """Block until the current term ends; return the reason."""
         return self._portal.call(self.aio.wait_lost, timeout=timeout, what="waiting for loss")
 

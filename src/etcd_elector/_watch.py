@@ -32,6 +32,7 @@ from ._bounded import bounded
 from ._config import Endpoint
 from ._errors import (
     AuthenticationFailed,
+    ClientClosed,
     ConnectionFailed,
     PermissionDenied,
     RequestTimeout,
@@ -180,7 +181,7 @@ class WatchHub:
         watch._created = loop.create_future()
         async with self._lock:
             if self._closed:
-                raise ConnectionFailed("the client is closed")
+                raise ClientClosed("the client is closed")
             deadline = _clock.now() + self._client.config.timeout
             if self._call is None:
                 await self._open(deadline)
@@ -417,7 +418,7 @@ class WatchHub:
 
     def _break(
         self,
-        error: TransportError,
+        error: TransportError | ClientClosed,
         call: Any = None,
         *,
         blame: bool = True,
@@ -431,7 +432,7 @@ class WatchHub:
             self._call.cancel()
         if not blame:
             log.debug("watch stream to %s closed: %s", self._endpoint, error)
-        elif self._endpoint is not None and not self._closed:
+        elif self._endpoint is not None and isinstance(error, TransportError) and not self._closed:
             log.info(
                 "watch stream to %s failed: %s",
                 self._endpoint,
@@ -464,7 +465,7 @@ class WatchHub:
     async def close(self) -> None:
         self._closed = True
         tasks = [t for t in (self._reader, self._monitor, self._writer) if t is not None]
-        self._break(ConnectionFailed("the client was closed"))
+        self._break(ClientClosed("the client was closed"))
         errors = await cancel_all(tasks)
         if errors:
             raise errors[0]

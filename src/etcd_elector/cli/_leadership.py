@@ -19,11 +19,12 @@ from typing import Any
 from .. import _metrics
 from .._client import AsyncClient
 from .._election import AsyncElection, Term
-from .._elector import AsyncElector, ElectorState, EndReason
+from .._elector import AsyncElector, ElectorState
 from .._errors import ConfigurationError, DatabaseSpaceExceeded
 from .._health import HealthServer
 from .._history_guard import HistoryLoss
 from .._names import candidate_key
+from .._reasons import EndReason
 from .._session import AsyncSession
 from .._tasks import cancel_all, cancel_and_wait, wait_first
 from ._exit import ExitCode, signal_code
@@ -92,7 +93,7 @@ class Leadership:
                 election.add_term_end_callback(self._term_end)
         self.printer.event("elected", self.name, term, elected_at=unix_time(term.elected_at))
 
-    def _term_end(self, term: Term, reason: str) -> None:
+    def _term_end(self, term: Term, reason: EndReason) -> None:
         self._term_ended.setdefault(term.token, time.time())
 
     def ended_at(self, term: Term) -> float:
@@ -103,7 +104,7 @@ class Leadership:
             ended = min(ended, unix_time(session.deadline))
         return ended
 
-    def _lost(self, term: Term, reason: str) -> None:
+    def _lost(self, term: Term, reason: EndReason) -> None:
         ended = self.ended_at(term)
         if reason in OUR_REASONS:
             self.printer.event("resigned", self.name, term, reason=reason, ended_at=ended)
