@@ -158,14 +158,13 @@ async def test_wiped_etcd_ends_the_term_reports_lost_writes_and_refuses_lower_to
         assert loss.revision < term.token
         assert loss.cluster_id == loss.previous_cluster_id == cluster_before  # a wipe keeps it
         (error,) = guard_errors(caplog)
-        assert f"from {loss.previous_revision}" in error and f"to {loss.revision}" in error
-        assert f"{loss.cluster_id:x}" in error and "--bump-revision" in error
-        lost_writes = [
-            r.getMessage() for r in caplog.records if "fenced write(s)" in r.getMessage()
-        ]
+        assert f" previous_revision={loss.previous_revision} " in error
+        assert f" revision={loss.revision} " in error and "went back" in error
+        assert f" cluster_id={loss.cluster_id:x} " in error and "--bump-revision" in error
+        lost_writes = [r.getMessage() for r in caplog.records if "fenced writes" in r.getMessage()]
         assert len(lost_writes) == 1
-        assert "5 fenced write(s)" in lost_writes[0]
-        assert f"revisions {fenced[0]}..{fenced[-1]}" in lost_writes[0]
+        assert " fenced_writes=5 " in lost_writes[0]
+        assert f" first_revision={fenced[0]} last_revision={fenced[-1]} " in lost_writes[0]
 
         # A new session wins in the new history with a token at or below the floor: refused.
         async with client.session(ttl=TTL, margin=MARGIN) as again:
@@ -266,13 +265,14 @@ async def test_restored_snapshot_stops_the_leader_whose_key_came_back(
         assert loss.cluster_changed and loss.previous_cluster_id == cluster_before
         assert loss.revision < fenced[-1] <= loss.previous_revision
         (error,) = guard_errors(caplog)
-        assert f"{loss.previous_cluster_id:x} -> {loss.cluster_id:x}" in error
+        assert f" cluster_id={loss.cluster_id:x} " in error
+        assert f" previous_cluster_id={loss.previous_cluster_id:x} " in error
         (lost_writes,) = [
-            r.getMessage() for r in caplog.records if "fenced write(s)" in r.getMessage()
+            r.getMessage() for r in caplog.records if "fenced writes" in r.getMessage()
         ]
-        assert "37 fenced write(s)" in lost_writes
-        assert f"revisions {fenced[0]}..{fenced[-1]}" in lost_writes
-        assert f"above revision {loss.revision}" in lost_writes
+        assert " fenced_writes=37 " in lost_writes
+        assert f" first_revision={fenced[0]} last_revision={fenced[-1]} " in lost_writes
+        assert f" revision={loss.revision}: those above the revision etcd is at now" in lost_writes
 
         # The key came back with the snapshot; the lost session revokes its lease, so the
         # ghost leader vanishes and cannot block the election.

@@ -15,7 +15,9 @@ import pytest
 from helpers.cli_process import CliProcess, run_cli
 from helpers.election_kit import WAIT_S, namespace_of, wait_until
 
-from etcd_elector import AsyncClient, JsonLogFormatter, Term
+from etcd_elector import AsyncClient, EndReason, JsonLogFormatter, Term
+from etcd_elector._bounded import bounded
+from etcd_elector._log import log_event
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -201,3 +203,50 @@ def test_cli_log_format_from_the_environment(etcd_endpoint: str) -> None:
     assert bad.stderr == (
         "etcd-elector: error: ETCD_ELECTOR_LOG_FORMAT must be one of text, json, got 'xml'\n"
     )
+
+
+def test_log_event_states_each_field_once_in_the_text_and_as_an_attribute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One set of fields makes both the line and the record's attributes: values bounded and
+    printable, ``None`` left out, a float shown as seconds, an enum as its value, a ``%`` in a
+    value shown as it is."""
+    logger = logging.getLogger("etcd_elector.test_log_event")
+    caplog.set_level(logging.DEBUG, logger=logger.name)
+    huge = b"v" * 5000
+    log_event(
+        logger,
+        logging.INFO,
+        "elected",
+        election="e%s",
+        key="/k\x1b[2J",
+        lease="1f",
+        identity=huge,
+        token=81,
+        waited=0.0041,
+        reason=EndReason.RESIGNED,
+        floor=None,
+        detail=ValueError("x" * 2000),
+    )
+    (record,) = caplog.records
+    text = record.getMessage()
+    assert text.startswith(
+        "elected election=e%s key=/k\\x1b[2J lease=1f identity=" + "v" * 120 + "…[5000 bytes] "
+        "token=81 waited=0.004s reason=resigned: " + "x" * 500 + "…[2000 characters]"
+    )
+    assert fields(record, "election", "key", "lease", "token", "waited", "reason") == {
+        "election": "e%s",
+        "key": "/k\\x1b[2J",
+        "lease": "1f",
+        "token": 81,
+        "waited": 0.0041,
+        "reason": "resigned",
+    }
+    assert fields(record, "identity") == {"identity": bounded(huge)}
+    assert not hasattr(record, "floor") and not hasattr(record, "detail")
+    assert type(fields(record, "reason")["reason"]) is str  # a plain string for any handler
+
+    caplog.clear()
+    logger.setLevel(logging.WARNING)
+    log_event(logger, logging.INFO, "below the level", key=huge)
+    assert caplog.records == []

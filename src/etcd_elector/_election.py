@@ -42,6 +42,7 @@ from ._errors import (
 )
 from ._history_guard import REMEDY
 from ._keys import KeyLike, as_bytes
+from ._log import log_event
 from ._names import (
     DEFAULT_NAMESPACE,
     candidate_key,
@@ -280,14 +281,7 @@ class AsyncElection:
     async def _campaign(self, raw_value: bytes) -> Term:
         key = candidate_key(self.namespace, self.name, self.session.lease_id)
         started = _clock.now()
-        log.info(
-            "campaign started election=%s key=%s lease=%x identity=%s",
-            self.name,
-            bounded(key),
-            self.session.lease_id,
-            self._identity(raw_value),
-            extra=self._log_fields(key, raw_value),
-        )
+        self._event(logging.INFO, "campaign started", key=key, value=raw_value)
         _metrics.sink().campaign_started(self.name)
         try:
             async with self._lock:
@@ -323,16 +317,7 @@ class AsyncElection:
         self._begin_term(term, revision)
         waited = term.elected_at - started
         _metrics.sink().campaign_waited(self.name, waited)
-        log.info(
-            "elected election=%s key=%s lease=%x token=%d identity=%s waited=%.3fs",
-            self.name,
-            bounded(term.key),
-            term.lease_id,
-            token,
-            self._identity(raw_value),
-            waited,
-            extra=self._log_fields(key, raw_value, token=token, waited=waited),
-        )
+        self._event(logging.INFO, "elected", key=key, value=raw_value, token=token, waited=waited)
         return term
 
     async def _create_key(self, key: bytes, value: bytes) -> int:
@@ -381,18 +366,14 @@ class AsyncElection:
             return
         floor = history.floor
         _metrics.sink().leadership_refused(self.name)
-        log.error(
-            "refusing to lead election=%s key=%s lease=%x token=%d: not above %d, the highest "
-            "revision etcd issued before it lost its history; leadership resumes once etcd's "
-            "revisions pass %d. Remedy: %s",
-            self.name,
-            bounded(key),
-            self.session.lease_id,
-            token,
-            floor,
-            floor,
-            REMEDY,
-            extra={**self._retry_fields(key), "token": token, "floor": floor},
+        self._event(
+            logging.ERROR,
+            "refusing to lead: the token is not above the floor, the highest revision etcd "
+            "issued before it lost its history; leadership resumes once etcd's revisions pass it",
+            key=key,
+            token=token,
+            floor=floor,
+            detail=f"remedy: {REMEDY}",
         )
         await self._abandon(key)
         raise TokenRegressed(
@@ -447,19 +428,12 @@ class AsyncElection:
             if predecessor is None:
                 return
             kv, revision = predecessor
-            log.debug(
-                "election=%s key=%s lease=%x waiting on predecessor %s (create revision %d)",
-                self.name,
-                bounded(key),
-                self.session.lease_id,
-                bounded(kv.key),
-                kv.create_revision,
-                extra={
-                    "election": self.name,
-                    "key": bounded(key),
-                    "lease": f"{self.session.lease_id:x}",
-                    "predecessor": bounded(kv.key),
-                },
+            self._event(
+                logging.DEBUG,
+                "waiting on predecessor",
+                key=key,
+                predecessor=kv.key,
+                predecessor_token=kv.create_revision,
             )
             deleted = await self._first_deleted([kv.key, key], revision)
             if deleted == key:
@@ -497,13 +471,7 @@ class AsyncElection:
             except (WatchError, TransportError) as exc:
                 if not exc.retriable:
                     raise
-                log.debug(
-                    "election=%s lease=%x watch failed, re-reading: %s",
-                    self.name,
-                    self.session.lease_id,
-                    exc,
-                    extra=self._retry_fields(),
-                )
+                self._event(logging.DEBUG, "watch failed, re-reading", detail=exc)
                 await backoff.sleep()
                 reread = True
 
@@ -531,13 +499,7 @@ class AsyncElection:
             except TransportError as exc:
                 if not exc.retriable:
                     raise
-                log.debug(
-                    "election=%s lease=%x read failed, reading again: %s",
-                    self.name,
-                    self.session.lease_id,
-                    exc,
-                    extra=self._retry_fields(),
-                )
+                self._event(logging.DEBUG, "read failed, reading again", detail=exc)
                 await backoff.sleep()
 
     async def _until_session_lost(self, awaitable: Awaitable[T]) -> T:
@@ -570,13 +532,11 @@ class AsyncElection:
                 if (await self._client.get(key)).kv is None:
                     return
             except TransportError as exc:
-                log.warning(
-                    "election=%s could not delete key=%s (%s); it vanishes with lease=%x",
-                    self.name,
-                    bounded(key),
-                    exc,
-                    self.session.lease_id,
-                    extra=self._retry_fields(key),
+                self._event(
+                    logging.WARNING,
+                    "could not delete our key (it vanishes with the lease)",
+                    key=key,
+                    detail=exc,
                 )
                 return
 
@@ -606,14 +566,13 @@ class AsyncElection:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning(
-                "election=%s cannot watch our key=%s lease=%x token=%d: %s",
-                self.name,
-                bounded(term.key),
-                term.lease_id,
-                term.token,
-                exc,
-                extra=self._log_fields(term.key.encode(), term.value, token=term.token),
+            self._event(
+                logging.WARNING,
+                "cannot watch our key",
+                key=term.key,
+                value=term.value,
+                token=term.token,
+                detail=exc,
             )
             return
         if deleted and self._term is not None and self._term._state is term._state:
@@ -643,29 +602,20 @@ class AsyncElection:
         metrics.term_ended(self.name, reason, duration)
         if reason == EndReason.HISTORY_LOST:
             self._report_lost_writes(current)
-        log.info(
-            "leadership ended election=%s key=%s lease=%x token=%d identity=%s reason=%s",
-            self.name,
-            bounded(current.key),
-            current.lease_id,
-            current.token,
-            self._identity(current.value),
-            reason,
-            extra=self._log_fields(
-                current.key.encode(),
-                current.value,
-                token=current.token,
-                reason=reason,
-                duration=duration,
-            ),
+        self._event(
+            logging.INFO,
+            "leadership ended",
+            key=current.key,
+            value=current.value,
+            token=current.token,
+            reason=reason,
+            duration=duration,
         )
         for callback in self._term_callbacks:
             try:
                 callback(current, reason)
             except Exception:
-                log.exception(
-                    "term end callback failed election=%s", self.name, extra={"election": self.name}
-                )
+                self._event(logging.ERROR, "term end callback failed", exc_info=True)
 
     def _report_lost_writes(self, term: Term) -> None:
         """etcd lost its history during this term: fenced writes it said it committed above
@@ -675,22 +625,18 @@ class AsyncElection:
             return
         loss = self._client.history.last_loss
         now = loss.revision if loss is not None else 0
-        log.error(
-            "election=%s term token=%d: %d fenced write(s) that etcd said were committed, at "
-            "revisions %d..%d, were in the history etcd lost; those above revision %d are gone "
-            "for certain, the others too unless the snapshot etcd restored holds them",
-            self.name,
-            term.token,
-            state.fenced_count,
-            state.fenced_first,
-            state.fenced_last,
-            now,
-            extra={
-                **self._log_fields(term.key.encode(), term.value, token=term.token),
-                "fenced_writes": state.fenced_count,
-                "first_revision": state.fenced_first,
-                "last_revision": state.fenced_last,
-            },
+        self._event(
+            logging.ERROR,
+            "fenced writes that etcd said were committed were in the history it lost",
+            key=term.key,
+            value=term.value,
+            token=term.token,
+            fenced_writes=state.fenced_count,
+            first_revision=state.fenced_first,
+            last_revision=state.fenced_last,
+            revision=now,
+            detail="those above the revision etcd is at now are gone for certain, the others "
+            "too unless the snapshot etcd restored holds them",
         )
 
     # -- operations that need the term ----------------------------------------------------------
@@ -723,13 +669,7 @@ class AsyncElection:
             await self._stop_guards()
             await self._delete_key(key, token)
             self._key = None
-            log.debug(
-                "resigned election=%s key=%s lease=%x",
-                self.name,
-                bounded(key),
-                self.session.lease_id,
-                extra=self._retry_fields(key),
-            )
+            self._event(logging.DEBUG, "resigned", key=key)
 
     async def leader(self) -> LeaderInfo | None:
         """The current leader, read linearizably, or ``None`` if nobody leads."""
@@ -799,25 +739,33 @@ class AsyncElection:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _identity(self, value: bytes) -> str:
-        """Who we are, as log lines show it (bounded: the value may be large)."""
-        return bounded(self.identity or value)
-
-    def _retry_fields(self, key: bytes | None = None) -> dict[str, Any]:
-        """Fields of log lines about retries: no identity or token is at hand there."""
-        fields = {"election": self.name, "lease": f"{self.session.lease_id:x}"}
-        if key is not None:
-            fields["key"] = bounded(key)
-        return fields
-
-    def _log_fields(self, key: bytes, value: bytes, **more: Any) -> dict[str, Any]:
-        return {
-            "election": self.name,
-            "key": bounded(key),
-            "lease": f"{self.session.lease_id:x}",
-            "identity": self._identity(value),
+    def _event(
+        self,
+        level: int,
+        message: str,
+        /,
+        *,
+        key: KeyLike | None = None,
+        value: bytes | None = None,
+        detail: object = None,
+        exc_info: bool = False,
+        **more: object,
+    ) -> None:
+        """A log line about this election: its name, our key and lease, who we are (from the
+        campaign's ``value``, or the ``identity`` given) and ``more``."""
+        identity = None if value is None else (self.identity or value)
+        log_event(
+            log,
+            level,
+            message,
+            election=self.name,
+            key=key,
+            lease=self.session.lease_hex,
+            identity=identity,
             **more,
-        }
+            detail=detail,
+            exc_info=exc_info,
+        )
 
     async def close(self) -> None:
         """Stop guarding the term (does not resign; close the session to end everything)."""

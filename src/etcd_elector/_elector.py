@@ -25,7 +25,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._backoff import Backoff
-from ._bounded import bounded
 from ._election import AsyncElection, Term
 from ._errors import (
     CampaignFailed,
@@ -37,6 +36,7 @@ from ._errors import (
 )
 from ._identity import default_identity
 from ._keys import KeyLike, as_bytes
+from ._log import log_event
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ._reasons import EndReason
 from ._repeats import RepeatThrottle
@@ -152,10 +152,27 @@ class AsyncElector:
     def __repr__(self) -> str:
         return f"<AsyncElector {self.name!r} state={self._state.value}>"
 
-    @property
-    def _identity(self) -> str:
-        """The value we campaign with, as logs show it (bounded: it may be large)."""
-        return bounded(self.value)
+    def _event(
+        self,
+        level: int,
+        message: str,
+        /,
+        *,
+        detail: object = None,
+        exc_info: bool = False,
+        **more: object,
+    ) -> None:
+        """A log line about this elector: the election, ``more``, and who we are."""
+        log_event(
+            log,
+            level,
+            message,
+            election=self.name,
+            **more,
+            identity=self.value,
+            detail=detail,
+            exc_info=exc_info,
+        )
 
     # -- local state ---------------------------------------------------------------------------
 
@@ -263,17 +280,10 @@ class AsyncElector:
     def _stop_on_signal(self, signum: int) -> None:
         """On the loop: a stop signal came (from either twin's handler)."""
         name = signal.Signals(signum).name
-        fields = {"election": self.name, "identity": self._identity, "signal": name}
         if self._closing.is_set():
-            log.info("%s again election=%s: already stopping", name, self.name, extra=fields)
+            self._event(logging.INFO, f"{name} again: already stopping", signal=name)
             return
-        log.info(
-            "%s: stopping election=%s identity=%s (the work stops, then we resign)",
-            name,
-            self.name,
-            self._identity,
-            extra=fields,
-        )
+        self._event(logging.INFO, f"{name}: stopping (the work stops, then we resign)", signal=name)
         self._closing.set()
 
     # -- the loop --------------------------------------------------------------------------------
@@ -348,19 +358,11 @@ class AsyncElector:
             if self._gives_up_on(exc):
                 raise
             level, quiet = self._failures.level(("campaign", type(exc)))
-            log.log(
+            self._event(
                 level,
-                "campaign failed election=%s lease=%x identity=%s, trying again: %s%s",
-                self.name,
-                session.lease_id,
-                self._identity,
-                exc,
-                _quiet_note(quiet),
-                extra={
-                    "election": self.name,
-                    "lease": f"{session.lease_id:x}",
-                    "identity": self._identity,
-                },
+                "campaign failed, trying again",
+                lease=session.lease_hex,
+                detail=f"{exc}{_quiet_note(quiet)}",
             )
             await self._pause()
             return None
@@ -444,44 +446,32 @@ class AsyncElector:
             await self._resign(election)
         await self._call(self.on_lost, term, reason)
         self._publish(ElectorEvent(ElectorState.IDLE, term, reason))
-        log.info(
-            "term over election=%s key=%s lease=%x token=%d identity=%s reason=%s",
-            self.name,
-            bounded(term.key),
-            term.lease_id,
-            term.token,
-            self._identity,
-            reason,
-            extra={
-                "election": self.name,
-                "key": bounded(term.key),
-                "lease": term.lease_hex,
-                "token": term.token,
-                "identity": self._identity,
-                "reason": reason,
-            },
+        self._event(
+            logging.INFO,
+            "term over",
+            key=term.key,
+            lease=term.lease_hex,
+            token=term.token,
+            reason=reason,
         )
 
     def _log_stop_error(self, error: BaseException) -> None:
         """An error from work whose term was over, or that was being stopped: one line."""
-        log.warning(
-            "election=%s: the work raised %s as its term ended: %s",
-            self.name,
-            type(error).__name__,
-            error,
-            extra={"election": self.name, "identity": self._identity},
+        self._event(
+            logging.WARNING,
+            f"the work raised {type(error).__name__} as its term ended",
+            detail=error,
         )
 
     async def _resign(self, election: AsyncElection) -> None:
         try:
             await election.resign()
         except TransportError as exc:
-            log.warning(
-                "resign failed election=%s lease=%x (%s); the key expires with its lease",
-                self.name,
-                election.session.lease_id,
-                exc,
-                extra={"election": self.name, "lease": f"{election.session.lease_id:x}"},
+            self._event(
+                logging.WARNING,
+                "resign failed (the key expires with its lease)",
+                lease=election.session.lease_hex,
+                detail=exc,
             )
 
     async def _live_session(self) -> AsyncSession | None:
@@ -504,13 +494,8 @@ class AsyncElector:
             if self._gives_up_on(exc):
                 raise
             level, quiet = self._failures.level(("session", type(exc)))
-            log.log(
-                level,
-                "cannot start a session election=%s, retrying: %s%s",
-                self.name,
-                exc,
-                _quiet_note(quiet),
-                extra={"election": self.name, "identity": self._identity},
+            self._event(
+                level, "cannot start a session, retrying", detail=f"{exc}{_quiet_note(quiet)}"
             )
             await self._pause()
             return None
@@ -553,11 +538,7 @@ class AsyncElector:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception(
-                "observing the leader of election=%s stopped",
-                self.name,
-                extra={"election": self.name},
-            )
+            self._event(logging.ERROR, "observing the leader stopped", exc_info=True)
 
     def _publish(self, event: ElectorEvent) -> None:
         self._state = event.state
@@ -576,12 +557,7 @@ class AsyncElector:
         except Exception:
             if propagate:
                 raise
-            log.exception(
-                "elector callback %r failed election=%s",
-                callback,
-                self.name,
-                extra={"election": self.name},
-            )
+            self._event(logging.ERROR, f"elector callback {callback!r} failed", exc_info=True)
 
 
 def _quiet_note(quiet: int) -> str:

@@ -26,6 +26,7 @@ from . import _metrics
 from ._election import AsyncElection
 from ._elector import AsyncElector
 from ._errors import ConfigurationError
+from ._log import log_event
 from ._session import AsyncSession, SessionState
 
 if TYPE_CHECKING:
@@ -110,11 +111,12 @@ class HealthServer:
                 daemon=True,
             )
             self._thread.start()
-        log.info(
-            "health endpoint listening on %s for election=%s",
-            self.url,
-            self.target.name,
-            extra={"election": self.target.name, "address": self.url},
+        log_event(
+            log,
+            logging.INFO,
+            "health endpoint listening",
+            election=self.target.name,
+            address=self.url,
         )
         return self
 

@@ -25,6 +25,7 @@ from ._errors import (
     SessionLost,
     TransportError,
 )
+from ._log import log_event
 from ._reasons import EndReason
 from ._tasks import cancel_and_wait
 
@@ -166,6 +167,11 @@ class AsyncSession:
     # -- public state ------------------------------------------------------------------------
 
     @property
+    def lease_hex(self) -> str:
+        """The lease id in hex, as etcdctl and our logs show it."""
+        return f"{self.lease_id:x}"
+
+    @property
     def margin(self) -> float:
         return self._deadline.margin
 
@@ -268,23 +274,25 @@ class AsyncSession:
                 log.warning("lease grant outcome unknown, granting again: %s", exc)
         self.lease_id, self.ttl = lease.id, lease.ttl
         if self.margin >= self.ttl - self.keepalive_interval / 2:
-            log.warning(
-                "session lease=%x: margin %.2fs leaves little of the granted ttl %ds",
-                self.lease_id,
-                self.margin,
-                self.ttl,
-                extra={"lease": f"{self.lease_id:x}", "ttl": self.ttl},
+            log_event(
+                log,
+                logging.WARNING,
+                "the margin leaves little of the granted ttl",
+                lease=self.lease_hex,
+                margin=self.margin,
+                ttl=self.ttl,
             )
         self._deadline.renewed(sent_at, lease.ttl)
         self._state = SessionState.ALIVE
         self._stop_guarding = self._client.history.add_listener(self._history_lost)
         self._keeper = loop.create_task(self._keep_alive(), name=f"etcd-session-{self.lease_id:x}")
-        log.info(
-            "session started lease=%x ttl=%ds margin=%.2fs",
-            self.lease_id,
-            self.ttl,
-            self.margin,
-            extra={"lease": f"{self.lease_id:x}", "ttl": self.ttl},
+        log_event(
+            log,
+            logging.INFO,
+            "session started",
+            lease=self.lease_hex,
+            ttl=self.ttl,
+            margin=self.margin,
         )
         _metrics.sink().session_started()
         return self
@@ -342,13 +350,7 @@ class AsyncSession:
         if self._stop_guarding is not None:
             self._stop_guarding()
         level = logging.DEBUG if reason in (EndReason.CLOSED, EndReason.ORPHANED) else logging.INFO
-        log.log(
-            level,
-            "session ended lease=%x reason=%s",
-            self.lease_id,
-            reason,
-            extra={"lease": f"{self.lease_id:x}", "reason": reason},
-        )
+        log_event(log, level, "session ended", lease=self.lease_hex, reason=reason)
         _metrics.sink().session_ended(reason)
         # A copy: a callback may remove itself (or another) while we go through them.
         callbacks, self._loss_callbacks = self._loss_callbacks, []
@@ -356,10 +358,12 @@ class AsyncSession:
             try:
                 callback(reason)
             except Exception:
-                log.exception(
-                    "session loss callback failed lease=%x",
-                    self.lease_id,
-                    extra={"lease": f"{self.lease_id:x}"},
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "session loss callback failed",
+                    lease=self.lease_hex,
+                    exc_info=True,
                 )
 
     def _history_lost(self, loss: HistoryLoss) -> None:
@@ -413,12 +417,13 @@ class AsyncSession:
                     failures += 1
                     self._state = SessionState.UNCERTAIN
                     _metrics.sink().keepalive_failed()
-                    log.warning(
-                        "keepalive failed lease=%x (%.2fs left): %s",
-                        self.lease_id,
-                        max(0.0, self._deadline.at - self._clock()),
-                        exc,
-                        extra={"lease": f"{self.lease_id:x}"},
+                    log_event(
+                        log,
+                        logging.WARNING,
+                        "keepalive failed",
+                        lease=self.lease_hex,
+                        left=max(0.0, self._deadline.at - self._clock()),
+                        detail=exc,
                     )
                     backoff = min(0.05 * 2**failures, self.keepalive_interval / 2)
                     next_send = self._clock() + backoff * random.uniform(0.5, 1.0)
@@ -435,18 +440,14 @@ class AsyncSession:
                 self._deadline.renewed(answer.sent_at, answer.ttl)
                 self.ttl = answer.ttl
                 _metrics.sink().keepalive(rtt, margin_left)
-                log.debug(
-                    "lease renewed lease=%x ttl=%ds rtt=%.1fms margin_left=%.2fs",
-                    self.lease_id,
-                    answer.ttl,
-                    rtt * 1000,
-                    margin_left,
-                    extra={
-                        "lease": f"{self.lease_id:x}",
-                        "ttl": answer.ttl,
-                        "rtt": rtt,
-                        "margin_left": margin_left,
-                    },
+                log_event(
+                    log,
+                    logging.DEBUG,
+                    "lease renewed",
+                    lease=self.lease_hex,
+                    ttl=answer.ttl,
+                    rtt=rtt,
+                    margin_left=margin_left,
                 )
                 if self._deadline.passed():
                     # The answer came, but too late to trust: the margin is already used up.
@@ -472,20 +473,19 @@ class AsyncSession:
             try:
                 await self._client.lease_revoke(self.lease_id)
                 self._revoked = True
-                log.debug(
-                    "lease revoked lease=%x", self.lease_id, extra={"lease": f"{self.lease_id:x}"}
-                )
+                log_event(log, logging.DEBUG, "lease revoked", lease=self.lease_hex)
                 return
             except LeaseNotFound:
                 self._revoked = True
                 return
             except TransportError as exc:
                 if not persistent or self._clock() + delay >= give_up:
-                    log.warning(
-                        "could not revoke lease=%x (%s); etcd will expire it after its ttl",
-                        self.lease_id,
-                        exc,
-                        extra={"lease": f"{self.lease_id:x}"},
+                    log_event(
+                        log,
+                        logging.WARNING,
+                        "could not revoke the lease (etcd expires it after its ttl)",
+                        lease=self.lease_hex,
+                        detail=exc,
                     )
                     return
                 await asyncio.sleep(delay)

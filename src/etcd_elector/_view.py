@@ -18,6 +18,7 @@ from ._backoff import Backoff
 from ._bounded import bounded
 from ._errors import TransportError, WatchError
 from ._history_guard import HistoryLoss
+from ._log import log_event
 from ._names import (
     DEFAULT_NAMESPACE,
     election_prefix,
@@ -168,11 +169,12 @@ class ElectionView:
                     if outage is None:
                         outage = trouble if trouble is not None else _clock.now()
                         error = bounded(str(exc), _ERROR_CHARS)
-                        log.info(
-                            "observe election=%s: cannot reach etcd: %s",
-                            self.name,
-                            error,
-                            extra={"election": self.name},
+                        log_event(
+                            log,
+                            logging.INFO,
+                            "observe: cannot reach etcd",
+                            election=self.name,
+                            detail=error,
                         )
                         known = last if isinstance(last, LeaderInfo) else None
                         yield EtcdUnreachable(since=outage, error=error, last_leader=known)

@@ -40,6 +40,7 @@ from ._errors import (
     WatchCanceled,
     WatchCompacted,
 )
+from ._log import log_event
 from ._proto import rpc_pb2
 from ._tasks import cancel_all
 from ._types import Event, WatchBatch
@@ -433,11 +434,8 @@ class WatchHub:
         if not blame:
             log.debug("watch stream to %s closed: %s", self._endpoint, error)
         elif self._endpoint is not None and isinstance(error, TransportError) and not self._closed:
-            log.info(
-                "watch stream to %s failed: %s",
-                self._endpoint,
-                error,
-                extra={"endpoint": str(self._endpoint)},
+            log_event(
+                log, logging.INFO, "watch stream failed", endpoint=str(self._endpoint), detail=error
             )
             heard = self._last_heard if since is None else since
             self._client.endpoint_failed(self._endpoint, error, since=heard)
