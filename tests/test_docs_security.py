@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from etcd_elector import AsyncClient, PermissionDenied
+from etcd_elector._environ import without_etcd_settings
 from etcd_elector.testing import EtcdMember
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,9 +34,7 @@ def documented_script() -> str:
 def run_documented_commands(endpoint: str, etcd_binary: str) -> None:
     etcdctl = Path(etcd_binary).with_name("etcdctl")
     assert etcdctl.exists(), f"etcdctl is expected next to {etcd_binary}"
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(("ETCD_", "ETCDCTL_"))
-    }
+    env = without_etcd_settings(os.environ)
     env.update(PASSWORDS, PATH=f"{etcdctl.parent}{os.pathsep}{env.get('PATH', '')}")
     env["ETCDCTL_ENDPOINTS"] = endpoint
     done = subprocess.run(

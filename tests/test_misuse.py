@@ -16,6 +16,7 @@ import pytest
 from helpers.election_kit import WAIT_S, namespace_of, wait_until
 
 from etcd_elector import AsyncClient, Client, ConfigurationError, Term
+from etcd_elector._environ import without_etcd_settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -190,7 +191,7 @@ def test_a_call_on_a_closed_client_leaves_no_unawaited_coroutine(etcd_endpoint: 
         text=True,
         timeout=30,
         check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("ETCD")},
+        env=without_etcd_settings(os.environ),
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "the client is closed\n", "")
 

@@ -57,7 +57,11 @@ class EndpointPool:
         self._closing: set[asyncio.Task[None]] = set()
         self._last_answer: dict[Endpoint, float] = {}
         self._closed = False
-        self._credentials = channel_credentials(config) if config.tls else None
+        self._credentials = (
+            channel_credentials(config.ca_file, config.cert_file, config.key_file)
+            if config.tls
+            else None
+        )
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:

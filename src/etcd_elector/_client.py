@@ -15,14 +15,14 @@ import logging
 import os
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import grpc
 
 from . import _clock, _rpc, _tls
 from ._auth import AuthManager
 from ._channels import EndpointPool
-from ._config import ClientConfig, Endpoint, parse_endpoints, validate_timeout
+from ._config import ClientConfig, ClientSettings, Endpoint, parse_endpoints
 from ._errors import (
     AmbiguousResult,
     ClientClosed,
@@ -36,7 +36,7 @@ from ._history_guard import HistoryGuard, is_linearizable
 from ._keepalive import KeepAliveStream
 from ._keys import KeyLike, as_bytes, prefix_range_end
 from ._proto import rpc_pb2
-from ._secret import Secret
+from ._seconds import seconds
 from ._txn import Compare, Op, build_txn_request
 from ._types import (
     DeleteResult,
@@ -76,12 +76,12 @@ class AsyncClient:
 
     :param endpoints: ``"host:port,host:port"`` or a list; default ``ETCD_ENDPOINTS`` or
         ``127.0.0.1:2379``.
-    :param timeout: deadline in seconds for each call, failover included (default 5).
-    :param ca_file: PEM CA bundle that signed etcd's certificate (turns TLS on).
-    :param cert_file: client certificate (PEM) for etcd's ``--client-cert-auth``, with
-        ``key_file``, its unencrypted PEM key.
-    :param server_name: the name etcd's certificate carries, if not the endpoint's host.
-    :param username: etcd user; with ``password`` (a str or a :class:`Secret`).
+    :param config: a :class:`ClientConfig` built beforehand, instead of the settings.
+    :param settings: the keyword arguments of :class:`ClientSettings`: ``timeout`` (each
+        call's deadline in seconds, failover included, default 5), ``connect_timeout``,
+        ``stream_timeout``; ``ca_file`` (a PEM CA bundle, turns TLS on), ``cert_file`` and
+        ``key_file`` (a client certificate and its unencrypted key), ``server_name``;
+        ``username`` with ``password`` (a str or a :class:`Secret`) or ``password_file``.
     :param token_file: a file that keeps the highest fencing token this process knows of
         across restarts, so that a restarted process also refuses a token that went back
         after etcd lost history (see :class:`HistoryGuard`, reachable as ``client.history``).
@@ -94,35 +94,13 @@ class AsyncClient:
         self,
         endpoints: str | Sequence[str] | None = None,
         *,
-        timeout: float | None = None,
-        connect_timeout: float | None = None,
-        stream_timeout: float | None = None,
         config: ClientConfig | None = None,
-        ca_file: str | None = None,
-        cert_file: str | None = None,
-        key_file: str | None = None,
-        server_name: str | None = None,
-        username: str | None = None,
-        password: str | Secret | None = None,
         token_file: str | os.PathLike[str] | None = None,
+        **settings: Unpack[ClientSettings],
     ) -> None:
-        security = (ca_file, cert_file, key_file, server_name, username, password)
         if config is None:
-            config = ClientConfig.build(
-                endpoints,
-                timeout=timeout,
-                connect_timeout=connect_timeout,
-                stream_timeout=stream_timeout,
-                ca_file=ca_file,
-                cert_file=cert_file,
-                key_file=key_file,
-                server_name=server_name,
-                username=username,
-                password=password,
-            )
-        elif endpoints is not None or any(
-            value is not None for value in (timeout, connect_timeout, stream_timeout, *security)
-        ):
+            config = ClientConfig.build(endpoints, **settings)
+        elif endpoints is not None or any(value is not None for value in settings.values()):
             raise ConfigurationError(
                 "pass either config= or endpoints, timeouts, TLS files and credentials, not both"
             )
@@ -211,8 +189,8 @@ class AsyncClient:
         return True
 
     def deadline(self, timeout: float | None) -> float:
-        seconds = self.config.timeout if timeout is None else validate_timeout(timeout, "timeout")
-        return _clock.now() + seconds
+        budget = self.config.timeout if timeout is None else seconds(timeout, "timeout")
+        return _clock.now() + budget
 
     async def connect(self, deadline: float) -> Endpoint:
         """An endpoint with a ready connection, in preference order, before ``deadline``.
@@ -545,8 +523,9 @@ class AsyncClient:
 
         :raises TransportError: if etcd cannot be reached or refuses the grant.
         """
-        seconds = validate_timeout(ttl, "lease TTL")
-        request = rpc_pb2.LeaseGrantRequest(TTL=max(1, round(seconds)), ID=lease_id)
+        request = rpc_pb2.LeaseGrantRequest(
+            TTL=max(1, round(seconds(ttl, "lease TTL"))), ID=lease_id
+        )
         response = await self.call(_rpc.LEASE_GRANT, request, timeout=timeout, write=True)
         if response.error:
             raise TransportError(f"etcd refused to grant a lease: {response.error}")

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from . import _clock, _rpc
-from ._config import Endpoint, validate_timeout
+from ._config import Endpoint
 from ._errors import ConnectionFailed, NoLeader, RequestTimeout, TransportError
 from ._proto import rpc_pb2
+from ._seconds import seconds
 from ._types import KeepAliveAnswer
 
 if TYPE_CHECKING:
@@ -54,13 +55,13 @@ class KeepAliveStream:
         :raises NoLeader: the member lost quorum (the next ping uses another endpoint).
         :raises RequestTimeout: no answer within ``timeout`` (default: the stream timeout).
         """
-        seconds = (
+        budget = (
             self._client.config.stream_timeout
             if timeout is None
-            else validate_timeout(timeout, "keepalive timeout")
+            else seconds(timeout, "keepalive timeout")
         )
         async with self._lock:
-            deadline = _clock.now() + seconds
+            deadline = _clock.now() + budget
             request = rpc_pb2.LeaseKeepAliveRequest(ID=self.lease_id)
             unsent: list[TransportError] = []
             renewed = False
@@ -113,7 +114,7 @@ class KeepAliveStream:
                 except TimeoutError:
                     error: Exception = RequestTimeout(
                         f"lease {self.lease_id:x}: no keepalive answer from etcd at {endpoint} "
-                        f"within {seconds:g}s",
+                        f"within {budget:g}s",
                         endpoint=str(endpoint),
                     )
                     self._fail(endpoint, error)

@@ -27,6 +27,7 @@ from ._errors import (
 )
 from ._log import log_event
 from ._reasons import EndReason
+from ._seconds import seconds
 from ._tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -103,11 +104,10 @@ def validate_timing(
     :raises ConfigurationError: naming the setting that cannot work.
     """
     whole_ttl = validate_ttl(ttl)
-    margin = default_margin(whole_ttl) if margin is None else margin
-    if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin >= 0:
-        raise ConfigurationError(
-            f"margin must be a non-negative number of seconds, got {_seconds_text(margin)}"
-        )
+    if margin is None:
+        margin = default_margin(whole_ttl)
+    else:
+        margin = seconds(margin, "margin", allow_zero=True, allow_infinite=True)
     if margin >= whole_ttl:
         raise ConfigurationError(
             f"margin {_seconds_text(margin)}s must be smaller than the ttl {whole_ttl}s"

@@ -17,10 +17,10 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from ._client import AsyncClient
-from ._config import ClientConfig
+from ._config import ClientConfig, ClientSettings
 from ._election import AsyncElection, Term
 from ._elector import AsyncElector, ElectorState
 from ._history_guard import HistoryGuard
@@ -28,7 +28,6 @@ from ._keys import KeyLike
 from ._observe import ObservationEvent
 from ._portal import Portal, SyncIterator
 from ._reasons import EndReason
-from ._secret import Secret
 from ._session import AsyncSession, SessionState
 from ._stop_signals import StopSignals
 from ._tasks import shielded
@@ -73,32 +72,11 @@ class Client:
         self,
         endpoints: str | Sequence[str] | None = None,
         *,
-        timeout: float | None = None,
-        connect_timeout: float | None = None,
-        stream_timeout: float | None = None,
         config: ClientConfig | None = None,
-        ca_file: str | None = None,
-        cert_file: str | None = None,
-        key_file: str | None = None,
-        server_name: str | None = None,
-        username: str | None = None,
-        password: str | Secret | None = None,
         token_file: str | os.PathLike[str] | None = None,
+        **settings: Unpack[ClientSettings],
     ) -> None:
-        self.aio = AsyncClient(
-            endpoints,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            stream_timeout=stream_timeout,
-            config=config,
-            ca_file=ca_file,
-            cert_file=cert_file,
-            key_file=key_file,
-            server_name=server_name,
-            username=username,
-            password=password,
-            token_file=token_file,
-        )
+        self.aio = AsyncClient(endpoints, config=config, token_file=token_file, **settings)
         self.portal = Portal()
         self.portal.call(self.aio.open)
 

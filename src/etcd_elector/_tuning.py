@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ._errors import ConfigurationError
+from ._seconds import seconds
 from ._session import validate_timing
 
 __all__ = ["ETCD_EXPIRY_SWEEP", "Failover", "TimingReport", "check_timing", "etcd_min_ttl"]
@@ -76,14 +77,6 @@ class TimingReport:
         return asdict(self)
 
 
-def _positive(value: float, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(f"{what} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(f"{what} must be more than zero seconds, got {value!r}")
-    return float(value)
-
-
 def etcd_min_ttl(election_timeout: float = 1.0, heartbeat: float = 0.1) -> int:
     """The shortest lease etcd grants with these server settings (seconds).
 
@@ -93,8 +86,8 @@ def etcd_min_ttl(election_timeout: float = 1.0, heartbeat: float = 0.1) -> int:
     :raises ConfigurationError: for non-positive values, or an election timeout below five
         heartbeats (etcd refuses to start with that).
     """
-    election_ms = round(_positive(election_timeout, "election timeout") * 1000)
-    tick_ms = round(_positive(heartbeat, "heartbeat interval") * 1000)
+    election_ms = round(seconds(election_timeout, "election timeout") * 1000)
+    tick_ms = round(seconds(heartbeat, "heartbeat interval") * 1000)
     if tick_ms < 1:
         raise ConfigurationError(f"heartbeat interval must be at least 1 ms, got {heartbeat!r}")
     if election_ms < 5 * tick_ms:
