@@ -26,8 +26,8 @@ from etcd_elector import (
     Secret,
     Term,
 )
-from etcd_elector._auth import AuthManager
 from etcd_elector.cli._process import child_environment
+from etcd_elector.etcd._auth import AuthManager
 from etcd_elector.testing import EtcdCluster
 
 pytestmark = pytest.mark.timeout(60)

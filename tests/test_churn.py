@@ -43,7 +43,7 @@ async def test_cancelling_watch_registrations_at_random_points_leaks_nothing(
     confirmed but not yet returned, in the body, while cancelling): etcd ends up holding only
     the watches still wanted, the shared stream never breaks, and every watch that lived got
     its own key's events (the matching of etcd's "created" answers never shifted)."""
-    caplog.set_level(logging.INFO, logger="etcd_elector._watch")
+    caplog.set_level(logging.INFO, logger="etcd_elector.etcd._watch")
     rng = random.Random(SEED)
     baseline = await watcher_count(etcd_member)
     mismatched: list[tuple[str, list[bytes]]] = []
@@ -93,7 +93,7 @@ async def test_cancelling_watch_registrations_at_random_points_leaks_nothing(
         batch = await next_batch(long_lived)
         assert [e.kv.value for e in batch.events] == [b"after the storm"]
 
-    noisy = [r.getMessage() for r in caplog.records if r.name == "etcd_elector._watch"]
+    noisy = [r.getMessage() for r in caplog.records if r.name == "etcd_elector.etcd._watch"]
     assert noisy == []  # no "watch stream failed", no "confirmed a watch nobody asked for"
 
 

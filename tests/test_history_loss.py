@@ -42,7 +42,7 @@ FILLER = 30  # writes before the election, so that a wiped etcd starts well belo
 # Long enough for etcd to be wiped or restored and started again before the term's deadline:
 # an outage longer than that ends the term at its deadline first (the loss is reported after).
 TTL, MARGIN = 5, 1.0
-GUARD_LOGGER = "etcd_elector._history_guard"
+GUARD_LOGGER = "etcd_elector.etcd._history_guard"
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from etcd_elector import (
     set_metrics,
 )
 from etcd_elector._metrics import METHODS, _Guarded
-from etcd_elector._txn import Compare
+from etcd_elector.etcd._txn import Compare
 from etcd_elector.testing import EtcdMember, FaultProxy
 
 ProxyFactory = Callable[[str], FaultProxy]

@@ -42,8 +42,6 @@ from ._errors import (
     WatchError,
 )
 from ._health import HealthServer
-from ._history_guard import HistoryGuard, HistoryLoss
-from ._keepalive import KeepAliveStream
 from ._logfmt import JsonLogFormatter
 from ._metrics import (
     FencedResult,
@@ -59,8 +57,12 @@ from ._secret import Secret
 from ._session import AsyncSession, SessionState
 from ._sync import Client, Election, ElectionView, Elector, Session
 from ._tuning import TimingReport, check_timing
-from ._txn import Compare, Op
-from ._types import (
+from ._view import ElectionView as AsyncElectionView
+from ._view import LeaderInfo
+from .etcd._history_guard import HistoryGuard, HistoryLoss
+from .etcd._keepalive import KeepAliveStream
+from .etcd._txn import Compare, Op
+from .etcd._types import (
     DeleteResult,
     Event,
     EventType,
@@ -76,9 +78,7 @@ from ._types import (
     TxnResult,
     WatchBatch,
 )
-from ._view import ElectionView as AsyncElectionView
-from ._view import LeaderInfo
-from ._watch import Watch
+from .etcd._watch import Watch
 
 __version__ = "0.1.0"
 """The version of etcd-elector."""

@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 import grpc
 
-from . import _clock, _rpc, _tls
-from ._auth import AuthManager
-from ._channels import EndpointPool
+from . import _clock, _tls
 from ._config import ClientConfig, ClientSettings, Endpoint, parse_endpoints
 from ._errors import (
     AmbiguousResult,
@@ -32,13 +30,16 @@ from ._errors import (
     RequestTimeout,
     TransportError,
 )
-from ._history_guard import HistoryGuard, is_linearizable
-from ._keepalive import KeepAliveStream
 from ._keys import KeyLike, as_bytes, prefix_range_end
 from ._proto import rpc_pb2
 from ._seconds import seconds
-from ._txn import Compare, Op, build_txn_request
-from ._types import (
+from .etcd import _rpc
+from .etcd._auth import AuthManager
+from .etcd._channels import EndpointPool
+from .etcd._history_guard import HistoryGuard, is_linearizable
+from .etcd._keepalive import KeepAliveStream
+from .etcd._txn import Compare, Op, build_txn_request
+from .etcd._types import (
     DeleteResult,
     GetResult,
     Lease,
@@ -49,7 +50,7 @@ from ._types import (
     Status,
     TxnResult,
 )
-from ._watch import Watch, WatchHub
+from .etcd._watch import Watch, WatchHub
 
 if TYPE_CHECKING:
     from ._elector import AsyncElector

@@ -40,7 +40,6 @@ from ._errors import (
     TransportError,
     WatchError,
 )
-from ._history_guard import REMEDY
 from ._keys import KeyLike, as_bytes
 from ._log import log_event
 from ._names import (
@@ -51,10 +50,11 @@ from ._names import (
 )
 from ._reasons import EndReason
 from ._tasks import Stopped, cancel_all, first_result, unless
-from ._txn import Compare, Op
-from ._types import KeyValue, RangeResult, TxnResult
 from ._view import ElectionView, LeaderInfo
-from ._watch import Watch
+from .etcd._history_guard import REMEDY
+from .etcd._txn import Compare, Op
+from .etcd._types import KeyValue, RangeResult, TxnResult
+from .etcd._watch import Watch
 
 if TYPE_CHECKING:
     from ._session import AsyncSession

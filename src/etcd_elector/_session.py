@@ -33,8 +33,8 @@ from ._tasks import cancel_and_wait
 if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._election import AsyncElection
-    from ._history_guard import HistoryLoss
-    from ._types import KeepAliveAnswer
+    from .etcd._history_guard import HistoryLoss
+    from .etcd._types import KeepAliveAnswer
 
 __all__ = [
     "AsyncSession",

@@ -23,7 +23,6 @@ from ._client import AsyncClient
 from ._config import ClientConfig, ClientSettings
 from ._election import AsyncElection, Term
 from ._elector import AsyncElector, ElectorState
-from ._history_guard import HistoryGuard
 from ._keys import KeyLike
 from ._observe import ObservationEvent
 from ._portal import Portal, SyncIterator
@@ -31,8 +30,11 @@ from ._reasons import EndReason
 from ._session import AsyncSession, SessionState
 from ._stop_signals import StopSignals
 from ._tasks import shielded
-from ._txn import Compare, Op
-from ._types import (
+from ._view import ElectionView as AsyncElectionView
+from ._view import LeaderInfo
+from .etcd._history_guard import HistoryGuard
+from .etcd._txn import Compare, Op
+from .etcd._types import (
     DeleteResult,
     GetResult,
     KeepAliveAnswer,
@@ -45,9 +47,7 @@ from ._types import (
     TxnResult,
     WatchBatch,
 )
-from ._view import ElectionView as AsyncElectionView
-from ._view import LeaderInfo
-from ._watch import Watch as AsyncWatch
+from .etcd._watch import Watch as AsyncWatch
 
 __all__ = ["Client", "Election", "ElectionView", "Elector", "Session", "Watch"]
 

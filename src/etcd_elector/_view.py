@@ -17,7 +17,6 @@ from . import _clock
 from ._backoff import Backoff
 from ._bounded import bounded
 from ._errors import TransportError, WatchError
-from ._history_guard import HistoryLoss
 from ._log import log_event
 from ._names import (
     DEFAULT_NAMESPACE,
@@ -27,7 +26,8 @@ from ._names import (
     validate_namespace,
 )
 from ._observe import EtcdReachable, EtcdUnreachable, LeaderObserved, ObservationEvent
-from ._types import Event, EventType, KeyValue
+from .etcd._history_guard import HistoryLoss
+from .etcd._types import Event, EventType, KeyValue
 
 if TYPE_CHECKING:
     from ._client import AsyncClient

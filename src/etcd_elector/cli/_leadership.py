@@ -22,11 +22,11 @@ from .._election import AsyncElection, Term
 from .._elector import AsyncElector, ElectorState
 from .._errors import ConfigurationError, DatabaseSpaceExceeded
 from .._health import HealthServer
-from .._history_guard import HistoryLoss
 from .._names import candidate_key
 from .._reasons import EndReason
 from .._session import AsyncSession
 from .._tasks import cancel_all, cancel_and_wait, wait_first
+from ..etcd._history_guard import HistoryLoss
 from ._exit import ExitCode, signal_code
 from ._observation import print_history_loss
 from ._options import Options

@@ -12,8 +12,8 @@ from typing import Any
 
 import grpc
 
-from ._bounded import bounded
-from ._errors import (
+from .._bounded import bounded
+from .._errors import (
     AmbiguousResult,
     AuthenticationFailed,
     ConnectionFailed,
@@ -27,8 +27,8 @@ from ._errors import (
     RequestTooLarge,
     TransportError,
 )
-from ._proto import rpc_pb2
-from ._tls import handshake_error
+from .._proto import rpc_pb2
+from .._tls import handshake_error
 
 __all__ = [
     "Method",

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from . import _clock, _metrics, _rpc
-from ._bounded import bounded
-from ._config import Endpoint
-from ._errors import (
+from .. import _clock, _metrics
+from .._bounded import bounded
+from .._config import Endpoint
+from .._errors import (
     AuthenticationFailed,
     ClientClosed,
     ConnectionFailed,
@@ -40,13 +40,14 @@ from ._errors import (
     WatchCanceled,
     WatchCompacted,
 )
-from ._log import log_event
-from ._proto import rpc_pb2
-from ._tasks import cancel_all
+from .._log import log_event
+from .._proto import rpc_pb2
+from .._tasks import cancel_all
+from . import _rpc
 from ._types import Event, WatchBatch
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from .._client import AsyncClient
 
 __all__ = ["Watch", "WatchHub"]
 

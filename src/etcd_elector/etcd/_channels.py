@@ -13,12 +13,12 @@ from typing import Any
 
 import grpc
 
-from . import _clock
-from ._config import ClientConfig, Endpoint
-from ._errors import ClientClosed
-from ._proto import rpc_pb2
+from .. import _clock
+from .._config import ClientConfig, Endpoint
+from .._errors import ClientClosed
+from .._proto import rpc_pb2
+from .._tls import channel_credentials
 from ._rpc import STATUS, Method
-from ._tls import channel_credentials
 
 __all__ = ["EndpointPool"]
 

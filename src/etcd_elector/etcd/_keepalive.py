@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from . import _clock, _rpc
-from ._config import Endpoint
-from ._errors import ConnectionFailed, NoLeader, RequestTimeout, TransportError
-from ._proto import rpc_pb2
-from ._seconds import seconds
+from .. import _clock
+from .._config import Endpoint
+from .._errors import ConnectionFailed, NoLeader, RequestTimeout, TransportError
+from .._proto import rpc_pb2
+from .._seconds import seconds
+from . import _rpc
 from ._types import KeepAliveAnswer
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from .._client import AsyncClient
 
 __all__ = ["KeepAliveStream"]
 

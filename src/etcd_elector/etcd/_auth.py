@@ -13,13 +13,14 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from . import _clock, _rpc
-from ._errors import AuthenticationFailed
-from ._proto import rpc_pb2
+from .. import _clock
+from .._errors import AuthenticationFailed
+from .._proto import rpc_pb2
+from . import _rpc
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
-    from ._secret import Secret
+    from .._client import AsyncClient
+    from .._secret import Secret
 
 __all__ = ["AuthManager"]
 

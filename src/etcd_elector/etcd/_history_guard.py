@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import _clock, _metrics, _rpc
-from ._errors import ConfigurationError, EtcdElectorError
-from ._log import log_event
+from .. import _clock, _metrics
+from .._errors import ConfigurationError, EtcdElectorError
+from .._log import log_event
+from . import _rpc
 from ._token_file import TokenFile, TokenRecord
 
 __all__ = ["Expectation", "HistoryGuard", "HistoryLoss", "is_linearizable"]
