@@ -50,7 +50,7 @@ def alice(endpoint: str, password: str = PASSWORD) -> AsyncClient:
 
 
 def authentications(client: AsyncClient) -> int:
-    auth = client._auth
+    auth = client._transport._auth
     assert isinstance(auth, AuthManager)
     return auth.authentications
 

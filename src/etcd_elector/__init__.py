@@ -78,7 +78,7 @@ from .etcd._types import (
     TxnResult,
     WatchBatch,
 )
-from .etcd._watch import Watch
+from .etcd._watch import AsyncWatch as Watch
 
 __version__ = "0.1.0"
 """The version of etcd-elector."""

@@ -54,7 +54,7 @@ from ._view import ElectionView, LeaderInfo
 from .etcd._history_guard import REMEDY
 from .etcd._txn import Compare, Op
 from .etcd._types import KeyValue, RangeResult, TxnResult
-from .etcd._watch import Watch
+from .etcd._watch import AsyncWatch
 
 if TYPE_CHECKING:
     from ._session import AsyncSession
@@ -778,10 +778,10 @@ class AsyncElection:
         await cancel_all(g for g in self._guards if g is not asyncio.current_task())
 
 
-async def _first_event_key(watches: Sequence[Watch]) -> bytes:
+async def _first_event_key(watches: Sequence[AsyncWatch]) -> bytes:
     """Wait for the first event on any of ``watches``; return its key."""
 
-    async def first(watch: Watch) -> bytes:
+    async def first(watch: AsyncWatch) -> bytes:
         async for batch in watch:
             if batch.events:
                 return batch.events[0].kv.key

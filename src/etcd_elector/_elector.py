@@ -46,7 +46,7 @@ from ._tasks import Stopped, cancel_and_wait, shielded, unless, wait_first
 from ._view import ElectionView, LeaderInfo
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from .etcd._client import AsyncEtcdClient
 
 __all__ = ["AsyncElector", "ElectorEvent", "ElectorState", "Work"]
 
@@ -105,7 +105,7 @@ class AsyncElector:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: AsyncEtcdClient,
         name: str,
         *,
         value: KeyLike | None = None,
@@ -486,8 +486,11 @@ class AsyncElector:
             self._election = None
         try:
             session = await self._unless_closing(
-                self.client.session(
-                    ttl=self.ttl, margin=self.margin, keepalive_interval=self.keepalive_interval
+                AsyncSession(
+                    self.client,
+                    ttl=self.ttl,
+                    margin=self.margin,
+                    keepalive_interval=self.keepalive_interval,
                 ).start()
             )
         except TransportError as exc:

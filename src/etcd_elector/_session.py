@@ -31,8 +31,8 @@ from ._seconds import seconds
 from ._tasks import cancel_and_wait
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
     from ._election import AsyncElection
+    from .etcd._client import AsyncEtcdClient
     from .etcd._history_guard import HistoryLoss
     from .etcd._types import KeepAliveAnswer
 
@@ -141,7 +141,7 @@ class AsyncSession:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: AsyncEtcdClient,
         *,
         ttl: float = 10.0,
         margin: float | None = None,
@@ -241,7 +241,7 @@ class AsyncSession:
             raise SessionLost(f"session with lease {self.lease_id:x} is {reason}", reason=reason)
 
     @property
-    def client(self) -> AsyncClient:
+    def client(self) -> AsyncEtcdClient:
         return self._client
 
     def election(self, name: str, **options: Any) -> AsyncElection:

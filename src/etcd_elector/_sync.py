@@ -47,7 +47,7 @@ from .etcd._types import (
     TxnResult,
     WatchBatch,
 )
-from .etcd._watch import Watch as AsyncWatch
+from .etcd._watch import AsyncWatch
 
 __all__ = ["Client", "Election", "ElectionView", "Elector", "Session", "Watch"]
 

@@ -30,7 +30,7 @@ from .etcd._history_guard import HistoryLoss
 from .etcd._types import Event, EventType, KeyValue
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from .etcd._client import AsyncEtcdClient
 
 __all__ = ["ElectionView", "LeaderInfo"]
 
@@ -76,7 +76,7 @@ class ElectionView:
     """
 
     def __init__(
-        self, client: AsyncClient, name: str, *, namespace: str = DEFAULT_NAMESPACE
+        self, client: AsyncEtcdClient, name: str, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self.client = client
         self.name = validate_name(name)
