@@ -97,7 +97,7 @@ def test_the_demo_check_flags_overlapping_leaders() -> None:
 
 
 def test_grace_cap_leaves_room_for_late_renewals() -> None:
-    from etcd_elector._session import default_margin
+    from etcd_elector._election._session import default_margin
     from etcd_elector.cli._supervisor import grace_cap
 
     # TTL 10: margin 1.5, keepalive every 3.33 s: up to 3.5 s of grace.

@@ -51,7 +51,7 @@ async def test_session_and_election_records_carry_the_structured_fields(
     records = [r for r in caplog.records if r.name.startswith("etcd_elector")]
 
     started = one(records, "session started")
-    assert started.levelno == logging.INFO and started.name == "etcd_elector._session"
+    assert started.levelno == logging.INFO and started.name == "etcd_elector._election._session"
     assert fields(started, "lease", "ttl") == {"lease": lease, "ttl": session.ttl}
     assert f"lease={lease}" in started.getMessage()
 
@@ -103,7 +103,9 @@ async def test_the_elector_reports_each_term_with_its_fields(
                 return term.token
 
             token = await asyncio.wait_for(elector.run(work), WAIT_S)
-    over = one([r for r in caplog.records if r.name == "etcd_elector._elector"], "term over")
+    over = one(
+        [r for r in caplog.records if r.name == "etcd_elector._election._elector"], "term over"
+    )
     assert fields(over, "election", "token", "identity", "reason") == {
         "election": "logged-elector",
         "token": token,
@@ -116,7 +118,13 @@ async def test_the_elector_reports_each_term_with_its_fields(
 
 def test_the_json_formatter_keeps_every_field() -> None:
     record = logging.LogRecord(
-        "etcd_elector._election", logging.INFO, __file__, 1, "elected key=%s", ("/k",), None
+        "etcd_elector._election._election",
+        logging.INFO,
+        __file__,
+        1,
+        "elected key=%s",
+        ("/k",),
+        None,
     )
     for name, value in {"election": "e", "key": "/k", "lease": "1f", "token": 7}.items():
         setattr(record, name, value)
@@ -131,7 +139,7 @@ def test_the_json_formatter_keeps_every_field() -> None:
     assert parsed["time"].endswith("Z") and parsed["time"][10] == "T"
     assert (parsed["level"], parsed["logger"], parsed["message"]) == (
         "INFO",
-        "etcd_elector._election",
+        "etcd_elector._election._election",
         "elected key=/k",
     )
     assert {k: parsed[k] for k in ("election", "key", "lease", "token")} == {
@@ -171,7 +179,7 @@ def test_cli_log_format_json_writes_json_lines_with_the_fields(
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
     won = [line for line in lines if line["message"].startswith("elected ")]
     assert len(won) == 1
-    assert won[0]["level"] == "INFO" and won[0]["logger"] == "etcd_elector._election"
+    assert won[0]["level"] == "INFO" and won[0]["logger"] == "etcd_elector._election._election"
     assert {k: won[0][k] for k in ("election", "key", "lease", "token", "identity")} == {
         "election": "json-logs",
         "key": elected["key"],

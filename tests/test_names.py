@@ -9,7 +9,7 @@ import pytest
 from helpers.election_kit import namespace_of
 
 from etcd_elector import AsyncClient, ConfigurationError
-from etcd_elector._names import (
+from etcd_elector._election._names import (
     MAX_NAME_LENGTH,
     MAX_NAMESPACE_LENGTH,
     candidate_key,

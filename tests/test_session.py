@@ -19,7 +19,7 @@ from etcd_elector import (
     SessionState,
     _clock,
 )
-from etcd_elector._session import MAX_TTL, default_margin, validate_timing
+from etcd_elector._election._session import MAX_TTL, default_margin, validate_timing
 from etcd_elector.testing import FaultProxy
 
 ProxyFactory = Callable[[str], FaultProxy]

@@ -12,8 +12,13 @@ See the README for the guarantees and the command-line tool.
 
 from ._client import AsyncClient
 from ._config import ClientConfig, Endpoint
-from ._election import AsyncElection, Term
-from ._elector import AsyncElector, ElectorEvent, ElectorState
+from ._election._election import AsyncElection, Term
+from ._election._elector import AsyncElector, ElectorEvent, ElectorState
+from ._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
+from ._election._session import AsyncSession, SessionState
+from ._election._tuning import TimingReport, check_timing
+from ._election._view import ElectionView as AsyncElectionView
+from ._election._view import LeaderInfo
 from ._errors import (
     AmbiguousResult,
     AuthenticationFailed,
@@ -51,14 +56,9 @@ from ._metrics import (
     get_metrics,
     set_metrics,
 )
-from ._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
 from ._reasons import EndReason
 from ._secret import Secret
-from ._session import AsyncSession, SessionState
 from ._sync import Client, Election, ElectionView, Elector, Session
-from ._tuning import TimingReport, check_timing
-from ._view import ElectionView as AsyncElectionView
-from ._view import LeaderInfo
 from .etcd._history_guard import HistoryGuard, HistoryLoss
 from .etcd._keepalive import KeepAliveStream
 from .etcd._txn import Compare, Op

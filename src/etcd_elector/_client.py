@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._elector import AsyncElector
-from ._session import AsyncSession
-from ._view import ElectionView
+from ._election._elector import AsyncElector
+from ._election._session import AsyncSession
+from ._election._view import ElectionView
 from .etcd._client import AsyncEtcdClient
 
 __all__ = ["AsyncClient"]

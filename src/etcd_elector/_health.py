@@ -23,11 +23,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _metrics
-from ._election import AsyncElection
-from ._elector import AsyncElector
+from ._election._election import AsyncElection
+from ._election._elector import AsyncElector
+from ._election._session import AsyncSession, SessionState
 from ._errors import ConfigurationError
 from ._log import log_event
-from ._session import AsyncSession, SessionState
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -21,17 +21,17 @@ from typing import Any, Unpack
 
 from ._client import AsyncClient
 from ._config import ClientConfig, ClientSettings
-from ._election import AsyncElection, Term
-from ._elector import AsyncElector, ElectorState
+from ._election._election import AsyncElection, Term
+from ._election._elector import AsyncElector, ElectorState
+from ._election._observe import ObservationEvent
+from ._election._session import AsyncSession, SessionState
+from ._election._view import ElectionView as AsyncElectionView
+from ._election._view import LeaderInfo
 from ._keys import KeyLike
-from ._observe import ObservationEvent
 from ._portal import Portal, SyncIterator
 from ._reasons import EndReason
-from ._session import AsyncSession, SessionState
 from ._stop_signals import StopSignals
 from ._tasks import shielded
-from ._view import ElectionView as AsyncElectionView
-from ._view import LeaderInfo
 from .etcd._history_guard import HistoryGuard
 from .etcd._txn import Compare, Op
 from .etcd._types import (

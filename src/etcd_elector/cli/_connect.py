@@ -10,8 +10,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from .._client import AsyncClient
+from .._election._view import ElectionView
 from .._errors import ConfigurationError, PermissionDenied
-from .._view import ElectionView
 from ._options import Options
 
 __all__ = ["open_client", "preflight"]

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from .. import _clock
 from .._backoff import Backoff
 from .._client import AsyncClient
+from .._election._view import ElectionView
 from .._errors import AuthenticationFailed, PermissionDenied, TransportError
 from .._tasks import Stopped, unless
-from .._view import ElectionView
 from ._connect import preflight
 from ._durations import parse_duration
 from ._options import Options

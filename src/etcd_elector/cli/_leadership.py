@@ -18,13 +18,13 @@ from typing import Any
 
 from .. import _metrics
 from .._client import AsyncClient
-from .._election import AsyncElection, Term
-from .._elector import AsyncElector, ElectorState
+from .._election._election import AsyncElection, Term
+from .._election._elector import AsyncElector, ElectorState
+from .._election._names import candidate_key
+from .._election._session import AsyncSession
 from .._errors import ConfigurationError, DatabaseSpaceExceeded
 from .._health import HealthServer
-from .._names import candidate_key
 from .._reasons import EndReason
-from .._session import AsyncSession
 from .._tasks import cancel_all, cancel_and_wait, wait_first
 from ..etcd._history_guard import HistoryLoss
 from ._exit import ExitCode, signal_code

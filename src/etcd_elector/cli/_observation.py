@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .._observe import EtcdReachable, EtcdUnreachable, LeaderObserved, ObservationEvent
-from .._view import LeaderInfo
+from .._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved, ObservationEvent
+from .._election._view import LeaderInfo
 from ..etcd._history_guard import HistoryLoss
 from ._output import Printer, printable, unix_time
 from ._renewal import Renewal

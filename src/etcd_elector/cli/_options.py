@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .._config import DEFAULT_ENDPOINT, ClientConfig, parse_endpoints
+from .._election._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
+from .._election._session import validate_ttl
 from .._errors import ConfigurationError
 from .._health import parse_address
-from .._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from .._seconds import seconds
-from .._session import validate_ttl
 from ._output import printable
 from ._parser import COMMAND_GLOBALS, LOG_FORMATS, ParsedArgs
 

@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from .. import _clock
-from .._election import Term
+from .._election._election import Term
+from .._election._session import AsyncSession, default_margin
 from .._errors import ConfigurationError
-from .._session import AsyncSession, default_margin
 from .._tasks import finish, shielded
 from ._connect import open_client
 from ._durations import parse_duration

@@ -21,8 +21,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._errors import ConfigurationError
-from ._seconds import seconds
+from .._errors import ConfigurationError
+from .._seconds import seconds
 from ._session import validate_timing
 
 __all__ = ["ETCD_EXPIRY_SWEEP", "Failover", "TimingReport", "check_timing", "etcd_min_ttl"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .etcd._history_guard import HistoryLoss
+from ..etcd._history_guard import HistoryLoss
 
 if TYPE_CHECKING:
     from ._view import LeaderInfo

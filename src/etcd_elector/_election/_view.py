@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import _clock
-from ._backoff import Backoff
-from ._bounded import bounded
-from ._errors import TransportError, WatchError
-from ._log import log_event
+from .. import _clock
+from .._backoff import Backoff
+from .._bounded import bounded
+from .._errors import TransportError, WatchError
+from .._log import log_event
+from ..etcd._history_guard import HistoryLoss
+from ..etcd._types import Event, EventType, KeyValue
 from ._names import (
     DEFAULT_NAMESPACE,
     election_prefix,
@@ -26,11 +28,9 @@ from ._names import (
     validate_namespace,
 )
 from ._observe import EtcdReachable, EtcdUnreachable, LeaderObserved, ObservationEvent
-from .etcd._history_guard import HistoryLoss
-from .etcd._types import Event, EventType, KeyValue
 
 if TYPE_CHECKING:
-    from .etcd._client import AsyncEtcdClient
+    from ..etcd._client import AsyncEtcdClient
 
 __all__ = ["ElectionView", "LeaderInfo"]
 

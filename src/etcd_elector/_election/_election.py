@@ -26,10 +26,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _clock, _metrics
-from ._backoff import Backoff
-from ._bounded import bounded
-from ._errors import (
+from .. import _clock, _metrics
+from .._backoff import Backoff
+from .._bounded import bounded
+from .._errors import (
     AmbiguousResult,
     CampaignFailed,
     ConfigurationError,
@@ -40,21 +40,21 @@ from ._errors import (
     TransportError,
     WatchError,
 )
-from ._keys import KeyLike, as_bytes
-from ._log import log_event
+from .._keys import KeyLike, as_bytes
+from .._log import log_event
+from .._reasons import EndReason
+from .._tasks import Stopped, cancel_all, first_result, unless
+from ..etcd._history_guard import REMEDY
+from ..etcd._txn import Compare, Op
+from ..etcd._types import KeyValue, RangeResult, TxnResult
+from ..etcd._watch import AsyncWatch
 from ._names import (
     DEFAULT_NAMESPACE,
     candidate_key,
     validate_name,
     validate_namespace,
 )
-from ._reasons import EndReason
-from ._tasks import Stopped, cancel_all, first_result, unless
 from ._view import ElectionView, LeaderInfo
-from .etcd._history_guard import REMEDY
-from .etcd._txn import Compare, Op
-from .etcd._types import KeyValue, RangeResult, TxnResult
-from .etcd._watch import AsyncWatch
 
 if TYPE_CHECKING:
     from ._session import AsyncSession

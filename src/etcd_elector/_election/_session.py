@@ -16,25 +16,25 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _clock, _metrics
-from ._deadline import LeaseDeadline
-from ._errors import (
+from .. import _clock, _metrics
+from .._errors import (
     AmbiguousResult,
     ConfigurationError,
     LeaseNotFound,
     SessionLost,
     TransportError,
 )
-from ._log import log_event
-from ._reasons import EndReason
-from ._seconds import seconds
-from ._tasks import cancel_and_wait
+from .._log import log_event
+from .._reasons import EndReason
+from .._seconds import seconds
+from .._tasks import cancel_and_wait
+from ._deadline import LeaseDeadline
 
 if TYPE_CHECKING:
+    from ..etcd._client import AsyncEtcdClient
+    from ..etcd._history_guard import HistoryLoss
+    from ..etcd._types import KeepAliveAnswer
     from ._election import AsyncElection
-    from .etcd._client import AsyncEtcdClient
-    from .etcd._history_guard import HistoryLoss
-    from .etcd._types import KeepAliveAnswer
 
 __all__ = [
     "AsyncSession",

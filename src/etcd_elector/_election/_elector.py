@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._backoff import Backoff
-from ._election import AsyncElection, Term
-from ._errors import (
+from .._backoff import Backoff
+from .._errors import (
     CampaignFailed,
     EtcdElectorError,
     LeadershipError,
@@ -34,19 +33,20 @@ from ._errors import (
     SessionLost,
     TransportError,
 )
-from ._identity import default_identity
-from ._keys import KeyLike, as_bytes
-from ._log import log_event
+from .._identity import default_identity
+from .._keys import KeyLike, as_bytes
+from .._log import log_event
+from .._reasons import EndReason
+from .._repeats import RepeatThrottle
+from .._stop_signals import StopSignals
+from .._tasks import Stopped, cancel_and_wait, shielded, unless, wait_first
+from ._election import AsyncElection, Term
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
-from ._reasons import EndReason
-from ._repeats import RepeatThrottle
 from ._session import AsyncSession, validate_timing
-from ._stop_signals import StopSignals
-from ._tasks import Stopped, cancel_and_wait, shielded, unless, wait_first
 from ._view import ElectionView, LeaderInfo
 
 if TYPE_CHECKING:
-    from .etcd._client import AsyncEtcdClient
+    from ..etcd._client import AsyncEtcdClient
 
 __all__ = ["AsyncElector", "ElectorEvent", "ElectorState", "Work"]
 
