@@ -18,7 +18,7 @@ from etcd_elector import (
     Op,
 )
 from etcd_elector._config import DEFAULT_ENDPOINT, parse_endpoints
-from etcd_elector._election._session import validate_ttl
+from etcd_elector._election._timing import validate_ttl
 from etcd_elector._environ import without_etcd_settings
 from etcd_elector._seconds import seconds
 from etcd_elector.testing import free_port

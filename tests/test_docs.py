@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import etcd_elector
-from etcd_elector._election._tuning import check_timing
+from etcd_elector._election._timing import check_timing
 from etcd_elector._environ import without_etcd_settings
 from etcd_elector.cli._checkconfig import render
 from etcd_elector.cli._exit import EXIT_CODES_HELP, ExitCode

@@ -16,7 +16,7 @@ from ._election._election import AsyncElection, Term
 from ._election._elector import AsyncElector, ElectorEvent, ElectorState
 from ._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
 from ._election._session import AsyncSession, SessionState
-from ._election._tuning import TimingReport, check_timing
+from ._election._timing import TimingReport, check_timing
 from ._election._view import ElectionView as AsyncElectionView
 from ._election._view import LeaderInfo
 from ._errors import (

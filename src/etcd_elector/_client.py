@@ -11,6 +11,7 @@ from typing import Any
 
 from ._election._elector import AsyncElector
 from ._election._session import AsyncSession
+from ._election._timing import Timing
 from ._election._view import ElectionView
 from .etcd._client import AsyncEtcdClient
 
@@ -30,6 +31,22 @@ class AsyncClient(AsyncEtcdClient):
         """Run work only while leader; see :class:`AsyncElector` for the options."""
         return AsyncElector(self, name, **options)
 
-    def session(self, ttl: float = 10.0, **options: Any) -> AsyncSession:
-        """A lease kept alive in the background; see :class:`AsyncSession`."""
-        return AsyncSession(self, ttl=ttl, **options)
+    def session(
+        self,
+        ttl: float = 10.0,
+        *,
+        margin: float | None = None,
+        keepalive_interval: float | None = None,
+    ) -> AsyncSession:
+        """A lease kept alive in the background; see :class:`AsyncSession`.
+
+        :param ttl: seconds etcd keeps the lease without renewal (whole seconds; etcd may
+            grant more).
+        :param margin: seconds of the TTL held back as a safety margin (default 15% of the
+            TTL, at least 0.5 s): the local deadline is ``send time + granted TTL - margin``.
+        :param keepalive_interval: seconds between renewals (default a third of the granted
+            TTL).
+        :raises ConfigurationError: for a TTL etcd cannot grant, a margin not below the TTL or
+            an interval that leaves no room before the deadline.
+        """
+        return AsyncSession(self, Timing(ttl, margin, keepalive_interval))

@@ -42,7 +42,8 @@ from .._stop_signals import StopSignals
 from .._tasks import Stopped, cancel_and_wait, shielded, unless, wait_first
 from ._election import AsyncElection, Term
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
-from ._session import AsyncSession, validate_timing
+from ._session import AsyncSession
+from ._timing import Timing
 from ._view import ElectionView, LeaderInfo
 
 if TYPE_CHECKING:
@@ -123,8 +124,7 @@ class AsyncElector:
         self.client = client
         self.name = validate_name(name)
         self.namespace = validate_namespace(namespace)
-        self.ttl, self.margin = validate_timing(ttl, margin, keepalive_interval)
-        self.keepalive_interval = keepalive_interval
+        self.timing = Timing(ttl, margin, keepalive_interval)  # checked once, here
         self.value = as_bytes(value if value is not None else default_identity())
         self.requeue = requeue
         self.on_elected = on_elected
@@ -485,14 +485,7 @@ class AsyncElector:
                 await self._election.close()  # its guard (and the guard's watch) goes too
             self._election = None
         try:
-            session = await self._unless_closing(
-                AsyncSession(
-                    self.client,
-                    ttl=self.ttl,
-                    margin=self.margin,
-                    keepalive_interval=self.keepalive_interval,
-                ).start()
-            )
+            session = await self._unless_closing(AsyncSession(self.client, self.timing).start())
         except TransportError as exc:
             if self._gives_up_on(exc):
                 raise

@@ -19,16 +19,15 @@ from typing import TYPE_CHECKING, Any
 from .. import _clock, _metrics
 from .._errors import (
     AmbiguousResult,
-    ConfigurationError,
     LeaseNotFound,
     SessionLost,
     TransportError,
 )
 from .._log import log_event
 from .._reasons import EndReason
-from .._seconds import seconds
 from .._tasks import cancel_and_wait
 from ._deadline import LeaseDeadline
+from ._timing import Timing
 
 if TYPE_CHECKING:
     from ..etcd._client import AsyncEtcdClient
@@ -39,15 +38,9 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncSession",
     "SessionState",
-    "default_margin",
-    "validate_timing",
-    "validate_ttl",
 ]
 
 log = logging.getLogger(__name__)
-
-# etcd stores lease TTLs as whole seconds and refuses more than this.
-MAX_TTL = 9_000_000_000
 
 
 class SessionState(enum.Enum):
@@ -71,88 +64,26 @@ _UNSETTLED = {
 }
 
 
-def validate_ttl(ttl: float, *, what: str = "ttl", typed: str | None = None) -> int:
-    """The TTL as etcd wants it (whole seconds), or a ``ConfigurationError`` saying why not.
-    Messages name the setting as ``what`` and show the value as ``typed`` (what the user
-    wrote, e.g. on a command line) rather than as a float."""
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise ConfigurationError(f"{what} must be a number of seconds, got {ttl!r}")
-    shown = repr(typed) if typed is not None else _seconds_text(ttl)
-    if ttl != ttl or ttl < 1 or ttl > MAX_TTL:
-        raise ConfigurationError(
-            f"{what} {shown} cannot be granted: etcd leases last 1 to {MAX_TTL} whole seconds"
-        )
-    if ttl != int(ttl):
-        raise ConfigurationError(
-            f"{what} {shown} is not whole: etcd grants leases in whole seconds"
-        )
-    return int(ttl)
-
-
-def _seconds_text(value: object) -> str:
-    """``3`` for 3.0, ``1.5`` for 1.5: a number as people write it, not as a float prints."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
-def validate_timing(
-    ttl: float, margin: float | None, keepalive_interval: float | None
-) -> tuple[int, float]:
-    """Check a session's timing settings together; return the TTL and the margin to use.
-
-    :raises ConfigurationError: naming the setting that cannot work.
-    """
-    whole_ttl = validate_ttl(ttl)
-    if margin is None:
-        margin = default_margin(whole_ttl)
-    else:
-        margin = seconds(margin, "margin", allow_zero=True, allow_infinite=True)
-    if margin >= whole_ttl:
-        raise ConfigurationError(
-            f"margin {_seconds_text(margin)}s must be smaller than the ttl {whole_ttl}s"
-        )
-    if keepalive_interval is not None and (
-        isinstance(keepalive_interval, bool)
-        or not isinstance(keepalive_interval, int | float)
-        or not 0 < keepalive_interval < whole_ttl - margin
-    ):
-        raise ConfigurationError(
-            f"keepalive_interval must be positive and below ttl - margin "
-            f"({whole_ttl - margin:g}s), got {_seconds_text(keepalive_interval)}"
-        )
-    return whole_ttl, float(margin)
-
-
-def default_margin(ttl: float) -> float:
-    """Time kept in reserve to stop leader work before etcd can expire the lease."""
-    return min(max(0.5, 0.15 * ttl), ttl / 3)
-
-
 class AsyncSession:
-    """A lease and its keepalive. Use ``async with client.session(ttl=10) as session:``.
+    """A lease and its keepalive. Use ``async with client.session(ttl=10) as session:``
+    (``ttl``, ``margin`` and ``keepalive_interval`` make its :class:`Timing`).
 
-    :param ttl: seconds etcd keeps the lease without renewal (whole seconds; etcd may grant more).
-    :param margin: seconds of the TTL held back as a safety margin (default 15% of the TTL,
-        at least 0.5 s): the local deadline is ``send time + granted TTL - margin``.
-    :param keepalive_interval: seconds between renewals (default a third of the granted TTL).
-    :raises ConfigurationError: for a TTL etcd cannot grant or a margin not below the TTL.
+    :param client: the etcd client the lease lives on.
+    :param timing: the TTL asked for, the safety margin and the keepalive interval (default:
+        ``Timing()``, a 10 s TTL). The local deadline is ``send time + granted TTL - margin``.
     """
 
     def __init__(
         self,
         client: AsyncEtcdClient,
+        timing: Timing | None = None,
         *,
-        ttl: float = 10.0,
-        margin: float | None = None,
-        keepalive_interval: float | None = None,
         clock: _clock.Clock | None = None,
     ) -> None:
         self._client = client
-        self.requested_ttl, margin = validate_timing(ttl, margin, keepalive_interval)
-        self._interval_setting = keepalive_interval
+        self.timing = Timing() if timing is None else timing
         self._clock = clock or _clock.now
-        self._deadline = LeaseDeadline(self._clock, float(margin))
+        self._deadline = LeaseDeadline(self._clock, self.timing.margin)
         self.lease_id = 0
         self.ttl = 0
         self._state = SessionState.STARTING
@@ -176,8 +107,14 @@ class AsyncSession:
         return self._deadline.margin
 
     @property
+    def requested_ttl(self) -> int:
+        """The TTL asked for (etcd may grant more: :attr:`ttl`)."""
+        return self.timing.ttl
+
+    @property
     def keepalive_interval(self) -> float:
-        return self._interval_setting or max(self.ttl, self.requested_ttl) / 3
+        """Seconds between renewals: the setting, or a third of the granted TTL."""
+        return self.timing.interval(self.ttl)
 
     @property
     def state(self) -> SessionState:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .._config import DEFAULT_ENDPOINT, ClientConfig, parse_endpoints
 from .._election._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
-from .._election._session import validate_ttl
+from .._election._timing import validate_ttl
 from .._errors import ConfigurationError
 from .._health import parse_address
 from .._seconds import seconds

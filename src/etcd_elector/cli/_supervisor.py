@@ -28,7 +28,8 @@ from typing import TypeVar
 
 from .. import _clock
 from .._election._election import Term
-from .._election._session import AsyncSession, default_margin
+from .._election._session import AsyncSession
+from .._election._timing import Timing
 from .._errors import ConfigurationError
 from .._tasks import finish, shielded
 from ._connect import open_client
@@ -59,9 +60,10 @@ DEFAULT_FAILURE_WINDOW = "5m"
 _RECOVERY_POLL = 0.05
 
 
-def grace_cap(ttl: float, margin: float, keepalive_interval: float) -> float:
-    """The longest grace that normal renewals never cut into."""
-    return ttl - margin - 1.5 * keepalive_interval
+def grace_cap(timing: Timing, granted_ttl: int) -> float:
+    """The longest grace that normal renewals never cut into: the renewal headroom, less half
+    an interval (a renewal may be that late without the early stop firing)."""
+    return timing.renewal_headroom(granted_ttl) - 0.5 * timing.interval(granted_ttl)
 
 
 def check_grace(grace: float, ttl: int) -> None:
@@ -70,7 +72,7 @@ def check_grace(grace: float, ttl: int) -> None:
 
     :raises ConfigurationError: suggesting a larger TTL.
     """
-    cap = grace_cap(ttl, default_margin(ttl), ttl / 3)
+    cap = grace_cap(Timing(ttl), ttl)
     if cap < MIN_GRACE_CAP:
         raise ConfigurationError(
             f"--ttl {ttl} leaves {max(cap, 0):.2f}s for stopping the command "
@@ -129,7 +131,7 @@ class Supervisor:
     def effective_grace(self, session: AsyncSession) -> float:
         """``--grace``, capped so that normal renewals never trigger the early stop. Warns
         once, and only when ``--grace`` was given: the default simply shrinks to fit."""
-        cap = grace_cap(session.ttl, session.margin, session.keepalive_interval)
+        cap = grace_cap(session.timing, session.ttl)
         grace = max(0.0, min(self.grace, cap))
         if grace < self.grace and self.grace_given and not self._warned_cap:
             self._warned_cap = True
