@@ -18,7 +18,7 @@ from helpers.election_kit import namespace_of, wait_until
 from helpers.etcd_metrics import watcher_count
 from helpers.watch_kit import next_batch
 
-from etcd_elector import AsyncClient, Term
+from etcd_elector import AsyncClient, AsyncElection, Term
 from etcd_elector.testing import EtcdMember
 
 pytestmark = pytest.mark.timeout(120)
@@ -118,7 +118,7 @@ async def test_a_long_lived_session_keeps_nothing_per_term(
     etcd_endpoint: str, etcd_prefix: str
 ) -> None:
     async with AsyncClient(etcd_endpoint) as client, client.session(ttl=10) as session:
-        election = session.election("churn", namespace=namespace_of(etcd_prefix))
+        election = AsyncElection(session, "churn", namespace=namespace_of(etcd_prefix))
 
         async def cycles(count: int) -> None:
             for _ in range(count):

@@ -61,7 +61,7 @@ async def test_candidates_win_in_create_revision_order(
     namespace = namespace_of(etcd_prefix)
     async with AsyncClient(etcd_endpoint) as client, contextlib.AsyncExitStack() as stack:
         sessions = [await stack.enter_async_context(client.session(ttl=10)) for _ in range(5)]
-        elections = [s.election(NAME, namespace=namespace) for s in sessions]
+        elections = [AsyncElection(s, NAME, namespace=namespace) for s in sessions]
         first = await elections[0].campaign("c0")
         tasks: list[asyncio.Task[Term]] = []
         try:
@@ -115,14 +115,14 @@ async def test_a_resign_wakes_exactly_one_of_50_waiters(
         ]
         hubs = [c._watch_hub for c in waiter_clients]
         leader_session = await stack.enter_async_context(leader_client.session(ttl=10))
-        leader = leader_session.election(NAME, namespace=namespace)
+        leader = AsyncElection(leader_session, NAME, namespace=namespace)
         await leader.campaign("leader")
 
         sessions: list[AsyncSession] = [waiter_clients[i % 5].session(ttl=10) for i in range(50)]
         for session in sessions:
             stack.push_async_callback(session.close)
         await asyncio.gather(*(s.start() for s in sessions))
-        waiters = [s.election(NAME, namespace=namespace) for s in sessions]
+        waiters = [AsyncElection(s, NAME, namespace=namespace) for s in sessions]
         tasks = [asyncio.create_task(w.campaign(f"w{i}")) for i, w in enumerate(waiters)]
         stack.push_async_callback(finish, tasks)
         # One watch per waiter client that sees a write made after the resign: once every
@@ -198,8 +198,8 @@ async def test_proclaim_and_check_need_leadership(etcd_endpoint: str, etcd_prefi
         client.session(ttl=10) as session_a,
         client.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         with pytest.raises(NotLeader):
             await b.proclaim("never campaigned")
         with pytest.raises(NotLeader):
@@ -236,7 +236,7 @@ async def test_proclaim_and_check_need_leadership(etcd_endpoint: str, etcd_prefi
 async def test_term_end_is_signalled_with_its_reason(etcd_endpoint: str, etcd_prefix: str) -> None:
     namespace = namespace_of(etcd_prefix)
     async with AsyncClient(etcd_endpoint) as client, client.session(ttl=10) as session:
-        election = session.election(NAME, namespace=namespace)
+        election = AsyncElection(session, NAME, namespace=namespace)
         ended: list[tuple[int, str]] = []
         election.add_term_end_callback(lambda term, reason: ended.append((term.token, reason)))
 
@@ -279,8 +279,8 @@ async def test_revoked_waiter_raises_instead_of_leading(
         client.session(ttl=10) as session_a,
         client.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         await a.campaign("a")
         waiting = asyncio.create_task(b.campaign("b"))
         try:
@@ -306,8 +306,8 @@ async def test_waiter_whose_key_vanishes_with_its_predecessor_fails_the_recheck(
         client.session(ttl=10) as session_a,
         client.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         term_a = await a.campaign("a")
         waiting = asyncio.create_task(b.campaign("b"))
         try:
@@ -334,8 +334,8 @@ async def test_cancelled_campaign_leaves_no_key(etcd_endpoint: str, etcd_prefix:
         client.session(ttl=10) as session_a,
         client.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         await a.campaign("a")
         waiting = asyncio.create_task(b.campaign("b"))
         await wait_for_candidates(a, 2)
@@ -362,8 +362,8 @@ async def test_tokens_strictly_increase_across_terms(etcd_endpoint: str, etcd_pr
         client.session(ttl=10) as session_a,
         client.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         tokens: list[int] = []
         for round_ in range(3):
             for election in (a, b):
@@ -390,8 +390,8 @@ async def test_fenced_txn_fails_once_the_term_is_over_at_etcd(
         slow.session(ttl=10) as session_a,
         direct.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         term_a = await a.campaign("a")
         ok = await a.txn([], [Op.put(fenced, "a1")])
         assert ok.succeeded
@@ -446,7 +446,7 @@ async def test_observe_sees_every_change_and_no_leader(
         client = await stack.enter_async_context(AsyncClient(etcd_endpoint))
         watcher = await stack.enter_async_context(AsyncClient(etcd_endpoint))
         sessions = [await stack.enter_async_context(client.session(ttl=10)) for _ in range(4)]
-        a, b, c, d = (s.election(NAME, namespace=namespace) for s in sessions)
+        a, b, c, d = (AsyncElection(s, NAME, namespace=namespace) for s in sessions)
         recorder = Recorder(watcher.election_view(NAME, namespace=namespace).observe())
         stack.push_async_callback(recorder.close)
         tasks: list[asyncio.Task[Term]] = []
@@ -507,7 +507,7 @@ async def test_observe_does_not_miss_a_leader_elected_while_it_starts(
         recorder = Recorder(watcher.election_view(NAME, namespace=namespace).observe())
         try:
             await asyncio.wait_for(reached.wait(), WAIT_S)
-            term = await session.election(NAME, namespace=namespace).campaign("late")
+            term = await AsyncElection(session, NAME, namespace=namespace).campaign("late")
             gate.set()
             await recorder.wait_latest(
                 lambda x: info(x) == (b"late", term.token), "the observer reports the leader"
@@ -545,7 +545,7 @@ async def test_observe_survives_compaction_while_behind(
         client = await stack.enter_async_context(AsyncClient(endpoint))
         watcher = await stack.enter_async_context(AsyncClient(endpoint))
         sessions = [await stack.enter_async_context(client.session(ttl=10)) for _ in range(4)]
-        a, b, c, d = (s.election(NAME, namespace=namespace) for s in sessions)
+        a, b, c, d = (AsyncElection(s, NAME, namespace=namespace) for s in sessions)
         tasks: list[asyncio.Task[Term]] = []
         stack.push_async_callback(finish, tasks)
 
@@ -623,7 +623,7 @@ async def test_observe_starts_with_the_current_leader(etcd_endpoint: str, etcd_p
             assert await asyncio.wait_for(observe_first(stream), WAIT_S) is None
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
-        term = await session.election(NAME, namespace=namespace).campaign("x")
+        term = await AsyncElection(session, NAME, namespace=namespace).campaign("x")
         stream = view.observe()
         try:
             first = await asyncio.wait_for(observe_first(stream), WAIT_S)

@@ -70,8 +70,8 @@ async def zombie_trial(
         cut.session(ttl=2, margin=0.5) as zombie_session,
         direct.session(ttl=10) as successor_session,
     ):
-        zombie = zombie_session.election(name, namespace=namespace)
-        successor = successor_session.election(name, namespace=namespace)
+        zombie = AsyncElection(zombie_session, name, namespace=namespace)
+        successor = AsyncElection(successor_session, name, namespace=namespace)
         loss_stamps: list[float] = []
         zombie.add_term_end_callback(lambda _term, _reason: loss_stamps.append(_clock.now()))
         answered = asyncio.Event()
@@ -194,7 +194,7 @@ async def test_paused_leader_process_sees_it_is_not_leader_first_thing_after_res
         child_token = int(elected[0].split()[1])
 
         async with AsyncClient(etcd_endpoint) as client, client.session(ttl=10) as session:
-            other = session.election(NAME, namespace=namespace)
+            other = AsyncElection(session, NAME, namespace=namespace)
             waiting = asyncio.create_task(other.campaign("test-process"))
             try:
                 await wait_for_candidates(other, 2)
@@ -262,8 +262,8 @@ async def test_leader_waiter_and_observer_survive_a_member_restart(
         watcher = await stack.enter_async_context(fast_client(endpoint))
         session_a = await stack.enter_async_context(ca.session(ttl=10))
         session_b = await stack.enter_async_context(cb.session(ttl=10))
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         recorder = Recorder(watcher.election_view(NAME, namespace=namespace).observe())
         stack.push_async_callback(recorder.close)
         tasks: list[asyncio.Task[Term]] = []
@@ -308,8 +308,8 @@ async def test_waiter_sees_its_predecessor_go_between_its_re_reads(
         direct.session(ttl=10) as session_a,
         cut.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         term_a = await a.campaign("a")
         waiting = asyncio.create_task(b.campaign("b"))
         try:
@@ -352,8 +352,8 @@ async def test_observer_survives_a_blackhole_and_heal(
         )
         session_a = await stack.enter_async_context(client.session(ttl=10))
         session_b = await stack.enter_async_context(client.session(ttl=10))
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         recorder = Recorder(watcher.election_view(NAME, namespace=namespace).observe())
         stack.push_async_callback(recorder.close)
         tasks: list[asyncio.Task[Term]] = []
@@ -402,8 +402,8 @@ async def test_killing_the_etcd_leader_never_makes_two_leaders(
         cb = await stack.enter_async_context(fast_client(endpoints))
         session_a = await stack.enter_async_context(ca.session(ttl=2, margin=0.5))
         session_b = await stack.enter_async_context(cb.session(ttl=2, margin=0.5))
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         await a.campaign("a")
         tasks = [asyncio.create_task(b.campaign("b"))]
         stack.push_async_callback(finish, tasks)

@@ -131,7 +131,7 @@ async def test_wiped_etcd_ends_the_term_reports_lost_writes_and_refuses_lower_to
     async with fast_client(etcd_member.client_endpoint) as client:
         await fill(client, etcd_prefix, FILLER)
         session = await client.session(ttl=TTL, margin=MARGIN).start()
-        election = session.election(NAME, namespace=namespace)
+        election = AsyncElection(session, NAME, namespace=namespace)
         ended = Ended(election)
         term = await election.campaign("leader")
         fenced = [
@@ -168,7 +168,7 @@ async def test_wiped_etcd_ends_the_term_reports_lost_writes_and_refuses_lower_to
 
         # A new session wins in the new history with a token at or below the floor: refused.
         async with client.session(ttl=TTL, margin=MARGIN) as again:
-            retry = again.election(NAME, namespace=namespace)
+            retry = AsyncElection(again, NAME, namespace=namespace)
             refused = await campaign_refused(retry)
             assert refused.token <= refused.floor == client.history.floor
             assert client.history.floor >= fenced[-1]
@@ -218,11 +218,11 @@ async def test_the_override_lets_the_new_history_lead(
     async with fast_client(etcd_member.client_endpoint) as client:
         await fill(client, etcd_prefix, FILLER)
         async with client.session(ttl=TTL, margin=MARGIN) as session:
-            first = await session.election(NAME, namespace=namespace).campaign("leader")
+            first = await AsyncElection(session, NAME, namespace=namespace).campaign("leader")
             await asyncio.to_thread(etcd_member.wipe_and_restart)
             await wait_until(lambda: not session.alive, "the session ended", timeout=30)
         async with client.session(ttl=TTL, margin=MARGIN) as session:
-            retry = session.election(NAME, namespace=namespace)
+            retry = AsyncElection(session, NAME, namespace=namespace)
             await campaign_refused(retry)
             assert client.history.accept_reset() >= first.token
             term = await retry.campaign("accepted")
@@ -244,7 +244,7 @@ async def test_restored_snapshot_stops_the_leader_whose_key_came_back(
     async with fast_client(etcd_member.client_endpoint) as client:
         await fill(client, etcd_prefix, FILLER)
         session = await client.session(ttl=TTL, margin=MARGIN).start()
-        election = session.election(NAME, namespace=namespace)
+        election = AsyncElection(session, NAME, namespace=namespace)
         ended = Ended(election)
         term: Term = await election.campaign("leader")
         # The backup holds our key and lease: after the restore, both come back.
@@ -291,13 +291,13 @@ async def test_a_token_file_makes_a_restarted_process_refuse_too(
     async with fast_client(etcd_member.client_endpoint, token_file=token_file) as client:
         await fill(client, etcd_prefix, FILLER)
         async with client.session(ttl=TTL, margin=MARGIN) as session:
-            first = await session.election(NAME, namespace=namespace).campaign("leader")
+            first = await AsyncElection(session, NAME, namespace=namespace).campaign("leader")
     # The process "restarts" (a new client knows nothing) after etcd lost its data.
     await asyncio.to_thread(etcd_member.wipe_and_restart)
     async with fast_client(etcd_member.client_endpoint, token_file=token_file) as client:
         assert client.history.floor >= first.token
         async with client.session(ttl=TTL, margin=MARGIN) as session:
-            retry = session.election(NAME, namespace=namespace)
+            retry = AsyncElection(session, NAME, namespace=namespace)
             refused = await campaign_refused(retry)
             assert refused.floor >= first.token
             loss = client.history.last_loss

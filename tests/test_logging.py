@@ -15,7 +15,7 @@ import pytest
 from helpers.cli_process import CliProcess, run_cli
 from helpers.election_kit import WAIT_S, namespace_of, wait_until
 
-from etcd_elector import AsyncClient, EndReason, JsonLogFormatter, Term
+from etcd_elector import AsyncClient, AsyncElection, EndReason, JsonLogFormatter, Term
 from etcd_elector._bounded import bounded
 from etcd_elector._log import log_event
 
@@ -39,7 +39,7 @@ async def test_session_and_election_records_carry_the_structured_fields(
     async with AsyncClient(etcd_endpoint) as client:
         session = await client.session(ttl=2).start()
         lease = f"{session.lease_id:x}"
-        election = session.election("logged", namespace=namespace_of(etcd_prefix))
+        election = AsyncElection(session, "logged", namespace=namespace_of(etcd_prefix))
         term = await election.campaign("host-a")
         await wait_until(
             lambda: any(r.getMessage().startswith("lease renewed") for r in caplog.records),

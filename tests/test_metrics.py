@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from etcd_elector import (
     AsyncClient,
+    AsyncElection,
     FencedResult,
     HealthServer,
     MetricsSink,
@@ -207,7 +208,7 @@ async def test_a_failing_sink_never_breaks_the_election(
             AsyncClient(etcd_endpoint) as client,
             client.session(ttl=2) as session,
         ):
-            election = session.election("fragile", namespace=namespace_of(etcd_prefix))
+            election = AsyncElection(session, "fragile", namespace=namespace_of(etcd_prefix))
             await election.campaign("x")
             assert election.is_leader()
             renewed = sink.calls
@@ -234,7 +235,7 @@ def test_without_prometheus_client_metrics_are_a_no_op(
         PrometheusMetrics()
     assert type(get_metrics()) is NoopMetrics
 
-    election = AsyncClient("127.0.0.1:1").session(ttl=2).election("none")
+    election = AsyncElection(AsyncClient("127.0.0.1:1").session(ttl=2), "none")
     with HealthServer(election) as health:
         status, text = http_get(f"{health.url}/metrics")
     assert status == 404
@@ -255,7 +256,7 @@ async def test_the_documented_custom_sink_counts_terms(
     try:
         assert get_metrics() is counting
         async with AsyncClient(etcd_endpoint) as client, client.session(ttl=2) as session:
-            election = session.election("documented", namespace=namespace_of(etcd_prefix))
+            election = AsyncElection(session, "documented", namespace=namespace_of(etcd_prefix))
             await election.campaign("d")
             await election.resign()
         assert terms == {"documented": 1}

@@ -12,6 +12,7 @@ from helpers.election_kit import WAIT_S, namespace_of, wait_until
 
 from etcd_elector import (
     AsyncClient,
+    AsyncElection,
     ConfigurationError,
     EndReason,
     KeepAliveAnswer,
@@ -133,7 +134,7 @@ async def test_granted_ttl_is_reported_and_close_revokes(etcd_endpoint: str) -> 
 async def test_closing_a_session_deletes_its_keys(etcd_endpoint: str, etcd_prefix: str) -> None:
     async with AsyncClient(etcd_endpoint) as client:
         async with client.session(ttl=5) as session:
-            election = session.election("job", namespace=namespace_of(etcd_prefix))
+            election = AsyncElection(session, "job", namespace=namespace_of(etcd_prefix))
             await election.campaign("me")
             assert len(await election.view.candidates()) == 1
         assert (await client.get_prefix(etcd_prefix)).kvs == ()
@@ -169,7 +170,7 @@ async def test_keepalive_keeps_the_lease_past_its_ttl(etcd_endpoint: str) -> Non
 async def test_orphan_leaves_the_lease_to_expire(etcd_endpoint: str, etcd_prefix: str) -> None:
     async with AsyncClient(etcd_endpoint) as client:
         session = await client.session(ttl=1, margin=0.3).start()
-        election = session.election("job", namespace=namespace_of(etcd_prefix))
+        election = AsyncElection(session, "job", namespace=namespace_of(etcd_prefix))
         await election.campaign("me")
         await session.orphan()
         assert not session.alive
@@ -194,7 +195,7 @@ async def test_revoked_lease_ends_the_session(etcd_endpoint: str) -> None:
         assert not session.alive
         assert session.state is SessionState.LOST
         with pytest.raises(SessionLost):
-            await session.election("job").campaign("x")
+            await AsyncElection(session, "job").campaign("x")
 
 
 async def test_deadline_ends_the_session_while_etcd_is_unreachable_then_revokes(

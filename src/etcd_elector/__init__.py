@@ -2,7 +2,7 @@
 
     async with AsyncClient("127.0.0.1:2379") as client:
         async with client.session(ttl=10) as session:
-            election = session.election("scheduler")
+            election = AsyncElection(session, "scheduler")
             term = await election.campaign("host-a")
             while election.is_leader():
                 ...
@@ -12,10 +12,11 @@ See the README for the guarantees and the command-line tool.
 
 from ._client import AsyncClient
 from ._config import ClientConfig, Endpoint
-from ._election._election import AsyncElection, Term
+from ._election._election import AsyncElection
 from ._election._elector import AsyncElector, ElectorEvent, ElectorState
 from ._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
 from ._election._session import AsyncSession, SessionState
+from ._election._term import Term
 from ._election._timing import TimingReport, check_timing
 from ._election._view import ElectionView as AsyncElectionView
 from ._election._view import LeaderInfo

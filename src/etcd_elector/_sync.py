@@ -21,10 +21,11 @@ from typing import Any, Unpack
 
 from ._client import AsyncClient
 from ._config import ClientConfig, ClientSettings
-from ._election._election import AsyncElection, Term
+from ._election._election import AsyncElection
 from ._election._elector import AsyncElector, ElectorState
 from ._election._observe import ObservationEvent
 from ._election._session import AsyncSession, SessionState
+from ._election._term import Term, end_term
 from ._election._view import ElectionView as AsyncElectionView
 from ._election._view import LeaderInfo
 from ._keys import KeyLike
@@ -276,7 +277,7 @@ class Session:
 
         :raises ConfigurationError: for a malformed name or namespace.
         """
-        return Election(self, self.aio.election(name, **options))
+        return Election(self, AsyncElection(self.aio, name, **options))
 
     def __repr__(self) -> str:
         return repr(self.aio).replace("AsyncSession", "Session")
@@ -308,7 +309,8 @@ class ElectionView:
 
 
 class Election:
-    """Blocking twin of :class:`AsyncElection`: ``session.election("scheduler")``.
+    """Blocking twin of :class:`AsyncElection`: ``session.election("scheduler")`` (the blocking
+    session makes it, being the facade above both).
 
     :raises ConfigurationError: for a malformed name or namespace.
     """
@@ -490,7 +492,7 @@ class Elector:
             except asyncio.CancelledError:
                 # Leadership ended or the elector is closing: tell the thread through
                 # term.lost (a loss has set it already), then wait until its work returns.
-                term._state.end(EndReason.CLOSED)
+                end_term(term, EndReason.CLOSED)
                 await shielded(asyncio.wait([done]))
                 failure = None if done.cancelled() else done.exception()
                 if failure is not None:

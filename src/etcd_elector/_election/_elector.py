@@ -40,9 +40,10 @@ from .._reasons import EndReason
 from .._repeats import RepeatThrottle
 from .._stop_signals import StopSignals
 from .._tasks import Stopped, cancel_and_wait, shielded, unless, wait_first
-from ._election import AsyncElection, Term
+from ._election import AsyncElection
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ._session import AsyncSession
+from ._term import Term
 from ._timing import Timing
 from ._view import ElectionView, LeaderInfo
 
@@ -349,7 +350,7 @@ class AsyncElector:
             return None
         election = self._election
         if election is None or election.session is not session:
-            election = session.election(self.name, namespace=self.namespace)
+            election = AsyncElection(session, self.name, namespace=self.namespace)
             self._election = election
         self._publish(ElectorEvent(ElectorState.CAMPAIGNING))
         try:

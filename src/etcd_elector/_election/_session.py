@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from ..etcd._client import AsyncEtcdClient
     from ..etcd._history_guard import HistoryLoss
     from ..etcd._types import KeepAliveAnswer
-    from ._election import AsyncElection
 
 __all__ = [
     "AsyncSession",
@@ -180,12 +179,6 @@ class AsyncSession:
     @property
     def client(self) -> AsyncEtcdClient:
         return self._client
-
-    def election(self, name: str, **options: Any) -> AsyncElection:
-        """An election on this session; see :class:`AsyncElection`."""
-        from ._election import AsyncElection
-
-        return AsyncElection(self, name, **options)
 
     def __repr__(self) -> str:
         return f"<AsyncSession lease={self.lease_id:x} ttl={self.ttl} state={self.state.value}>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .._election._election import Term
+from .._election._term import Term
 from .._tasks import unless
 from ._connect import open_client, preflight
 from ._etcd_wait import reach_etcd, resolve_wait

@@ -18,10 +18,11 @@ from typing import Any
 
 from .. import _metrics
 from .._client import AsyncClient
-from .._election._election import AsyncElection, Term
+from .._election._election import AsyncElection
 from .._election._elector import AsyncElector, ElectorState
 from .._election._names import candidate_key
 from .._election._session import AsyncSession
+from .._election._term import Term
 from .._errors import ConfigurationError, DatabaseSpaceExceeded
 from .._health import HealthServer
 from .._reasons import EndReason

@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from .. import _clock
-from .._election._election import Term
 from .._election._session import AsyncSession
+from .._election._term import Term
 from .._election._timing import Timing
 from .._errors import ConfigurationError
 from .._tasks import finish, shielded
