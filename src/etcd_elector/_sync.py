@@ -9,7 +9,6 @@ running while your thread blocks. Objects may be shared between threads. Local c
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import queue
@@ -28,6 +27,7 @@ from ._election._session import AsyncSession, SessionState
 from ._election._term import Term, end_term
 from ._election._view import ElectionView as AsyncElectionView
 from ._election._view import LeaderInfo
+from ._election._work import refuse_async_function
 from ._keys import KeyLike
 from ._portal import Portal, SyncIterator
 from ._reasons import EndReason
@@ -475,12 +475,7 @@ class Elector:
         :raises RuntimeError: if the elector is closed, or ``run()`` is already active on it.
         :raises Exception: whatever ``work`` or ``on_elected`` raised (after resigning).
         """
-        if _is_async_function(work):
-            raise TypeError(
-                "work is an async function: the blocking Elector calls work(term) in your "
-                "thread and cannot await it. Use AsyncElector (AsyncClient(...).elector(...)), "
-                "or make work a plain function"
-            )
+        refuse_async_function(work)
         handoff: queue.Queue[tuple[Term, asyncio.Future[Any]] | None] = queue.Queue()
         loop = self._portal.loop
 
@@ -529,12 +524,6 @@ class Elector:
                 finished.wait(30)  # the run loop stops the term, resigns, closes its session
             if self.aio._closing.is_set():
                 self._restore_signals()  # stopped and resigned: a further signal is not ours
-
-
-def _is_async_function(function: Any) -> bool:
-    while isinstance(function, partial):
-        function = function.func
-    return inspect.iscoroutinefunction(function)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import functools
 import inspect
 import logging
 import signal
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,9 +40,11 @@ from .._tasks import Stopped, cancel_and_wait, shielded, unless, wait_first
 from ._election import AsyncElection
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ._session import AsyncSession
+from ._states import ElectorEvent, ElectorState, StateStream
 from ._term import Term
 from ._timing import Timing
 from ._view import ElectionView, LeaderInfo
+from ._work import Work, end_seen, part_of_the_loss, refuse_plain_function, start_work
 
 if TYPE_CHECKING:
     from ..etcd._client import AsyncEtcdClient
@@ -55,28 +54,7 @@ __all__ = ["AsyncElector", "ElectorEvent", "ElectorState", "Work"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-Work = Callable[[Term], Awaitable[Any]]
 Callback = Callable[..., Any]
-
-
-class ElectorState(enum.Enum):
-    """Where an elector is: ``IDLE`` (between terms), ``CAMPAIGNING``, ``LEADING`` or
-    ``STOPPED`` (closed; ``states()`` ends after it)."""
-
-    IDLE = "idle"
-    CAMPAIGNING = "campaigning"
-    LEADING = "leading"
-    STOPPED = "stopped"
-
-
-@dataclass(frozen=True)
-class ElectorEvent:
-    """A change of the elector's state; ``reason`` is set when a term ends."""
-
-    state: ElectorState
-    term: Term | None = None
-    reason: EndReason | None = None
 
 
 class AsyncElector:
@@ -136,8 +114,7 @@ class AsyncElector:
         self._session: AsyncSession | None = None
         self._retired: list[AsyncSession] = []
         self._election: AsyncElection | None = None
-        self._state = ElectorState.IDLE
-        self._subscribers: list[asyncio.Queue[ElectorEvent]] = []
+        self._states = StateStream()
         self._started = False
         self._closing = asyncio.Event()  # set: stop the work, resign, return from run()
         self._closed = False
@@ -151,7 +128,7 @@ class AsyncElector:
         self._failures = RepeatThrottle()
 
     def __repr__(self) -> str:
-        return f"<AsyncElector {self.name!r} state={self._state.value}>"
+        return f"<AsyncElector {self.name!r} state={self.state.value}>"
 
     def _event(
         self,
@@ -179,7 +156,7 @@ class AsyncElector:
 
     @property
     def state(self) -> ElectorState:
-        return self._state
+        return self._states.current
 
     def is_leader(self) -> bool:
         """Local, no I/O: true only while a term holds and the session deadline has not passed."""
@@ -202,18 +179,9 @@ class AsyncElector:
         """The current leader of the election (a linearizable read)."""
         return await self.view.leader()
 
-    async def states(self) -> AsyncGenerator[ElectorEvent, None]:
+    def states(self) -> AsyncGenerator[ElectorEvent, None]:
         """Every state change from now on, ending after ``STOPPED``."""
-        queue: asyncio.Queue[ElectorEvent] = asyncio.Queue()
-        self._subscribers.append(queue)
-        try:
-            while True:
-                event = await queue.get()
-                yield event
-                if event.state is ElectorState.STOPPED:
-                    return
-        finally:
-            self._subscribers.remove(queue)
+        return self._states.follow()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -248,7 +216,7 @@ class AsyncElector:
         await self._close_sessions()
         self._closed = True
         self._restore_signals()
-        if self._state is not ElectorState.STOPPED:
+        if self.state is not ElectorState.STOPPED:
             self._publish(ElectorEvent(ElectorState.STOPPED))
 
     def stop_on_signals(self) -> None:
@@ -308,7 +276,7 @@ class AsyncElector:
         :raises RuntimeError: if the elector is closed, or ``run()`` is already active on it.
         :raises Exception: whatever ``work`` or ``on_elected`` raised (after resigning).
         """
-        _refuse_plain_function(work)
+        refuse_plain_function(work)
         if self._closed:
             raise RuntimeError(
                 f"the elector for {self.name!r} is closed: make a new one with client.elector()"
@@ -396,9 +364,9 @@ class AsyncElector:
             except Exception as exc:
                 error, reason = exc, EndReason.WORK_FAILED
             else:
-                work_task = asyncio.ensure_future(_start_work(work, term))
+                work_task = asyncio.ensure_future(start_work(work, term))
                 await wait_first(work_task, lost, closing)
-                ended = _end_seen(term, lost)
+                ended = end_seen(term, lost)
                 if work_task.done() and work_task.cancelled():
                     finished = True  # the work cancelled itself: it is over, with no result
                 elif work_task.done():
@@ -406,7 +374,7 @@ class AsyncElector:
                     if failure is None:
                         finished, result = True, work_task.result()
                         reason = EndReason.WORK_DONE
-                    elif ended is None or not _part_of_the_loss(failure):
+                    elif ended is None or not part_of_the_loss(failure):
                         error, reason = failure, EndReason.WORK_FAILED
                     elif not isinstance(failure, LeadershipError):
                         self._log_stop_error(failure)
@@ -538,9 +506,7 @@ class AsyncElector:
             self._event(logging.ERROR, "observing the leader stopped", exc_info=True)
 
     def _publish(self, event: ElectorEvent) -> None:
-        self._state = event.state
-        for queue in self._subscribers:
-            queue.put_nowait(event)
+        self._states.publish(event)
 
     async def _call(self, callback: Callback | None, *args: Any, propagate: bool = False) -> None:
         if callback is None:
@@ -560,57 +526,3 @@ class AsyncElector:
 def _quiet_note(quiet: int) -> str:
     """What a repeated warning adds: how often it failed since the last one."""
     return f" (failed {quiet} more times since the last warning)" if quiet else ""
-
-
-def _end_seen(term: Term, lost: asyncio.Future[EndReason]) -> EndReason | None:
-    """Why ``term`` is over, or ``None`` while it holds. Computed, not only remembered: after a
-    pause the work may see the deadline passed before the session's timer has said so."""
-    if lost.done() and not lost.cancelled():
-        return lost.result()
-    if term.is_leader():
-        return None
-    return term.end_reason or EndReason.DEADLINE
-
-
-_PLAIN_WORK = (
-    "work must be an async function (async def {name}(term): ...): the elector awaits it on "
-    "its event loop, where a plain function would stop keepalives until it returns. For "
-    "threaded work use the blocking Elector (Client(...).elector(...)), which calls plain "
-    "functions in your thread."
-)
-
-
-def _refuse_plain_function(work: Any) -> None:
-    """Refuse a ``def`` function before it runs: on the loop it would block the keepalives.
-
-    Lambdas, decorated async functions and builtins are let through (they may return an
-    awaitable); what they return is checked when they are called.
-    """
-    target = work
-    while isinstance(target, functools.partial):
-        target = target.func
-    if not callable(target):
-        raise TypeError(f"work must be callable, got {type(work).__name__}")
-    name = getattr(target, "__name__", "work")
-    if not (inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(target)):
-        name = f"{type(target).__name__}.__call__"
-        target = type(target).__call__  # a callable object: judge its __call__
-    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(inspect.unwrap(target)):
-        return
-    if (inspect.isfunction(target) or inspect.ismethod(target)) and name != "<lambda>":
-        raise TypeError(_PLAIN_WORK.format(name=name))
-
-
-async def _start_work(work: Work, term: Term) -> Any:
-    outcome = work(term)
-    if not inspect.isawaitable(outcome):
-        raise TypeError(_PLAIN_WORK.format(name=getattr(work, "__name__", "work")))
-    return await outcome
-
-
-def _part_of_the_loss(error: BaseException) -> bool:
-    """Whether work that raised ``error`` once its term was over failed because of that end:
-    it saw it (``LeadershipError``), or etcd went out of reach, which also ended the term."""
-    if isinstance(error, EtcdElectorError) and not error.retriable:
-        return False
-    return isinstance(error, LeadershipError | TransportError)
