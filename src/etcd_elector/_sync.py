@@ -441,7 +441,7 @@ class Elector:
         :raises RuntimeError: outside the main thread.
         """
         if self._stop_signals is None:
-            signals = StopSignals(self._portal.loop, self.aio._stop_on_signal)
+            signals = StopSignals(self._portal.loop, self.aio.on_stop_signal)
             signals.install()
             self._stop_signals = signals
 
@@ -522,7 +522,7 @@ class Elector:
             if not finished.is_set():
                 runner.cancel()
                 finished.wait(30)  # the run loop stops the term, resigns, closes its session
-            if self.aio._closing.is_set():
+            if self.aio.stopping:
                 self._restore_signals()  # stopped and resigned: a further signal is not ours
 
 

@@ -235,7 +235,7 @@ class AsyncElector:
         :raises RuntimeError: outside the main thread or outside a running event loop.
         """
         if self._stop_signals is None:
-            signals = StopSignals(asyncio.get_running_loop(), self._stop_on_signal)
+            signals = StopSignals(asyncio.get_running_loop(), self.on_stop_signal)
             signals.install()
             self._stop_signals = signals
 
@@ -246,8 +246,15 @@ class AsyncElector:
         if signals is not None:
             signals.restore()
 
-    def _stop_on_signal(self, signum: int) -> None:
-        """On the loop: a stop signal came (from either twin's handler)."""
+    @property
+    def stopping(self) -> bool:
+        """Whether the elector was told to stop (``close()``, a stop signal)."""
+        return self._closing.is_set()
+
+    def on_stop_signal(self, signum: int) -> None:
+        """What a stop signal does (either twin's :meth:`stop_on_signals` handler calls it, on
+        the event loop): the work stops, we resign, ``run()`` returns ``None``. Again while
+        stopping, nothing."""
         name = signal.Signals(signum).name
         if self._closing.is_set():
             self._event(logging.INFO, f"{name} again: already stopping", signal=name)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from .._election._term import Term
+from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
 from .._tasks import unless
 from ._connect import open_client, preflight
 from ._etcd_wait import reach_etcd, resolve_wait
@@ -16,7 +17,6 @@ from ._options import Options
 from ._output import Printer, printable
 from ._parser import ParsedArgs
 from ._renewal import read_renewal
-from ._signals import Signals
 
 __all__ = ["campaign", "leader", "observe", "status"]
 
@@ -28,7 +28,7 @@ VALUE_COLUMN = 60  # the status table shortens longer values; --json carries the
 async def campaign(args: ParsedArgs, options: Options, printer: Printer) -> int:
     """Campaign, hold leadership until SIGINT/SIGTERM/SIGHUP, resign; report every loss."""
     wait = resolve_wait(args)
-    async with Signals() as signals, open_client(options) as client:
+    async with StopSignals(signals=COMMAND_LINE_SIGNALS) as signals, open_client(options) as client:
         if await reach_etcd(client, args.name, options, wait, signals) is None:
             assert signals.received is not None
             return signal_code(signals.received)
@@ -46,7 +46,10 @@ async def observe(args: ParsedArgs, options: Options, printer: Printer) -> int:
     """Print the leader (or none) and every change until interrupted; say when etcd cannot be
     reached (the leader printed last may be stale), re-state the leader when it can again,
     and report when etcd's history went back."""
-    async with Signals() as signals, open_client(options, keep_token_file=False) as client:
+    async with (
+        StopSignals(signals=COMMAND_LINE_SIGNALS) as signals,
+        open_client(options, keep_token_file=False) as client,
+    ):
         view = await preflight(client, args.name, options)
 
         async def follow() -> None:

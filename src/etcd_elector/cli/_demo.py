@@ -18,6 +18,7 @@ import tempfile
 from typing import TextIO
 
 from .._client import AsyncClient
+from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
 from .._tasks import cancel_and_wait, wait_first
 from ._demo_rounds import ELECTION, Demo, DemoFailed
 from ._demo_view import DemoView, summary_lines
@@ -25,7 +26,6 @@ from ._exit import CliError, ExitCode, signal_code
 from ._options import Options
 from ._output import Printer
 from ._parser import ParsedArgs
-from ._signals import Signals
 
 __all__ = ["demo"]
 
@@ -56,7 +56,7 @@ async def demo(args: ParsedArgs, options: Options, printer: Printer) -> int:
     ttl = options.ttl if args.ttl is not None else DEFAULT_DEMO_TTL  # not the environment's
     stream: TextIO = sys.stdout
     live = not args.no_tty and not printer.json_lines and stream.isatty()
-    async with Signals() as signals:
+    async with StopSignals(signals=COMMAND_LINE_SIGNALS) as signals:
         starting = asyncio.create_task(asyncio.to_thread(EtcdCluster.start, 1))
         stop = asyncio.create_task(signals.wait())
         await wait_first(starting, stop)

@@ -23,12 +23,12 @@ from .._backoff import Backoff
 from .._client import AsyncClient
 from .._election._view import ElectionView
 from .._errors import AuthenticationFailed, PermissionDenied, TransportError
+from .._stop_signals import StopSignals
 from .._tasks import Stopped, unless
 from ._connect import preflight
 from ._durations import parse_duration
 from ._options import Options
 from ._parser import ParsedArgs
-from ._signals import Signals
 
 __all__ = ["KUBERNETES_WAIT", "reach_etcd", "resolve_wait"]
 
@@ -57,7 +57,7 @@ def resolve_wait(args: ParsedArgs, environ: Mapping[str, str] | None = None) -> 
 
 
 async def reach_etcd(
-    client: AsyncClient, name: str, options: Options, wait: float, signals: Signals
+    client: AsyncClient, name: str, options: Options, wait: float, signals: StopSignals
 ) -> ElectionView | None:
     """:func:`preflight`, retried for up to ``wait`` seconds while etcd cannot be reached
     (saying so on stderr); ``None`` if a stop signal came first.

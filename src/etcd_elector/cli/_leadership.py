@@ -26,13 +26,13 @@ from .._election._term import Term
 from .._errors import ConfigurationError, DatabaseSpaceExceeded
 from .._health import HealthServer
 from .._reasons import EndReason
+from .._stop_signals import StopSignals
 from .._tasks import cancel_all, cancel_and_wait, wait_first
 from ..etcd._history_guard import HistoryLoss
 from ._exit import ExitCode, signal_code
 from ._observation import print_history_loss
 from ._options import Options
 from ._output import Printer, unix_time
-from ._signals import Signals
 
 __all__ = ["OUR_REASONS", "Leadership"]
 
@@ -172,7 +172,7 @@ class Leadership:
             host, port = address
             raise ConfigurationError(f"--health-addr {host}:{port}: cannot listen: {exc}") from None
 
-    async def run(self, work: Callable[[Term], Awaitable[Any]], signals: Signals) -> int:
+    async def run(self, work: Callable[[Term], Awaitable[Any]], signals: StopSignals) -> int:
         """Campaign and run ``work`` each term until a signal or :meth:`request_exit`.
 
         :raises EtcdElectorError: what the elector raised (credentials, permissions...).

@@ -31,6 +31,7 @@ from .._election._session import AsyncSession
 from .._election._term import Term
 from .._election._timing import Timing
 from .._errors import ConfigurationError
+from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
 from .._tasks import finish, shielded
 from ._connect import open_client
 from ._durations import parse_duration
@@ -43,7 +44,6 @@ from ._output import Printer
 from ._parser import ParsedArgs
 from ._process import child_environment
 from ._restart import RestartPolicy
-from ._signals import Signals
 from ._watchdog import REASONS
 from ._watched import CommandExit, WatchedCommand
 
@@ -94,7 +94,7 @@ class Supervisor:
         restart: str,
         max_failures: int,
         failure_window: float,
-        signals: Signals,
+        signals: StopSignals,
     ) -> None:
         self.leadership = leadership
         self.signals = signals
@@ -295,7 +295,7 @@ async def run(args: ParsedArgs, options: Options, printer: Printer) -> int:
     )
     wait = resolve_wait(args)
     check_command(args.argv)
-    async with Signals() as signals, open_client(options) as client:
+    async with StopSignals(signals=COMMAND_LINE_SIGNALS) as signals, open_client(options) as client:
         if await reach_etcd(client, args.name, options, wait, signals) is None:
             assert signals.received is not None
             return signal_code(signals.received)
