@@ -17,6 +17,7 @@ from etcd_elector import (
     AsyncClient,
     AsyncElection,
     AsyncSession,
+    AsyncWatch,
     CampaignFailed,
     Compare,
     EndReason,
@@ -26,7 +27,6 @@ from etcd_elector import (
     Op,
     SessionLost,
     Term,
-    Watch,
     WatchBatch,
 )
 from etcd_elector.testing import EtcdMember, FaultProxy
@@ -100,13 +100,13 @@ async def test_a_resign_wakes_exactly_one_of_50_waiters(
     sentinel = f"{etcd_prefix}sentinel"
     prefix = f"{namespace}/{NAME}/".encode()
     delivered: list[tuple[Any, bytes, WatchBatch]] = []
-    original = Watch._deliver
+    original = AsyncWatch._deliver
 
-    def counting(watch: Watch, batch: WatchBatch) -> None:
+    def counting(watch: AsyncWatch, batch: WatchBatch) -> None:
         delivered.append((watch._hub, watch.request.key, batch))
         original(watch, batch)
 
-    monkeypatch.setattr(Watch, "_deliver", counting)
+    monkeypatch.setattr(AsyncWatch, "_deliver", counting)
 
     async with contextlib.AsyncExitStack() as stack:
         leader_client = await stack.enter_async_context(AsyncClient(etcd_endpoint))
@@ -524,10 +524,10 @@ async def test_observe_does_not_miss_a_leader_elected_while_it_starts(
 class GatedWatch:
     """Holds a watch's creation until the gate opens: the observer falls behind etcd."""
 
-    def __init__(self, inner: Watch, reached: asyncio.Event, gate: asyncio.Event) -> None:
+    def __init__(self, inner: AsyncWatch, reached: asyncio.Event, gate: asyncio.Event) -> None:
         self.inner, self.reached, self.gate = inner, reached, gate
 
-    async def __aenter__(self) -> Watch:
+    async def __aenter__(self) -> AsyncWatch:
         self.reached.set()
         await self.gate.wait()
         return await self.inner.__aenter__()

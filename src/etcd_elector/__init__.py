@@ -59,7 +59,9 @@ from ._metrics import (
 )
 from ._reasons import EndReason
 from ._secret import Secret
-from ._sync import Client, Election, ElectionView, Elector, Session
+from ._sync._client import Client, Watch
+from ._sync._elector import Elector
+from ._sync._session import Election, ElectionView, Session
 from .etcd._history_guard import HistoryGuard, HistoryLoss
 from .etcd._keepalive import KeepAliveStream
 from .etcd._txn import Compare, Op
@@ -79,7 +81,7 @@ from .etcd._types import (
     TxnResult,
     WatchBatch,
 )
-from .etcd._watch import AsyncWatch as Watch
+from .etcd._watch import AsyncWatch
 
 __version__ = "0.1.0"
 """The version of etcd-elector."""
@@ -91,6 +93,7 @@ __all__ = [
     "AsyncElectionView",
     "AsyncElector",
     "AsyncSession",
+    "AsyncWatch",
     "AuthenticationFailed",
     "CampaignFailed",
     "Client",

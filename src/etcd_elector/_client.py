@@ -7,7 +7,8 @@ above what they build, so that the etcd client below knows nothing of elections.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from ._election._elector import AsyncElector
 from ._election._session import AsyncSession
@@ -16,6 +17,22 @@ from ._election._view import ElectionView
 from .etcd._client import AsyncEtcdClient
 
 __all__ = ["AsyncClient"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _made_here(
+    make: Callable[Concatenate[AsyncEtcdClient, P], R], doc: str
+) -> Callable[Concatenate[AsyncEtcdClient, P], R]:
+    """A factory method: ``make(client, ...)`` as ``client.<name>(...)``, with ``make``'s own
+    parameters (written once, where ``make`` is defined)."""
+
+    def factory(self: AsyncEtcdClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return make(self, *args, **kwargs)
+
+    factory.__doc__ = doc
+    return factory
 
 
 class AsyncClient(AsyncEtcdClient):
@@ -27,9 +44,11 @@ class AsyncClient(AsyncEtcdClient):
             return ElectionView(self, name)
         return ElectionView(self, name, namespace=namespace)
 
-    def elector(self, name: str, **options: Any) -> AsyncElector:
-        """Run work only while leader; see :class:`AsyncElector` for the options."""
-        return AsyncElector(self, name, **options)
+    elector = _made_here(
+        AsyncElector,
+        """Run work only while leader: ``client.elector("scheduler", ttl=10)`` makes an
+        :class:`AsyncElector` on this client, with the same arguments after the client.""",
+    )
 
     def session(
         self,

@@ -90,6 +90,10 @@ class Portal:
             self._cancel(future, started, finished)
             raise
 
+    def on_loop_thread(self) -> bool:
+        """Whether the caller runs on the portal's own loop thread (where blocking is refused)."""
+        return threading.current_thread() is self._thread
+
     def _check_caller(self) -> None:
         if self._closed:
             raise ClientClosed("the client is closed")
@@ -133,6 +137,7 @@ class Portal:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._loop.shutdown_asyncgens()
+            await self._loop.shutdown_default_executor()  # asyncio.to_thread's threads
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(_CLEANUP_TIMEOUT)
         self._loop.call_soon_threadsafe(self._loop.stop)
