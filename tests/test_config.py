@@ -14,13 +14,13 @@ from etcd_elector import (
     Compare,
     ConfigurationError,
     ConnectionFailed,
-    Endpoint,
     Op,
 )
 from etcd_elector._config import DEFAULT_ENDPOINT, parse_endpoints
 from etcd_elector._election._timing import validate_ttl
 from etcd_elector._environ import without_etcd_settings
 from etcd_elector._seconds import seconds
+from etcd_elector.etcd import Endpoint
 from etcd_elector.testing import free_port
 
 # -- endpoints -----------------------------------------------------------------------------------

@@ -27,8 +27,8 @@ from etcd_elector import (
     Op,
     SessionLost,
     Term,
-    WatchBatch,
 )
+from etcd_elector.etcd import WatchBatch
 from etcd_elector.testing import EtcdMember, FaultProxy
 
 NAME = "job"
@@ -152,7 +152,7 @@ async def test_a_resign_wakes_exactly_one_of_50_waiters(
         before = len(delivered)
 
         await leader.resign()
-        winner = next(i for i, w in enumerate(waiters) if w.session.lease_id == successor.lease)
+        winner = next(i for i, w in enumerate(waiters) if w.session.lease_id == successor.lease_id)
         term = await asyncio.wait_for(tasks[winner], WAIT_S)
         assert term.token == successor.token
         await leader_client.put(sentinel, "barrier")
@@ -180,7 +180,7 @@ async def test_a_resign_wakes_exactly_one_of_50_waiters(
         current = winner
         for expected in listed[2:4]:
             await waiters[current].resign()
-            nxt = next(i for i, w in enumerate(waiters) if w.session.lease_id == expected.lease)
+            nxt = next(i for i, w in enumerate(waiters) if w.session.lease_id == expected.lease_id)
             term = await asyncio.wait_for(tasks[nxt], WAIT_S)
             assert term.token == expected.token
             assert [w.is_leader() for w in waiters].count(True) == 1
@@ -630,6 +630,6 @@ async def test_observe_starts_with_the_current_leader(etcd_endpoint: str, etcd_p
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
         assert info(first) == (b"x", term.token)
-        assert first is not None and first.lease == session.lease_id
+        assert first is not None and first.lease_id == session.lease_id
         assert await view.leader() == first
         assert [c.token for c in await view.candidates()] == [term.token]

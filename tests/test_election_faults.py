@@ -19,17 +19,9 @@ from typing import Any
 import pytest
 from helpers.election_kit import WAIT_S, Recorder, namespace_of, wait_until
 
-from etcd_elector import (
-    AsyncClient,
-    AsyncElection,
-    EndReason,
-    GetResult,
-    KeepAliveAnswer,
-    Term,
-    TransportError,
-    _clock,
-)
+from etcd_elector import AsyncClient, AsyncElection, EndReason, Term, TransportError, _clock
 from etcd_elector._keys import as_bytes
+from etcd_elector.etcd import GetResult, KeepAliveAnswer
 from etcd_elector.testing import EtcdCluster, EtcdMember, FaultProxy
 
 ProxyFactory = Callable[[str], FaultProxy]

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from etcd_elector import ConfigurationError, HistoryGuard, HistoryLoss
+from etcd_elector import ConfigurationError, HistoryLoss
 from etcd_elector._proto import rpc_pb2
+from etcd_elector.etcd import HistoryGuard
 from etcd_elector.etcd._token_file import TokenFile, TokenRecord
 
 CLUSTER = 0x1C2D

@@ -135,7 +135,7 @@ async def test_wiped_etcd_ends_the_term_reports_lost_writes_and_refuses_lower_to
         ended = Ended(election)
         term = await election.campaign("leader")
         fenced = [
-            (await election.txn(on_success=[Op.put(f"{etcd_prefix}fenced/{i}", "v")])).revision
+            (await election.txn(success=[Op.put(f"{etcd_prefix}fenced/{i}", "v")])).revision
             for i in range(5)
         ]
         cluster_before = client.history.cluster_id
@@ -250,7 +250,7 @@ async def test_restored_snapshot_stops_the_leader_whose_key_came_back(
         # The backup holds our key and lease: after the restore, both come back.
         await asyncio.to_thread(etcd_member.snapshot_save, snapshot)
         fenced = [
-            (await election.txn(on_success=[Op.put(f"{etcd_prefix}fenced/{i}", "v")])).revision
+            (await election.txn(success=[Op.put(f"{etcd_prefix}fenced/{i}", "v")])).revision
             for i in range(37)
         ]
         cluster_before = client.history.cluster_id
@@ -337,7 +337,7 @@ async def test_no_false_alarm_with_members_killed_frozen_and_restarted_under_loa
                 assert election is not None
                 while not stop.is_set() and term.is_leader():
                     try:
-                        await election.txn(on_success=[Op.put(f"{etcd_prefix}work", value)])
+                        await election.txn(success=[Op.put(f"{etcd_prefix}work", value)])
                         writes += 1
                     except Exception:
                         await asyncio.sleep(0.05)

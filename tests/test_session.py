@@ -15,12 +15,12 @@ from etcd_elector import (
     AsyncElection,
     ConfigurationError,
     EndReason,
-    KeepAliveAnswer,
     SessionLost,
     SessionState,
     _clock,
 )
 from etcd_elector._election._timing import MAX_TTL, Timing, default_margin
+from etcd_elector.etcd import KeepAliveAnswer
 from etcd_elector.testing import FaultProxy
 
 ProxyFactory = Callable[[str], FaultProxy]

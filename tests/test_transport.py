@@ -17,20 +17,16 @@ from etcd_elector import (
     Compare,
     ConfigurationError,
     ConnectionFailed,
-    DeleteResult,
     EtcdServerError,
-    Event,
-    EventType,
     LeaseNotFound,
     Op,
-    PutResult,
-    RangeResult,
     RequestTimeout,
     TransportError,
     TxnResult,
     WatchCompacted,
     _clock,
 )
+from etcd_elector.etcd import DeleteResult, Event, EventType, PutResult, RangeResult
 from etcd_elector.testing import EtcdMember, FaultProxy, free_port
 
 ProxyFactory = Callable[[str], FaultProxy]

@@ -11,15 +11,14 @@ See the README for the guarantees and the command-line tool.
 """
 
 from ._client import AsyncClient
-from ._config import ClientConfig, Endpoint
+from ._config import ClientConfig
 from ._election._election import AsyncElection
 from ._election._elector import AsyncElector, ElectorEvent, ElectorState
 from ._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
 from ._election._session import AsyncSession, SessionState
 from ._election._term import Term
 from ._election._timing import TimingReport, check_timing
-from ._election._view import ElectionView as AsyncElectionView
-from ._election._view import LeaderInfo
+from ._election._view import AsyncElectionView, LeaderInfo
 from ._errors import (
     AmbiguousResult,
     AuthenticationFailed,
@@ -62,26 +61,7 @@ from ._secret import Secret
 from ._sync._client import Client, Watch
 from ._sync._elector import Elector
 from ._sync._session import Election, ElectionView, Session
-from .etcd._history_guard import HistoryGuard, HistoryLoss
-from .etcd._keepalive import KeepAliveStream
-from .etcd._txn import Compare, Op
-from .etcd._types import (
-    DeleteResult,
-    Event,
-    EventType,
-    GetResult,
-    KeepAliveAnswer,
-    KeyValue,
-    Lease,
-    LeaseInfo,
-    Member,
-    PutResult,
-    RangeResult,
-    Status,
-    TxnResult,
-    WatchBatch,
-)
-from .etcd._watch import AsyncWatch
+from .etcd import AsyncWatch, Compare, HistoryLoss, KeyValue, Op, TxnResult
 
 __version__ = "0.1.0"
 """The version of etcd-elector."""
@@ -103,37 +83,26 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "DatabaseSpaceExceeded",
-    "DeleteResult",
     "Election",
     "ElectionView",
     "Elector",
     "ElectorEvent",
     "ElectorState",
     "EndReason",
-    "Endpoint",
     "EtcdElectorError",
     "EtcdReachable",
     "EtcdServerError",
     "EtcdUnreachable",
-    "Event",
-    "EventType",
     "FencedResult",
-    "GetResult",
     "HealthServer",
-    "HistoryGuard",
     "HistoryLoss",
     "JsonLogFormatter",
-    "KeepAliveAnswer",
-    "KeepAliveStream",
     "KeyValue",
     "LeaderInfo",
     "LeaderObserved",
     "LeadershipError",
     "LeadershipLost",
-    "Lease",
-    "LeaseInfo",
     "LeaseNotFound",
-    "Member",
     "MetricsSink",
     "NoLeader",
     "NoopMetrics",
@@ -141,8 +110,6 @@ __all__ = [
     "Op",
     "PermissionDenied",
     "PrometheusMetrics",
-    "PutResult",
-    "RangeResult",
     "RequestRejected",
     "RequestTimeout",
     "RequestTooLarge",
@@ -150,7 +117,6 @@ __all__ = [
     "Session",
     "SessionLost",
     "SessionState",
-    "Status",
     "TLSHandshakeFailed",
     "Term",
     "TimingReport",
@@ -158,7 +124,6 @@ __all__ = [
     "TransportError",
     "TxnResult",
     "Watch",
-    "WatchBatch",
     "WatchCanceled",
     "WatchCompacted",
     "WatchError",

@@ -7,19 +7,32 @@ above what they build, so that the etcd client below knows nothing of elections.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
 from ._election._elector import AsyncElector
 from ._election._session import AsyncSession
 from ._election._timing import Timing
-from ._election._view import ElectionView
+from ._election._view import AsyncElectionView
 from .etcd._client import AsyncEtcdClient
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "as_method_of"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def as_method_of(factory: Callable[..., object], make: Callable[..., object], doc: str) -> None:
+    """Show ``factory``, a method that calls ``make(owner, ...)``, with ``make``'s parameters
+    after its first, and ``doc``: what help(), IDEs and the reference read."""
+    parameters = list(inspect.signature(make).parameters.values())[1:]
+    self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    returns = make if inspect.isclass(make) else inspect.signature(make).return_annotation
+    factory.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [self, *parameters], return_annotation=returns
+    )
+    factory.__doc__ = doc
 
 
 def _made_here(
@@ -31,24 +44,26 @@ def _made_here(
     def factory(self: AsyncEtcdClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return make(self, *args, **kwargs)
 
-    factory.__doc__ = doc
+    as_method_of(factory, make, doc)
     return factory
 
 
 class AsyncClient(AsyncEtcdClient):
     __doc__ = AsyncEtcdClient.__doc__
 
-    def election_view(self, name: str, *, namespace: str | None = None) -> ElectionView:
+    def election_view(self, name: str, *, namespace: str | None = None) -> AsyncElectionView:
         """Read-only access to an election (leader, candidates, observe); needs no session."""
         if namespace is None:
-            return ElectionView(self, name)
-        return ElectionView(self, name, namespace=namespace)
+            return AsyncElectionView(self, name)
+        return AsyncElectionView(self, name, namespace=namespace)
 
     elector = _made_here(
         AsyncElector,
         """Run work only while leader: ``client.elector("scheduler", ttl=10)`` makes an
         :class:`AsyncElector` on this client, with the same arguments after the client.""",
     )
+    """An :class:`AsyncElector` on this client: ``client.elector("scheduler", ttl=10)``, with
+    the arguments of :class:`AsyncElector` after the client."""
 
     def session(
         self,

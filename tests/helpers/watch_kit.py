@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from etcd_elector import AsyncWatch, WatchBatch
+from etcd_elector import AsyncWatch
+from etcd_elector.etcd import WatchBatch
 
 WAIT_S = 10.0
 

@@ -27,7 +27,7 @@ from ._keywait import first_deleted
 
 if TYPE_CHECKING:
     from ._session import AsyncSession
-    from ._view import ElectionView
+    from ._view import AsyncElectionView
 
 __all__ = ["Campaign"]
 
@@ -42,7 +42,7 @@ class Campaign:
         self,
         *,
         session: AsyncSession,
-        view: ElectionView,
+        view: AsyncElectionView,
         key: bytes,
         log: Callable[..., None],
     ) -> None:

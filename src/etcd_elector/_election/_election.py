@@ -41,7 +41,7 @@ from ._names import (
     validate_namespace,
 )
 from ._term import Term, begin_term, end_term, fenced_writes, record_fenced_write
-from ._view import ElectionView, LeaderInfo
+from ._view import AsyncElectionView, LeaderInfo
 
 if TYPE_CHECKING:
     from ._session import AsyncSession
@@ -57,7 +57,7 @@ class AsyncElection:
         election = AsyncElection(session, "scheduler")
         term = await election.campaign("host-a")  # returns once we lead
         if election.is_leader():  # local, no I/O
-            await election.txn(on_success=[Op.put("/jobs/owner", "host-a")])  # fenced
+            await election.txn(success=[Op.put("/jobs/owner", "host-a")])  # fenced
 
     One election per name on a session: its candidate key is named after the session's lease,
     so a second one would share it. Keep the object and campaign on it again after a term.
@@ -79,7 +79,7 @@ class AsyncElection:
         self.session = session
         self.name = validate_name(name)
         self.namespace = validate_namespace(namespace)
-        self.view = ElectionView(session.client, self.name, namespace=self.namespace)
+        self.view = AsyncElectionView(session.client, self.name, namespace=self.namespace)
         self.prefix = self.view.prefix
         claim_candidacy(session, self.prefix, self.name, self.namespace)
         self.identity = identity
@@ -363,7 +363,8 @@ class AsyncElection:
         return await self.view.leader()
 
     def observe(self) -> AsyncIterator[LeaderInfo | None]:
-        """Leader changes, starting with the current leader; see :meth:`ElectionView.observe`."""
+        """Leader changes, starting with the current leader; see
+        :meth:`AsyncElectionView.observe`."""
         return self.view.observe()
 
     async def verify(self) -> bool:
@@ -387,8 +388,8 @@ class AsyncElection:
     async def txn(
         self,
         compares: Sequence[Compare] = (),
-        on_success: Sequence[Op] = (),
-        on_failure: Sequence[Op] = (),
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
     ) -> TxnResult:
         """An etcd transaction that commits only while our term holds (fenced writes).
 
@@ -408,7 +409,7 @@ class AsyncElection:
         guard = Compare.create_revision(key) == term.token
         try:
             result = await self._client.txn(
-                [guard, *compares], list(on_success), [*on_failure, Op.get(key)]
+                [guard, *compares], list(success), [*failure, Op.get(key)]
             )
         except BaseException:
             metrics.fenced_txn(self.name, _metrics.FencedResult.UNKNOWN)

@@ -43,7 +43,7 @@ from ._session import AsyncSession
 from ._states import ElectorEvent, ElectorState, StateStream
 from ._term import Term
 from ._timing import Timing
-from ._view import ElectionView, LeaderInfo
+from ._view import AsyncElectionView, LeaderInfo
 from ._work import Work, end_seen, part_of_the_loss, refuse_plain_function, start_work
 
 if TYPE_CHECKING:
@@ -54,7 +54,11 @@ __all__ = ["AsyncElector", "ElectorEvent", "ElectorState", "Work"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Callback = Callable[..., Any]
+#: ``on_elected(term)``, ``on_lost(term, reason)``, ``on_leader_change(leader)``: plain or
+#: async functions (what they return is awaited if it can be).
+OnElected = Callable[[Term], object]
+OnLost = Callable[[Term, EndReason], object]
+OnLeaderChange = Callable[[LeaderInfo | None], object]
 
 
 class AsyncElector:
@@ -94,9 +98,9 @@ class AsyncElector:
         keepalive_interval: float | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         requeue: bool = True,
-        on_elected: Callback | None = None,
-        on_lost: Callback | None = None,
-        on_leader_change: Callback | None = None,
+        on_elected: OnElected | None = None,
+        on_lost: OnLost | None = None,
+        on_leader_change: OnLeaderChange | None = None,
         backoff: tuple[float, float] = (0.1, 5.0),
         stop_on: tuple[type[Exception], ...] = (),
     ) -> None:
@@ -110,7 +114,7 @@ class AsyncElector:
         self.on_lost = on_lost
         self.on_leader_change = on_leader_change
         self.backoff = backoff
-        self.view = ElectionView(client, self.name, namespace=self.namespace)
+        self.view = AsyncElectionView(client, self.name, namespace=self.namespace)
         self._session: AsyncSession | None = None
         self._retired: list[AsyncSession] = []
         self._election: AsyncElection | None = None
@@ -515,7 +519,9 @@ class AsyncElector:
     def _publish(self, event: ElectorEvent) -> None:
         self._states.publish(event)
 
-    async def _call(self, callback: Callback | None, *args: Any, propagate: bool = False) -> None:
+    async def _call(
+        self, callback: Callable[..., object] | None, *args: object, propagate: bool = False
+    ) -> None:
         if callback is None:
             return
         try:

@@ -1,4 +1,4 @@
-"""``ElectionView``: read-only access to an election's candidates: leader, list, observe.
+"""``AsyncElectionView``: read-only access to an election's candidates: leader, list, observe.
 
 Needs no session, so observers, the CLI's ``leader``/``status``/``observe`` and the elector's
 leader-change callbacks all share this one implementation. ``observe_events`` is the one
@@ -32,7 +32,7 @@ from ._observe import EtcdReachable, EtcdUnreachable, LeaderObserved, Observatio
 if TYPE_CHECKING:
     from ..etcd._client import AsyncEtcdClient
 
-__all__ = ["ElectionView", "LeaderInfo"]
+__all__ = ["AsyncElectionView", "LeaderInfo"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class LeaderInfo:
     key: str
     value: bytes
     token: int
-    lease: int
+    lease_id: int
     mod_revision: int = field(compare=False, default=0)
 
     @property
@@ -56,7 +56,7 @@ class LeaderInfo:
 
     @property
     def lease_hex(self) -> str:
-        return f"{self.lease:x}"
+        return f"{self.lease_id:x}"
 
     @classmethod
     def from_kv(cls, kv: KeyValue) -> LeaderInfo:
@@ -64,12 +64,12 @@ class LeaderInfo:
             key=kv.key.decode(errors="replace"),
             value=kv.value,
             token=kv.create_revision,
-            lease=kv.lease,
+            lease_id=kv.lease,
             mod_revision=kv.mod_revision,
         )
 
 
-class ElectionView:
+class AsyncElectionView:
     """Reads of one election: ``client.election_view("scheduler")``.
 
     :raises ConfigurationError: for a malformed name or namespace.

@@ -27,7 +27,8 @@ __all__ = [
     "start_work",
 ]
 
-Work = Callable[[Term], Awaitable[Any]]
+#: The leader's work: ``async def work(term): ...``; what it returns is what ``run()`` returns.
+Work = Callable[[Term], Awaitable[object]]
 
 
 def end_seen(term: Term, lost: asyncio.Future[EndReason]) -> EndReason | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -39,7 +40,24 @@ def _twin(
         self.open()  # what is made may need an open client (a watch does)
         return twin(self, method(self.aio, *args, **kwargs))
 
+    signature = inspect.signature(method)
+    make.__signature__ = signature.replace(return_annotation=twin)  # type: ignore[attr-defined]
     return make
+
+
+class Watch(Twin[AsyncWatch]):
+    """Blocking watch: a context manager and a plain iterator of :class:`WatchBatch`;
+    ``with client.watch(key) as w: for batch in w: ...``."""
+
+    def __init__(self, client: Client, watch: AsyncWatch) -> None:
+        super().__init__(client, watch)
+        self._iterator = SyncIterator(client.portal, watch)
+
+    def __iter__(self) -> Watch:
+        return self
+
+    def __next__(self) -> WatchBatch:
+        return next(self._iterator)
 
 
 class Client:
@@ -51,7 +69,11 @@ class Client:
             while term.is_leader():
                 ...
 
-    Same arguments as :class:`AsyncClient`, and the same methods without ``await``. Making a
+    Same arguments as :class:`AsyncClient`, and the same methods without ``await`` (``get``,
+    ``get_prefix``, ``put``, ``delete``, ``txn``, ``compact``, ``lease_grant``,
+    ``lease_revoke``, ``lease_time_to_live``, ``lease_list``, ``status``, ``member_list``,
+    each :class:`AsyncClient`'s own, carried to the loop); ``watch()``, ``session()``,
+    ``election_view()`` and ``elector()`` make the blocking twins. Making a
     client starts nothing: its first use (or ``with``, or :meth:`open`) starts one background
     thread, where the async core runs; :meth:`close` stops it. A client used without ``with``
     must be closed.
@@ -167,24 +189,14 @@ class Client:
         return self.portal.call(once)
 
     # What the async factories make, as blocking twins.
-    watch = _twin(AsyncClient.watch, lambda client, watch: Watch(client, watch))
-    session = _twin(AsyncClient.session, lambda client, session: Session(client, session))
-    election_view = _twin(
-        AsyncClient.election_view, lambda client, view: ElectionView(client, view)
-    )
-    elector = _twin(AsyncClient.elector, lambda client, elector: Elector(client, elector))
-
-
-class Watch(Twin[AsyncWatch]):
-    """Blocking watch: a context manager and a plain iterator of :class:`WatchBatch`;
-    ``with client.watch(key) as w: for batch in w: ...``."""
-
-    def __init__(self, client: Client, watch: AsyncWatch) -> None:
-        super().__init__(client, watch)
-        self._iterator = SyncIterator(client.portal, watch)
-
-    def __iter__(self) -> Watch:
-        return self
-
-    def __next__(self) -> WatchBatch:
-        return next(self._iterator)
+    watch = _twin(AsyncClient.watch, Watch)
+    """A :class:`Watch`: ``with client.watch(key) as w: for batch in w: ...``; the arguments of
+    :meth:`AsyncClient.watch`."""
+    session = _twin(AsyncClient.session, Session)
+    """A :class:`Session`: ``with client.session(ttl=10) as session:``; the arguments of
+    :meth:`AsyncClient.session`."""
+    election_view = _twin(AsyncClient.election_view, ElectionView)
+    """An :class:`ElectionView` of an election: leader, candidates, observe."""
+    elector = _twin(AsyncClient.elector, Elector)
+    """An :class:`Elector`: ``with client.elector("scheduler") as elector: elector.run(work)``;
+    the arguments of :class:`AsyncElector` after the client."""

@@ -7,7 +7,7 @@ import asyncio
 import queue
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._election._elector import AsyncElector, ElectorState
 from .._election._term import Term, end_term
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from ._client import Client
 
 __all__ = ["Elector"]
+
+T = TypeVar("T")
 
 
 class Elector(Twin[AsyncElector]):
@@ -97,7 +99,7 @@ class Elector(Twin[AsyncElector]):
         """The current leader of the election (a linearizable read)."""
         return self.portal.call(self.aio.leader)
 
-    def run(self, work: Callable[[Term], Any]) -> Any:
+    def run(self, work: Callable[[Term], T]) -> T | None:
         """Campaign and call ``work(term)`` in this thread while leader; see the class docs.
 
         Work that raises ``LeadershipLost`` (``term.check()``) because its term is over ends
@@ -142,7 +144,8 @@ class Elector(Twin[AsyncElector]):
             while True:
                 item = handoff.get()
                 if item is None:
-                    return runner.result()
+                    finished_with: T | None = runner.result()
+                    return finished_with
                 term, done = item
                 try:
                     result = work(term)

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Concatenate, ParamSpec
 
+from .._client import as_method_of
 from .._election._election import AsyncElection
 from .._election._observe import ObservationEvent
 from .._election._session import AsyncSession, SessionState
 from .._election._term import Term
-from .._election._view import ElectionView as AsyncElectionView
-from .._election._view import LeaderInfo
+from .._election._view import AsyncElectionView, LeaderInfo
 from .._keys import KeyLike
 from .._portal import Portal, SyncIterator
 from .._reasons import EndReason
@@ -33,10 +33,14 @@ def _election_on(
     def election(self: Session, /, *args: P.args, **kwargs: P.kwargs) -> Election:
         return Election(self, make(self.aio, *args, **kwargs))
 
-    election.__doc__ = """An election on this session, ``session.election("name")``: the same
-    arguments as :class:`AsyncElection` after the session (the blocking session makes it,
-    being the facade above both); a malformed name or namespace, or a second election of
-    that name on this session, is a ``ConfigurationError``."""
+    as_method_of(
+        election,
+        make,
+        """An election on this session, ``session.election("name")``: the same arguments as
+        :class:`AsyncElection` after the session (the blocking session makes it, being the
+        facade above both); a malformed name or namespace, or a second election of that name
+        on this session, is a ``ConfigurationError``.""",
+    )
     return election
 
 
@@ -101,6 +105,8 @@ class Session(Twin[AsyncSession]):
         return self.portal.call(self.aio.wait_lost, timeout=timeout, what="waiting for loss")
 
     election = _election_on(AsyncElection)
+    """An :class:`Election` on this session: ``session.election("scheduler")``, with the
+    arguments of :class:`AsyncElection` after the session."""
 
     def __repr__(self) -> str:
         return repr(self.aio).replace("AsyncSession", "Session")
@@ -189,20 +195,20 @@ class Election:
     def txn(
         self,
         compares: Sequence[Compare] = (),
-        on_success: Sequence[Op] = (),
-        on_failure: Sequence[Op] = (),
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
         *,
         timeout: float | None = None,
     ) -> TxnResult:
         """An etcd transaction that commits only while our term holds (fenced writes)::
 
-            election.txn(on_success=[Op.put("/jobs/owner", "host-a")])
+            election.txn(success=[Op.put("/jobs/owner", "host-a")])
 
         :raises NotLeader: if we do not lead locally.
         :raises LeadershipLost: if etcd shows our term is over (the term ends locally too).
         :raises AmbiguousResult: if the outcome is unknown: re-read, never retry blindly.
         """
-        return self.portal.call(self.aio.txn, compares, on_success, on_failure, timeout=timeout)
+        return self.portal.call(self.aio.txn, compares, success, failure, timeout=timeout)
 
     def wait_lost(self, timeout: float | None = None) -> EndReason:
         """Block until the current term ends; return the reason."""

@@ -74,7 +74,7 @@ async def leader(args: ParsedArgs, options: Options, printer: Printer) -> int:
     async with open_client(options) as client:
         view = await preflight(client, args.name, options)
         current = await view.leader()
-        renewal = None if current is None else await read_renewal(client, current.lease)
+        renewal = None if current is None else await read_renewal(client, current.lease_id)
     log.debug(
         "read leader prefix=%s endpoints=%s: %s",
         view.prefix.decode(),
@@ -96,7 +96,7 @@ async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
         view = await preflight(client, args.name, options)
         candidates = await view.candidates()
         renewals = await asyncio.gather(
-            *(read_renewal(client, candidate.lease) for candidate in candidates)
+            *(read_renewal(client, candidate.lease_id) for candidate in candidates)
         )
         history = client.history
     loss = history.last_loss

@@ -269,7 +269,7 @@ class Demo:
             with contextlib.suppress(EtcdElectorError):
                 listed = await view.candidates()
                 infos = await asyncio.gather(
-                    *(client.lease_time_to_live(c.lease, timeout=1.0) for c in listed)
+                    *(client.lease_time_to_live(c.lease_id, timeout=1.0) for c in listed)
                 )
                 self.positions = {
                     c.value_text: (position, info.ttl)

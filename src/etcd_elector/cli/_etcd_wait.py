@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from .. import _clock
 from .._backoff import Backoff
 from .._client import AsyncClient
-from .._election._view import ElectionView
+from .._election._view import AsyncElectionView
 from .._errors import AuthenticationFailed, PermissionDenied, TransportError
 from .._stop_signals import StopSignals
 from .._tasks import Stopped, unless
@@ -58,7 +58,7 @@ def resolve_wait(args: ParsedArgs, environ: Mapping[str, str] | None = None) -> 
 
 async def reach_etcd(
     client: AsyncClient, name: str, options: Options, wait: float, signals: StopSignals
-) -> ElectionView | None:
+) -> AsyncElectionView | None:
     """:func:`preflight`, retried for up to ``wait`` seconds while etcd cannot be reached
     (saying so on stderr); ``None`` if a stop signal came first.
 

@@ -116,7 +116,7 @@ def _print_reachable(printer: Printer, name: str, event: EtcdReachable) -> None:
 def print_observation(
     printer: Printer, name: str, event: ObservationEvent, *, floor: int = 0
 ) -> None:
-    """Print one event of ``ElectionView.observe_events``; ``floor`` is the history guard's."""
+    """Print one event of ``AsyncElectionView.observe_events``; ``floor`` is the history guard's."""
     if isinstance(event, LeaderObserved):
         print_leader(printer, name, event.leader, restated=event.restated, floor=floor)
     elif isinstance(event, EtcdUnreachable):
