@@ -40,7 +40,7 @@ from ._names import (
     validate_name,
     validate_namespace,
 )
-from ._term import Term, begin_term, end_term, fenced_writes, record_fenced_write
+from ._term import Term, begin_term, end_term, record_fenced_write, report_lost_writes
 from ._view import AsyncElectionView, LeaderInfo
 
 if TYPE_CHECKING:
@@ -288,7 +288,8 @@ class AsyncElection:
         metrics.leadership(self.name, False)
         metrics.term_ended(self.name, reason, duration)
         if reason == EndReason.HISTORY_LOST:
-            self._report_lost_writes(current)
+            loss = self._client.history.last_loss
+            report_lost_writes(current, loss.revision if loss is not None else 0, self._event)
         self._event(
             logging.INFO,
             "leadership ended",
@@ -303,28 +304,6 @@ class AsyncElection:
                 callback(current, reason)
             except Exception:
                 self._event(logging.ERROR, "term end callback failed", exc_info=True)
-
-    def _report_lost_writes(self, term: Term) -> None:
-        """etcd lost its history during this term: fenced writes it said it committed above
-        its new revision are gone (and those below may be too, in a restore)."""
-        fenced = fenced_writes(term)
-        if not fenced.count:
-            return
-        loss = self._client.history.last_loss
-        now = loss.revision if loss is not None else 0
-        self._event(
-            logging.ERROR,
-            "fenced writes that etcd said were committed were in the history it lost",
-            key=term.key,
-            value=term.value,
-            token=term.token,
-            fenced_writes=fenced.count,
-            first_revision=fenced.first,
-            last_revision=fenced.last,
-            revision=now,
-            detail="those above the revision etcd is at now are gone for certain, the others "
-            "too unless the snapshot etcd restored holds them",
-        )
 
     # -- operations that need the term ----------------------------------------------------------
 

@@ -1,13 +1,8 @@
 """``AsyncElector``: run a piece of work only while leader, stop it on loss, and try again.
 
-Each term: campaign, call ``work(term)``, and wait for whichever comes first: the work returns
-(resign, fast handoff), leadership is lost (cancel the work at once; the loss fires at the
-session's local deadline, before etcd can elect anyone else), or the elector is closed.
-``on_lost`` is called exactly once for every term that was elected.
-
-Work that notices the loss itself (``term.check()`` raising ``LeadershipLost`` after the process
-was paused past its deadline, before the session's own timer has run) ends the term the same
-way: the loss, not a failure of the work.
+Each term is a :class:`~._lead.Lead`; between terms the elector keeps a live session,
+campaigns with backoff, and rides out what retrying can cure. ``on_lost`` is called exactly
+once for every term that was elected.
 """
 
 from __future__ import annotations
@@ -36,15 +31,16 @@ from .._log import log_event
 from .._reasons import EndReason
 from .._repeats import RepeatThrottle
 from .._stop_signals import StopSignals
-from .._tasks import Stopped, cancel_and_wait, shielded, unless, wait_first
+from .._tasks import Stopped, cancel_and_wait, unless
 from ._election import AsyncElection
+from ._lead import Lead, log_stop_error
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ._session import AsyncSession
 from ._states import ElectorEvent, ElectorState, StateStream
 from ._term import Term
 from ._timing import Timing
 from ._view import AsyncElectionView, LeaderInfo
-from ._work import Work, end_seen, part_of_the_loss, refuse_plain_function, start_work
+from ._work import Work, refuse_plain_function
 
 if TYPE_CHECKING:
     from ..etcd._client import AsyncEtcdClient
@@ -359,100 +355,15 @@ class AsyncElector:
     async def _lead(self, term: Term, work: Work) -> tuple[bool, Any]:
         """Run ``work`` for one term. Returns (work finished, its result)."""
         assert self._election is not None
-        election = self._election
-        self._publish(ElectorEvent(ElectorState.LEADING, term))
-        reason = EndReason.CLOSED
-        error: BaseException | None = None
-        result: Any = None
-        finished = False
-        ended: EndReason | None = None
-        work_task: asyncio.Future[Any] | None = None
-        lost = asyncio.ensure_future(election.wait_lost())
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            try:
-                await self._call(self.on_elected, term, propagate=True)
-            except Exception as exc:
-                error, reason = exc, EndReason.WORK_FAILED
-            else:
-                work_task = asyncio.ensure_future(start_work(work, term))
-                await wait_first(work_task, lost, closing)
-                ended = end_seen(term, lost)
-                if work_task.done() and work_task.cancelled():
-                    finished = True  # the work cancelled itself: it is over, with no result
-                elif work_task.done():
-                    failure = work_task.exception()
-                    if failure is None:
-                        finished, result = True, work_task.result()
-                        reason = EndReason.WORK_DONE
-                    elif ended is None or not part_of_the_loss(failure):
-                        error, reason = failure, EndReason.WORK_FAILED
-                    elif not isinstance(failure, LeadershipError):
-                        self._log_stop_error(failure)
-                if ended is not None:
-                    # The loss wins: work that returned together with it (threaded work returns
-                    # when it sees term.lost), or raised because it saw it first (term.check()
-                    # after a pause, a call to etcd failing in the outage that ended the term),
-                    # did not end the term, the loss did.
-                    finished, reason = False, ended
-        finally:
-            # Runs to its end even if run() is cancelled meanwhile: the work stops, we resign
-            # and on_lost is called, then the cancellation goes on.
-            await shielded(
-                self._end_term(election, term, work_task, (lost, closing), reason, ended)
-            )
-        if error is not None:
-            raise error
-        return finished, result
-
-    async def _end_term(
-        self,
-        election: AsyncElection,
-        term: Term,
-        work_task: asyncio.Future[Any] | None,
-        helpers: tuple[asyncio.Future[Any], ...],
-        reason: EndReason,
-        ended: EndReason | None,
-    ) -> None:
-        """Stop the work (leadership may already be gone), resign unless the term was lost,
-        and report the end."""
-        if work_task is not None:
-            failure = await cancel_and_wait(work_task)
-            if failure is not None and not isinstance(failure, LeadershipError):
-                self._log_stop_error(failure)  # one about the term ending is expected
-        for helper in helpers:
-            await cancel_and_wait(helper)
-        if ended is None:
-            await self._resign(election)
-        await self._call(self.on_lost, term, reason)
-        self._publish(ElectorEvent(ElectorState.IDLE, term, reason))
-        self._event(
-            logging.INFO,
-            "term over",
-            key=term.key,
-            lease=term.lease_hex,
-            token=term.token,
-            reason=reason,
+        lead = Lead(
+            self._election,
+            term,
+            closing=self._closing,
+            call=self._call,
+            publish=self._publish,
+            log=self._event,
         )
-
-    def _log_stop_error(self, error: BaseException) -> None:
-        """An error from work whose term was over, or that was being stopped: one line."""
-        self._event(
-            logging.WARNING,
-            f"the work raised {type(error).__name__} as its term ended",
-            detail=error,
-        )
-
-    async def _resign(self, election: AsyncElection) -> None:
-        try:
-            await election.resign()
-        except TransportError as exc:
-            self._event(
-                logging.WARNING,
-                "resign failed (the key expires with its lease)",
-                lease=election.session.lease_hex,
-                detail=exc,
-            )
+        return await lead.run(work, self.on_elected, self.on_lost)
 
     async def _live_session(self) -> AsyncSession | None:
         """The current session if alive, else a new one (``None`` if etcd is unreachable)."""
@@ -485,7 +396,7 @@ class AsyncElector:
         outcome = await unless(awaitable, self._closing.wait())
         if isinstance(outcome, Stopped):
             if outcome.error is not None and not isinstance(outcome.error, LeadershipError):
-                self._log_stop_error(outcome.error)
+                log_stop_error(self._event, outcome.error)
             return None
         if self._closing.is_set() and isinstance(outcome, AsyncSession):
             await outcome.close()

@@ -10,6 +10,7 @@ the end of this module.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,15 @@ from .. import _clock
 from .._errors import LeadershipLost
 from .._reasons import EndReason
 
-__all__ = ["FencedWrites", "Term", "begin_term", "end_term", "fenced_writes", "record_fenced_write"]
+__all__ = [
+    "FencedWrites",
+    "Term",
+    "begin_term",
+    "end_term",
+    "fenced_writes",
+    "record_fenced_write",
+    "report_lost_writes",
+]
 
 
 @dataclass(frozen=True)
@@ -142,3 +151,25 @@ def record_fenced_write(term: Term, revision: int) -> None:
 def fenced_writes(term: Term) -> FencedWrites:
     """The fenced writes etcd said it committed in ``term`` so far."""
     return term._state.fenced
+
+
+def report_lost_writes(term: Term, revision_now: int, log: Callable[..., None]) -> None:
+    """etcd lost its history during ``term`` and is at ``revision_now``: fenced writes it said
+    it committed above that are gone (and those below may be too, in a restore); ``log``
+    writes the election's line about it, if there were any."""
+    fenced = fenced_writes(term)
+    if not fenced.count:
+        return
+    log(
+        logging.ERROR,
+        "fenced writes that etcd said were committed were in the history it lost",
+        key=term.key,
+        value=term.value,
+        token=term.token,
+        fenced_writes=fenced.count,
+        first_revision=fenced.first,
+        last_revision=fenced.last,
+        revision=revision_now,
+        detail="those above the revision etcd is at now are gone for certain, the others "
+        "too unless the snapshot etcd restored holds them",
+    )

@@ -28,17 +28,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .. import _clock, _metrics
-from .._bounded import bounded
 from .._config import Endpoint
 from .._errors import (
-    AuthenticationFailed,
     ClientClosed,
     ConnectionFailed,
-    PermissionDenied,
     RequestTimeout,
     TransportError,
-    WatchCanceled,
-    WatchCompacted,
 )
 from .._log import log_event
 from .._proto import rpc_pb2
@@ -271,7 +266,7 @@ class WatchHub:
                 self._pending.append(watch)
             self._writing = item
             try:
-                await _write(call, item.request, timeout)
+                await _rpc.write_before(call, item.request, timeout)
             except TimeoutError:
                 self._break(
                     RequestTimeout(f"watch stream to {endpoint} is stuck", endpoint=str(endpoint)),
@@ -360,7 +355,7 @@ class WatchHub:
                 return
             watch = self._pending.popleft()
             if response.canceled:
-                watch._fail(self._refusal(response) or self._cancel_error(response))
+                watch._fail(self._refused(response) or _rpc.watch_canceled_error(response))
                 return
             if watch._released:  # its caller gave up after the create was sent
                 self._enqueue(_cancel_request(response.watch_id))
@@ -377,7 +372,7 @@ class WatchHub:
             return  # a progress notice for the whole stream, or a watch already cancelled
         if response.canceled:
             del self._active[response.watch_id]
-            watch_or_none._fail(self._cancel_error(response))
+            watch_or_none._fail(_rpc.watch_canceled_error(response))
             return
         watch_or_none._deliver(
             WatchBatch(
@@ -386,37 +381,13 @@ class WatchHub:
             )
         )
 
-    def _refusal(self, response: rpc_pb2.WatchResponse) -> Exception | None:
-        """The error for a creation refused for want of access (None for other reasons)."""
-        raw = response.cancel_reason or ""
-        reason = bounded(raw)  # etcd's text, shown in a one-line message
-        where = f"etcd at {self._endpoint}"
-        error: TransportError
-        if _rpc.token_rejected(raw):
-            error = AuthenticationFailed(
-                f"{where} refused the watch's credentials: {reason}", endpoint=str(self._endpoint)
-            )
-        elif "permission denied" in raw.lower():
-            error = PermissionDenied(
-                f"{where} denied the watch: {reason}; grant the user's role read access to "
-                "the key range",
-                endpoint=str(self._endpoint),
-            )
-        else:
-            return None
-        return error if self._token is None else _Refused(error, self._token)
-
-    @staticmethod
-    def _cancel_error(response: rpc_pb2.WatchResponse) -> Exception:
-        if response.compact_revision:
-            _metrics.sink().watch_compacted()
-            return WatchCompacted(
-                f"watch start revision is compacted; etcd keeps history from revision "
-                f"{response.compact_revision}",
-                compact_revision=response.compact_revision,
-            )
-        reason = bounded(response.cancel_reason or "no reason given")
-        return WatchCanceled(f"etcd cancelled the watch: {reason}", reason=reason)
+    def _refused(self, response: rpc_pb2.WatchResponse) -> Exception | None:
+        """A creation refused for want of access (``None`` for other reasons); with a token,
+        maybe only for it: one more try with a fresh token settles it."""
+        error = _rpc.watch_refused_error(response.cancel_reason or "", str(self._endpoint))
+        if error is None or self._token is None:
+            return error
+        return _Refused(error, self._token)
 
     def _break(
         self,
@@ -472,20 +443,3 @@ class WatchHub:
 
 def _cancel_request(watch_id: int) -> rpc_pb2.WatchRequest:
     return rpc_pb2.WatchRequest(cancel_request=rpc_pb2.WatchCancelRequest(watch_id=watch_id))
-
-
-async def _write(call: Any, request: rpc_pb2.WatchRequest, timeout: float) -> None:
-    """Write with a deadline without cancelling the write itself (that would end the RPC)."""
-    write = asyncio.ensure_future(call.write(request))
-    # Its error is read whatever becomes of us: the writer may be stopped with its stream at
-    # the very moment the write fails, and then nothing else would read it.
-    write.add_done_callback(_consume)
-    done, _ = await asyncio.wait([write], timeout=timeout)
-    if not done:
-        raise TimeoutError
-    write.result()
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
