@@ -23,7 +23,6 @@ from prometheus_client import CollectorRegistry
 from etcd_elector import (
     AsyncClient,
     AsyncElection,
-    AsyncSession,
     HistoryLoss,
     LossReason,
     Op,
@@ -109,8 +108,7 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return 0.0 if found is None else found
 
 
-async def campaign_refused(session: AsyncSession, namespace: str) -> TokenRegressed:
-    election = session.election(NAME, namespace=namespace)
+async def campaign_refused(election: AsyncElection) -> TokenRegressed:
     with pytest.raises(TokenRegressed) as refused:
         await election.campaign("again")
     assert election.key is None
@@ -169,13 +167,14 @@ async def test_wiped_etcd_ends_the_term_reports_lost_writes_and_refuses_lower_to
 
         # A new session wins in the new history with a token at or below the floor: refused.
         async with client.session(ttl=TTL, margin=MARGIN) as again:
-            refused = await campaign_refused(again, namespace)
+            retry = again.election(NAME, namespace=namespace)
+            refused = await campaign_refused(retry)
             assert refused.token <= refused.floor == client.history.floor
             assert client.history.floor >= fenced[-1]
             assert await election.view.candidates() == ()  # the refused key was deleted
             # Once etcd's revisions pass the floor, leadership resumes above it.
             await fill(client, etcd_prefix, client.history.floor - refused.token)
-            resumed = await again.election(NAME, namespace=namespace).campaign("again")
+            resumed = await retry.campaign("again")
             assert resumed.token > client.history.floor
 
         assert sample(registry, "etcd_elector_history_losses_total", kind=loss.kind) == 1
@@ -222,9 +221,10 @@ async def test_the_override_lets_the_new_history_lead(
             await asyncio.to_thread(etcd_member.wipe_and_restart)
             await wait_until(lambda: not session.alive, "the session ended", timeout=30)
         async with client.session(ttl=TTL, margin=MARGIN) as session:
-            await campaign_refused(session, namespace)
+            election = session.election(NAME, namespace=namespace)
+            await campaign_refused(election)
             assert client.history.accept_reset() >= first.token
-            term = await session.election(NAME, namespace=namespace).campaign("accepted")
+            term = await election.campaign("accepted")
             assert term.token <= first.token  # accepted on purpose: the new history leads
 
 
@@ -295,12 +295,13 @@ async def test_a_token_file_makes_a_restarted_process_refuse_too(
     async with fast_client(etcd_member.client_endpoint, token_file=token_file) as client:
         assert client.history.floor >= first.token
         async with client.session(ttl=TTL, margin=MARGIN) as session:
-            refused = await campaign_refused(session, namespace)
+            election = session.election(NAME, namespace=namespace)
+            refused = await campaign_refused(election)
             assert refused.floor >= first.token
             loss = client.history.last_loss
             assert loss is not None and loss.from_token_file
             client.history.accept_reset()
-            term = await session.election(NAME, namespace=namespace).campaign("accepted")
+            term = await election.campaign("accepted")
             assert term.token < first.token
 
 
