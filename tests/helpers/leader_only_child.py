@@ -17,10 +17,9 @@ import sys
 import time
 from typing import NoReturn
 
-from helpers.replicas import append_record
-
 from etcd_elector import Client, Term
 from etcd_elector.integrations.leader_only import Leadership, leader_only
+from helpers.replicas import append_record
 
 
 def _stop(signum: int, frame: object) -> NoReturn:

@@ -114,9 +114,10 @@ class ReplicaSet:
                 process.kill()
             self._reap(replica)
 
-    def logs(self) -> str:
+    def logs(self, tail: int = 4000) -> str:
+        """The replicas' output (the last ``tail`` characters of each; 0: all of it)."""
         return "\n".join(
-            f"==== {name} ====\n{replica.log_path.read_text(errors='replace')[-4000:]}"
+            f"==== {name} ====\n{replica.log_path.read_text(errors='replace')[-tail:]}"
             for name, replica in self.replicas.items()
         )
 
