@@ -11,6 +11,7 @@ that both ran the body in one slot would both record it. The body appends
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -35,6 +36,7 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=0.1)
     parser.add_argument("--max-seconds", type=float, default=90.0)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, _stop)
     identity = os.environ["ETCD_ELECTOR_IDENTITY"]
     fd = os.open(args.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

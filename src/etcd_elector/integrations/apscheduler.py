@@ -75,11 +75,18 @@ _CLAIM_ATTEMPTS = 2
 
 @dataclass(frozen=True)
 class LeaderRun:
-    """The run a job is in: the term it runs under and the run time it was scheduled for."""
+    """The run a job is in: the term it runs under, the run time it was scheduled for, and
+    when this replica's term began; ``caught_up`` if the run fell due while nobody led."""
 
     term: Term
     job_id: str
     run_time: datetime
+    term_began: datetime
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether this run fell due before this term began (the ``catch_up`` policy)."""
+        return self.run_time < self.term_began
 
 
 _current: contextvars.ContextVar[LeaderRun] = contextvars.ContextVar("etcd_elector_run")
@@ -242,8 +249,9 @@ class LeaderScheduler:
 
     def _runs_to_submit(
         self, job: Job, run_times: Sequence[datetime]
-    ) -> tuple[Term, list[datetime]] | None:
-        """The term and the runs to hand to the executor now (claimed in etcd), or ``None``."""
+    ) -> tuple[Term, datetime, list[datetime]] | None:
+        """The term, when it began, and the runs to hand to the executor now (claimed in
+        etcd); ``None`` if there is nothing to run."""
         term = self._leadership.current()
         with self._claim_lock:
             ready = self._ready
@@ -256,7 +264,7 @@ class LeaderScheduler:
                 return None
             claim = self._ledger.claim(term, job.id, {"run_time": runs[-1].isoformat()})
             if claim is Claim.CLAIMED:
-                return term, runs
+                return term, ready[1], runs
             if claim is not Claim.CONFLICT:
                 break
             # Written since we read it: choose again against the record etcd just gave us.
@@ -301,8 +309,8 @@ class _LeaderExecutor(BaseExecutor):  # type: ignore[misc]
         chosen = self.owner._runs_to_submit(job, run_times)
         if chosen is None:
             return
-        term, runs = chosen
-        self.inner.submit_job(_GuardedJob(job, term, runs), runs)
+        term, began, runs = chosen
+        self.inner.submit_job(_GuardedJob(job, term, began, runs), runs)
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:  # pragma: no cover
         raise AssertionError("submit_job() hands jobs to the wrapped executor")
@@ -329,9 +337,10 @@ class _GuardedJob:
     were chosen, so the executor must not skip any (``misfire_grace_time`` is ``None``).
     """
 
-    def __init__(self, job: Job, term: Term, runs: list[datetime]) -> None:
+    def __init__(self, job: Job, term: Term, began: datetime, runs: list[datetime]) -> None:
         self._job = job
         self._term = term
+        self._began = began
         self._runs: Iterator[datetime] = iter(runs)
         self._lock = threading.Lock()
         self.misfire_grace_time = None
@@ -361,7 +370,7 @@ class _GuardedJob:
                 f"{term.token} ended after the run was claimed",
                 reason=term.end_reason or "lost",
             )
-        reset = _current.set(LeaderRun(term, self._job.id, run_time))
+        reset = _current.set(LeaderRun(term, self._job.id, run_time, self._began))
         try:
             yield
         finally:

@@ -1,0 +1,186 @@
+"""APScheduler 3 under ``LeaderScheduler``: three replica processes under kill, pause and
+partition never run one run time twice and never let a replaced leader run after its
+successor; runs missed during a failover are caught up once, or skipped, as configured;
+misuse is refused with a clear error."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from apscheduler.executors.pool import ProcessPoolExecutor
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
+from helpers.replicas import FAULT_KINDS, ReplicaSet, read_records
+
+from etcd_elector import Client, ConfigurationError, NotLeader
+from etcd_elector.integrations.apscheduler import LeaderScheduler, current_run
+from etcd_elector.testing import FaultProxy
+
+pytestmark = pytest.mark.timeout(150)
+
+TTL = 2
+EVERY = 0.2
+HELPERS = Path(__file__).parent / "helpers"
+RUNS_PER_TERM = 3  # before the next fault
+
+
+@dataclass(frozen=True)
+class Run:
+    run_time: float
+    token: int
+    identity: str
+    term_began: float
+    caught_up: bool
+
+
+def runs_in(record: Path) -> list[Run]:
+    return [
+        Run(float(f[1]), int(f[2]), f[3], float(f[4]), f[5] == "1") for f in read_records(record)
+    ]
+
+
+def replica_set(
+    record: Path,
+    namespace: str,
+    etcd_endpoint: str,
+    fault_proxy: Callable[[str], FaultProxy],
+    directory: Path,
+    *,
+    missed: str,
+    count: int,
+) -> ReplicaSet:
+    anchor = time.time()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ETCD")},
+        "PYTHONPATH": os.pathsep.join([str(HELPERS.parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    return ReplicaSet(
+        argv=lambda name: [
+            *(sys.executable, str(HELPERS / "apscheduler_child.py"), "--record", str(record)),
+            *("--name", "jobs", "--namespace", namespace, "--ttl", str(TTL)),
+            *("--every", str(EVERY), "--anchor", str(anchor), "--missed", missed),
+        ],
+        env=env,
+        etcd_endpoint=etcd_endpoint,
+        start_proxy=fault_proxy,
+        election="jobs",
+        namespace=namespace,
+        directory=directory,
+        count=count,
+    )
+
+
+def check_runs(runs: list[Run], replicas: ReplicaSet) -> None:
+    """No run time twice; ordered by run time, tokens never go back; every token was won."""
+    logs = replicas.logs()
+    twice = [t for t, n in Counter(run.run_time for run in runs).items() if n > 1]
+    assert not twice, f"run times run twice: {twice}\n{logs}"
+    tokens = [run.token for run in sorted(runs, key=lambda run: run.run_time)]
+    assert tokens == sorted(tokens), f"a replaced leader ran after its successor\n{logs}"
+    won = {int(t) for t in re.findall(r"leading election=jobs token=(\d+)", replicas.logs(0))}
+    assert {run.token for run in runs} <= won
+
+
+@pytest.mark.slow
+def test_three_replicas_run_each_run_time_once_under_faults_and_catch_up_once(
+    etcd_endpoint: str,
+    etcd_prefix: str,
+    fault_proxy: Callable[[str], FaultProxy],
+    tmp_path: Path,
+) -> None:
+    record = tmp_path / "runs.txt"
+    replicas = replica_set(
+        record, etcd_prefix.rstrip("/"), etcd_endpoint, fault_proxy, tmp_path,
+        missed="catch_up", count=3,
+    )  # fmt: skip
+
+    def ran_under(token: int) -> bool:
+        return sum(run.token >= token for run in runs_in(record)) >= RUNS_PER_TERM
+
+    try:
+        replicas.start()
+        first = replicas.wait_leader()
+        replicas.wait_until(lambda: ran_under(first.token), "the first leader's runs")
+        faults = replicas.run_faults(FAULT_KINDS, ran_under)
+    finally:
+        replicas.close()
+    runs = runs_in(record)
+    check_runs(runs, replicas)
+    for fault in faults:
+        # The term that followed the fault ran the runs missed meanwhile exactly once.
+        successor = min(run.token for run in runs if run.token > fault.token)
+        caught_up = [run for run in runs if run.token == successor and run.caught_up]
+        assert len(caught_up) == 1, (fault, caught_up)
+        before = [run for run in runs if run.token == successor and run.run_time < run.term_began]
+        assert before == caught_up
+
+
+@pytest.mark.slow
+def test_missed_runs_are_skipped_when_asked(
+    etcd_endpoint: str,
+    etcd_prefix: str,
+    fault_proxy: Callable[[str], FaultProxy],
+    tmp_path: Path,
+) -> None:
+    record = tmp_path / "runs.txt"
+    replicas = replica_set(
+        record, etcd_prefix.rstrip("/"), etcd_endpoint, fault_proxy, tmp_path,
+        missed="skip", count=2,
+    )  # fmt: skip
+
+    def ran_under(token: int) -> bool:
+        return sum(run.token >= token for run in runs_in(record)) >= RUNS_PER_TERM
+
+    try:
+        replicas.start()
+        first = replicas.wait_leader()
+        replicas.wait_until(lambda: ran_under(first.token), "the first leader's runs")
+        (fault,) = replicas.run_faults(["kill"], ran_under)
+    finally:
+        replicas.close()
+    runs = runs_in(record)
+    check_runs(runs, replicas)
+    later = [run for run in runs if run.token > fault.token]
+    assert later
+    assert not [run for run in later if run.caught_up or run.run_time < run.term_began]
+    # The failover left a gap of missed run times that nobody ran.
+    last_before = max(run.run_time for run in runs if run.token <= fault.token)
+    assert min(run.run_time for run in later) - last_before > 2 * EVERY
+
+
+# -- in one process -------------------------------------------------------------------------
+
+
+def test_current_run_outside_a_job_is_an_error() -> None:
+    with pytest.raises(NotLeader, match="only available inside a job"):
+        current_run()
+
+
+def test_misuse_is_refused(etcd_endpoint: str, etcd_prefix: str) -> None:
+    namespace = etcd_prefix.rstrip("/")
+    with Client(etcd_endpoint) as client:
+        elector = client.elector("jobs", namespace=namespace, ttl=TTL)
+        with pytest.raises(ConfigurationError, match="BackgroundScheduler, not a AsyncIOScheduler"):
+            LeaderScheduler(AsyncIOScheduler(), elector)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="not a policy"):
+            LeaderScheduler(BackgroundScheduler(), elector, missed="later")  # type: ignore[arg-type]
+        running = BackgroundScheduler()
+        running.start(paused=True)
+        try:
+            with pytest.raises(ConfigurationError, match="already running"):
+                LeaderScheduler(running, elector)
+        finally:
+            running.shutdown(wait=False)
+        pooled = BackgroundScheduler(executors={"default": ProcessPoolExecutor(1)})
+        leader = LeaderScheduler(pooled, elector)
+        with pytest.raises(ConfigurationError, match="other processes"):
+            leader.start()
+        assert not pooled.running
