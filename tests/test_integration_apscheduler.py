@@ -169,7 +169,7 @@ def test_misuse_is_refused(etcd_endpoint: str, etcd_prefix: str) -> None:
     with Client(etcd_endpoint) as client:
         elector = client.elector("jobs", namespace=namespace, ttl=TTL)
         with pytest.raises(ConfigurationError, match="BackgroundScheduler, not a AsyncIOScheduler"):
-            LeaderScheduler(AsyncIOScheduler(), elector)  # type: ignore[arg-type]
+            LeaderScheduler(AsyncIOScheduler(), elector)
         with pytest.raises(ConfigurationError, match="not a policy"):
             LeaderScheduler(BackgroundScheduler(), elector, missed="later")  # type: ignore[arg-type]
         running = BackgroundScheduler()
