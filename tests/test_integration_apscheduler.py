@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -184,3 +185,64 @@ def test_misuse_is_refused(etcd_endpoint: str, etcd_prefix: str) -> None:
         with pytest.raises(ConfigurationError, match="other processes"):
             leader.start()
         assert not pooled.running
+
+
+# -- the example, as its docs say ------------------------------------------------------------
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def example_env(endpoint: str, namespace: str, **more: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD", "EXAMPLE_"))}
+    env.update(ETCD_ENDPOINTS=endpoint, ETCD_ELECTOR_NAMESPACE=namespace, ETCD_ELECTOR_TTL="2")
+    env.update(more)
+    return env
+
+
+def test_example_runs_its_jobs_fenced_then_resigns(etcd_endpoint: str, etcd_prefix: str) -> None:
+    namespace = etcd_prefix.rstrip("/")
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "apscheduler_jobs.py"), "--every", "0.1"],
+        env=example_env(etcd_endpoint, namespace, EXAMPLE_RUNS="3"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(" at ")[0] for line in lines[:3]] == ["run 1", "run 2", "run 3"]
+    assert lines[-1] == "stopped after 3 runs, resigned"
+    token = int(lines[0].split(" token ")[1].split()[0])
+    with Client(etcd_endpoint) as client:
+        progress = client.get(f"{namespace}/jobs.progress").kv
+        assert progress is not None and progress.value.startswith(f"token={token} ".encode())
+        assert client.get_prefix(f"{namespace}/jobs/").kvs == ()  # resigned
+
+
+def test_example_stops_and_resigns_under_timeout(etcd_endpoint: str, etcd_prefix: str) -> None:
+    """``timeout`` sends SIGTERM, the way a script bounds a run."""
+    namespace = etcd_prefix.rstrip("/")
+    done = subprocess.run(
+        [
+            "timeout",
+            "-s",
+            "TERM",
+            "4",
+            sys.executable,
+            str(EXAMPLES / "apscheduler_jobs.py"),
+            "--every",
+            "0.1",
+        ],
+        env=example_env(etcd_endpoint, namespace),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 124, done.stdout + done.stderr  # timeout's "it timed out"
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("run 1 at ")
+    assert re.fullmatch(r"stopped after \d+ runs, resigned", lines[-1])
+    with Client(etcd_endpoint) as client:
+        assert client.get_prefix(f"{namespace}/jobs/").kvs == ()

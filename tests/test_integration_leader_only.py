@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import threading
 from collections import Counter
@@ -246,3 +247,84 @@ def test_three_replicas_never_run_a_slot_twice_under_faults(
     for fault in faults:  # every fault was followed by ticks under a newer term
         assert any(token > fault.token for token in tokens), fault
     assert last.token in tokens
+
+
+# -- the example, as its docs say ------------------------------------------------------------
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def example_env(endpoint: str, namespace: str, **more: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD", "EXAMPLE_"))}
+    env.update(ETCD_ENDPOINTS=endpoint, ETCD_ELECTOR_NAMESPACE=namespace, ETCD_ELECTOR_TTL="2")
+    env.update(more)
+    return env
+
+
+def test_example_reports_fenced_then_resigns(etcd_endpoint: str, namespace: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "leader_only_job.py"), "--every", "0.05"],
+        env=example_env(etcd_endpoint, namespace, EXAMPLE_ITERATIONS="3"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    token = int(lines[0].rsplit(" ", 1)[1])
+    assert lines == [
+        f"report 1 by token {token}",
+        f"report 2 by token {token}",
+        f"report 3 by token {token}",
+        "stopped after 3 reports, resigned",
+    ]
+    with Client(etcd_endpoint) as client:
+        assert client.get(f"{namespace}/reports.progress").kv.value == (  # type: ignore[union-attr]
+            f"token={token} run=3".encode()
+        )
+        assert client.get_prefix(f"{namespace}/reports/").kvs == ()  # resigned
+
+
+def test_example_copies_hand_over_when_the_leader_is_killed(
+    etcd_endpoint: str, namespace: str, tmp_path: Path
+) -> None:
+    env = example_env(etcd_endpoint, namespace)
+    argv = [sys.executable, str(EXAMPLES / "leader_only_job.py"), "--every", "0.05"]
+    outputs = [tmp_path / "first.out", tmp_path / "second.out"]
+    with open(outputs[0], "w") as first_out, open(outputs[1], "w") as second_out:
+        first = subprocess.Popen(argv, env=env, stdout=first_out, stderr=subprocess.STDOUT)
+        second = subprocess.Popen(argv, env=env, stdout=second_out, stderr=subprocess.STDOUT)
+        try:
+
+            def reports(index: int) -> list[str]:
+                return [
+                    line
+                    for line in outputs[index].read_text().splitlines()
+                    if line.startswith("report ")
+                ]
+
+            asyncio.run(wait_until(lambda: bool(reports(0) or reports(1)), "a first report"))
+            leader, other = (first, second) if reports(0) else (second, first)
+            follower_index = 1 if leader is first else 0
+            assert not reports(follower_index)  # the other copy's calls were skipped
+            subprocess.run(["kill", str(leader.pid)], check=True)  # resigns at once
+            assert leader.wait(WAIT_S) == 0
+            asyncio.run(wait_until(lambda: len(reports(follower_index)) >= 2, "the takeover"))
+            subprocess.run(["kill", str(other.pid)], check=True)
+            assert other.wait(WAIT_S) == 0
+        finally:
+            for process in (first, second):
+                process.kill()
+                process.wait()
+    leader_text = outputs[1 - follower_index].read_text()
+    follower_text = outputs[follower_index].read_text()
+    old = int(leader_text.splitlines()[0].rsplit(" ", 1)[1])
+    new = int(reports_of(follower_text)[0].rsplit(" ", 1)[1])
+    assert new > old
+    assert leader_text.splitlines()[-1].endswith("reports, resigned")
+    assert follower_text.splitlines()[-1].endswith("reports, resigned")
+
+
+def reports_of(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("report ")]
