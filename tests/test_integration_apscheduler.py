@@ -9,20 +9,24 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from apscheduler.executors.pool import ProcessPoolExecutor
+from apscheduler.executors.pool import ProcessPoolExecutor, ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.background import BackgroundScheduler
+from helpers.election_kit import WAIT_S
 from helpers.replicas import FAULT_KINDS, ReplicaSet, read_records
 
-from etcd_elector import Client, ConfigurationError, NotLeader
-from etcd_elector.integrations.apscheduler import LeaderScheduler, current_run
+from etcd_elector import Client, ConfigurationError, LeadershipLost, NotLeader
+from etcd_elector.integrations._ledger import RunLedger
+from etcd_elector.integrations.apscheduler import LeaderScheduler, _GuardedJob, current_run
 from etcd_elector.testing import FaultProxy
 
 pytestmark = pytest.mark.timeout(150)
@@ -246,3 +250,70 @@ def test_example_stops_and_resigns_under_timeout(etcd_endpoint: str, etcd_prefix
     assert re.fullmatch(r"stopped after \d+ runs, resigned", lines[-1])
     with Client(etcd_endpoint) as client:
         assert client.get_prefix(f"{namespace}/jobs/").kvs == ()
+
+
+def test_executors_added_later_are_guarded_or_refused(
+    etcd_endpoint: str, etcd_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    namespace = etcd_prefix.rstrip("/")
+    ran: list[tuple[str, int]] = []
+    done = threading.Event()
+
+    def on_thread_pool() -> None:
+        ran.append(("extra", current_run().term.token))  # guarded: the run is known
+        done.set()
+
+    def on_process_pool() -> None:
+        ran.append(("procs", 0))
+
+    async def coroutine_job() -> None:
+        ran.append(("async", 0))
+
+    scheduler = BackgroundScheduler()
+    with Client(etcd_endpoint) as client:
+        elector = client.elector("jobs", namespace=namespace, ttl=TTL)
+        with LeaderScheduler(scheduler, elector) as leader:
+            assert leader.leadership.wait(WAIT_S) is not None
+            scheduler.add_executor(ThreadPoolExecutor(2), "extra")
+            scheduler.add_executor(ProcessPoolExecutor(1), "procs")
+            scheduler.add_job(on_process_pool, executor="procs", id="procs")
+            scheduler.add_job(coroutine_job, id="async")
+            scheduler.add_job(on_thread_pool, executor="extra", id="extra")
+            assert done.wait(WAIT_S)
+    assert ran[0][0] == "extra" and ran[0][1] > 0
+    assert [name for name, _ in ran] == ["extra"]
+    assert "executor procs is not guarded and will run nothing" in caplog.text
+    assert "not running job procs: executor 'procs' runs jobs in other processes" in caplog.text
+    assert "job async is a coroutine function" in caplog.text
+
+
+def test_a_run_whose_term_ended_is_not_started(etcd_endpoint: str, etcd_prefix: str) -> None:
+    """The last check, right before the call: a claimed run of a term that is over raises
+    ``LeadershipLost`` in the job's place (APScheduler logs it as a job error)."""
+    namespace = etcd_prefix.rstrip("/")
+    called: list[bool] = []
+    scheduler = BackgroundScheduler()
+    job = scheduler.add_job(lambda: called.append(True), id="late")
+    with Client(etcd_endpoint) as client, client.session(ttl=TTL) as session:
+        term = session.election("jobs", namespace=namespace).campaign("me")
+        guarded = _GuardedJob(job, term, datetime.now(UTC), [datetime.now(UTC)])
+        session.close()  # the term ends after the run was claimed
+        with pytest.raises(LeadershipLost, match="not started"):
+            guarded.func()
+    assert not called
+
+
+def test_a_record_that_is_not_ours_is_reported_and_ignored(
+    etcd_endpoint: str, etcd_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    namespace = etcd_prefix.rstrip("/")
+    with Client(etcd_endpoint) as client:
+        ledger = RunLedger(client, namespace, "jobs")
+        client.put(ledger.key("report"), b"\x1b[31m not json")
+        client.put(ledger.key("big"), b"[" * 5000)
+        records = ledger.load()
+    assert records["report"].fields == {} and records["report"].revision > 0
+    assert records["big"].fields == {}
+    assert "ignoring the run record of entry=report election=jobs: not JSON" in caplog.text
+    assert "5000 bytes, more than 4096" in caplog.text
+    assert "\x1b" not in caplog.text

@@ -21,7 +21,13 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from helpers.redis_server import RedisServer
+from celery.exceptions import Ignore
+from helpers.redis_server import (
+    REDIS_SERVER_ENV,
+    RedisServer,
+    RedisServerMissing,
+    find_redis_server,
+)
 from helpers.replicas import FAULT_KINDS, ReplicaSet
 
 from etcd_elector.integrations.celery import (
@@ -29,6 +35,8 @@ from etcd_elector.integrations.celery import (
     ELECTION_HEADER,
     RUN_HEADER,
     TOKEN_HEADER,
+    FencedTask,
+    highest_token_seen,
 )
 from etcd_elector.testing import FaultProxy, dies_with_parent
 
@@ -279,3 +287,45 @@ def test_example_two_beats_and_a_worker_hand_over_on_sigterm(
     runs = [run for run, _ in done]
     assert runs == sorted(set(runs)), done  # each run once, in order
     assert [token for _, token in done] == sorted(token for _, token in done)
+
+
+# -- in one process --------------------------------------------------------------------------
+
+
+def test_fenced_task_admits_tokens_that_do_not_go_back() -> None:
+    app = Celery("unit")
+
+    @app.task(base=FencedTask, name="unit.job")  # type: ignore[untyped-decorator]
+    def job() -> str:
+        return "ran"
+
+    def call(**headers: object) -> object:
+        job.push_request(**headers)
+        try:
+            return job()
+        finally:
+            job.pop_request()
+
+    election = f"unit-{uuid.uuid4().hex}"
+    assert highest_token_seen(election) == 0
+    assert call(**{TOKEN_HEADER: 9, ELECTION_HEADER: election}) == "ran"
+    assert call(**{TOKEN_HEADER: 9, ELECTION_HEADER: election}) == "ran"  # same term: fine
+    assert highest_token_seen(election) == 9
+    with pytest.raises(Ignore, match="lower than 9"):
+        call(**{TOKEN_HEADER: 8, ELECTION_HEADER: election})
+    with pytest.raises(Ignore, match="malformed"):
+        call(**{TOKEN_HEADER: "10", ELECTION_HEADER: election})
+    assert call() == "ran"  # sent by hand, without a token
+    job.require_fencing_token = True
+    with pytest.raises(Ignore, match="missing or malformed"):
+        call()
+
+
+def test_a_missing_redis_server_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(REDIS_SERVER_ENV, raising=False)
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(RedisServerMissing, match=r"apt-get install redis-server"):
+        find_redis_server()
+    monkeypatch.setenv(REDIS_SERVER_ENV, "/nonexistent/redis-server")
+    with pytest.raises(RedisServerMissing, match="is not an executable"):
+        find_redis_server()

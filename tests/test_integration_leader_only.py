@@ -24,9 +24,10 @@ from etcd_elector import (
     LeadershipLost,
     NotLeader,
     Term,
+    TransportError,
 )
 from etcd_elector.integrations.leader_only import AsyncLeadership, Leadership, leader_only
-from etcd_elector.testing import FaultProxy
+from etcd_elector.testing import FaultProxy, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -183,6 +184,31 @@ async def test_async_skip_and_raise(etcd_endpoint: str, namespace: str) -> None:
                 async with second.leading(otherwise="raise"):
                     pass
             await wait_until(lambda: first.current() is not None, "first leads")
+
+
+def test_an_elector_that_stopped_for_good_is_never_silent(
+    namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing listens at the endpoint and the elector is told to stop on transport errors:
+    the error reaches every later call instead of a leadership that never comes."""
+    nobody = f"127.0.0.1:{free_port()}"
+    with Client(nobody, timeout=0.5, connect_timeout=0.5) as client:
+        elector = client.elector("job", namespace=namespace, ttl=TTL, stop_on=(TransportError,))
+        with Leadership(elector) as leadership:
+
+            @leader_only(leadership)
+            def job() -> str:
+                return "ran"
+
+            with pytest.raises(TransportError):
+                leadership.wait(WAIT_S)
+            with pytest.raises(TransportError):
+                leadership.current()
+            with pytest.raises(TransportError):
+                job()
+            with pytest.raises(TransportError), leadership.leading():
+                pass
+    assert "leadership of election=job stopped" in caplog.text
 
 
 # -- three processes, faults, no slot run twice ----------------------------------------------

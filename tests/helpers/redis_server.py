@@ -20,7 +20,7 @@ import redis
 
 from etcd_elector.testing import LOOPBACK, dies_with_parent, free_port
 
-__all__ = ["REDIS_SERVER_ENV", "RedisServer", "find_redis_server"]
+__all__ = ["REDIS_SERVER_ENV", "RedisServer", "RedisServerMissing", "find_redis_server"]
 
 REDIS_SERVER_ENV = "REDIS_SERVER"
 _START_TIMEOUT_S = 15.0

@@ -203,7 +203,9 @@ class LeaderScheduler:
             self._wrap(event.alias)
         except ConfigurationError as exc:
             log.error("executor %s is not guarded and will run nothing: %s", event.alias, exc)
-            self._executors()[event.alias] = _RefusingExecutor(str(exc))
+            executors = self._executors()
+            refused, executors[event.alias] = executors[event.alias], _RefusingExecutor(str(exc))
+            refused.shutdown(wait=False)
 
     # -- terms ----------------------------------------------------------------------------------
 
