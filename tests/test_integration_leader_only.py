@@ -167,8 +167,9 @@ async def test_async_skip_and_raise(etcd_endpoint: str, namespace: str) -> None:
     async with AsyncClient(etcd_endpoint) as client:
         first = AsyncLeadership(client.elector("job", namespace=namespace, ttl=TTL))
         second = AsyncLeadership(client.elector("job", namespace=namespace, ttl=TTL))
-        async with first, second:
-            assert await first.wait(WAIT_S) is not None
+        async with first:
+            assert await first.wait(WAIT_S) is not None  # leads before the second campaigns
+            await second.start()
 
             @leader_only(second)
             async def skipped() -> str:
@@ -184,6 +185,7 @@ async def test_async_skip_and_raise(etcd_endpoint: str, namespace: str) -> None:
                 async with second.leading(otherwise="raise"):
                     pass
             await wait_until(lambda: first.current() is not None, "first leads")
+            await second.close()
 
 
 def test_an_elector_that_stopped_for_good_is_never_silent(

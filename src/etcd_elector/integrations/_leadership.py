@@ -87,6 +87,7 @@ class Leadership:
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._finished = False  # the elector's run() returned (requeue=False) or failed
 
     @property
     def election(self) -> str:
@@ -133,7 +134,8 @@ class Leadership:
         """
         with self._changed:
             self._changed.wait_for(
-                lambda: self._failure is not None or self._closed or self._leading(), timeout
+                lambda: self._leading() or self._failure is not None or not self._running(),
+                timeout,
             )
         return self.current()
 
@@ -169,6 +171,10 @@ class Leadership:
 
     # -- the background thread ---------------------------------------------------------------
 
+    def _running(self) -> bool:
+        """Whether the elector may still elect us (not closed, not finished)."""
+        return not self._closed and self._thread is not None and not self._finished
+
     def _leading(self) -> bool:
         term = self._term
         return term is not None and term.is_leader()
@@ -186,6 +192,7 @@ class Leadership:
                 log.error("leadership of election=%s stopped: %s", self._name, exc, exc_info=exc)
         finally:
             with self._changed:
+                self._finished = True
                 self._changed.notify_all()
 
     def _hold(self, term: Term) -> None:
