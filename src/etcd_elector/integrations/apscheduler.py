@@ -76,17 +76,15 @@ _CLAIM_ATTEMPTS = 2
 @dataclass(frozen=True)
 class LeaderRun:
     """The run a job is in: the term it runs under, the run time it was scheduled for, and
-    when this replica's term began; ``caught_up`` if the run fell due while nobody led."""
+    when this replica's term began. ``caught_up`` is true for the one run that stands for
+    the runs that fell due while nobody led (the ``catch_up`` policy): its own run time, or
+    a later one they were coalesced into."""
 
     term: Term
     job_id: str
     run_time: datetime
     term_began: datetime
-
-    @property
-    def caught_up(self) -> bool:
-        """Whether this run fell due before this term began (the ``catch_up`` policy)."""
-        return self.run_time < self.term_began
+    caught_up: bool = False
 
 
 _current: contextvars.ContextVar[LeaderRun] = contextvars.ContextVar("etcd_elector_run")
@@ -249,11 +247,8 @@ class LeaderScheduler:
         if self.scheduler.running:
             self.scheduler.pause()
 
-    def _runs_to_submit(
-        self, job: Job, run_times: Sequence[datetime]
-    ) -> tuple[Term, datetime, list[datetime]] | None:
-        """The term, when it began, and the runs to hand to the executor now (claimed in
-        etcd); ``None`` if there is nothing to run."""
+    def _runs_to_submit(self, job: Job, run_times: Sequence[datetime]) -> _Chosen | None:
+        """The runs to hand to the executor now, claimed in etcd; ``None``: nothing to run."""
         term = self._leadership.current()
         with self._claim_lock:
             ready = self._ready
@@ -261,20 +256,23 @@ class LeaderScheduler:
             log.info("not running job %s: this replica does not lead", shown(job.id))
             return None
         for _ in range(_CLAIM_ATTEMPTS):
-            runs = self._choose(job, run_times, began=ready[1])
+            runs, caught_up = self._choose(job, run_times, began=ready[1])
             if not runs:
                 return None
             claim = self._ledger.claim(term, job.id, {"run_time": runs[-1].isoformat()})
             if claim is Claim.CLAIMED:
-                return term, ready[1], runs
+                return _Chosen(term, ready[1], runs, caught_up)
             if claim is not Claim.CONFLICT:
                 break
             # Written since we read it: choose again against the record etcd just gave us.
         log.info("not running job %s: its run could not be claimed", shown(job.id))
         return None
 
-    def _choose(self, job: Job, run_times: Sequence[datetime], began: datetime) -> list[datetime]:
-        """Of the run times the scheduler found due, those to run now."""
+    def _choose(
+        self, job: Job, run_times: Sequence[datetime], began: datetime
+    ) -> tuple[list[datetime], bool]:
+        """Of the run times the scheduler found due, those to run now, and whether the first
+        of them catches up runs missed while nobody led."""
         now = datetime.now(UTC)
         last = _parse_time(self._ledger.record(job.id).fields.get("run_time"))
         fresh = sorted(t for t in run_times if last is None or t > last)
@@ -285,7 +283,16 @@ class LeaderScheduler:
             log.info(
                 "job %s: %d runs fell due while nobody led; skipped", shown(job.id), len(missed)
             )
-        return runs[-1:] if job.coalesce else runs
+        catching_up = bool(missed) and self.missed == "catch_up"
+        return (runs[-1:] if job.coalesce else runs), catching_up
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    term: Term
+    began: datetime
+    runs: list[datetime]
+    caught_up: bool  # the first run stands for runs missed while nobody led
 
 
 class _LeaderExecutor(BaseExecutor):  # type: ignore[misc]
@@ -311,8 +318,7 @@ class _LeaderExecutor(BaseExecutor):  # type: ignore[misc]
         chosen = self.owner._runs_to_submit(job, run_times)
         if chosen is None:
             return
-        term, began, runs = chosen
-        self.inner.submit_job(_GuardedJob(job, term, began, runs), runs)
+        self.inner.submit_job(_GuardedJob(job, chosen), chosen.runs)
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:  # pragma: no cover
         raise AssertionError("submit_job() hands jobs to the wrapped executor")
@@ -339,11 +345,11 @@ class _GuardedJob:
     were chosen, so the executor must not skip any (``misfire_grace_time`` is ``None``).
     """
 
-    def __init__(self, job: Job, term: Term, began: datetime, runs: list[datetime]) -> None:
+    def __init__(self, job: Job, chosen: _Chosen) -> None:
         self._job = job
-        self._term = term
-        self._began = began
-        self._runs: Iterator[datetime] = iter(runs)
+        self._chosen = chosen
+        self._term = chosen.term
+        self._runs: Iterator[datetime] = iter(chosen.runs)
         self._lock = threading.Lock()
         self.misfire_grace_time = None
         self.func: Callable[..., Any] = self._guarded(job.func)
@@ -372,7 +378,9 @@ class _GuardedJob:
                 f"{term.token} ended after the run was claimed",
                 reason=term.end_reason or "lost",
             )
-        reset = _current.set(LeaderRun(term, self._job.id, run_time, self._began))
+        chosen = self._chosen
+        caught_up = chosen.caught_up and run_time == chosen.runs[0]
+        reset = _current.set(LeaderRun(term, self._job.id, run_time, chosen.began, caught_up))
         try:
             yield
         finally:

@@ -191,7 +191,9 @@ class LeaderScheduler(Scheduler):  # type: ignore[misc]
             self._ready_token = 0  # read the progress again before the next send
             return
         # The last look before the message leaves: a term that ended since the claim (the
-        # process was paused, etcd went silent) sends nothing.
+        # process was paused, etcd went silent) sends nothing. The stamp is taken first, so
+        # it is never later than a check that found the term holding.
+        checked_at = time.time()
         if not term.is_leader():
             log.warning(
                 "not sending %s run %d: the term ended after it was claimed",
@@ -204,7 +206,7 @@ class LeaderScheduler(Scheduler):  # type: ignore[misc]
             TOKEN_HEADER: term.token,
             ELECTION_HEADER: self._ledger.election,
             RUN_HEADER: run.total_run_count,
-            CHECKED_AT_HEADER: time.time(),
+            CHECKED_AT_HEADER: checked_at,
         }
         fenced = self.Entry(**dict(entry, options={**entry.options, "headers": headers}))
         try:
