@@ -4,10 +4,12 @@ install."""
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +51,21 @@ def test_a_missing_framework_names_the_extra(extra: str) -> None:
     )
     assert done.returncode == 1
     assert f"pip install 'etcd-elector[{extra}]'" in done.stderr.splitlines()[-1]
+
+
+def test_integrations_use_the_public_api_only() -> None:
+    """They import ``etcd_elector`` and each other, never the core's private modules."""
+    package = Path(__file__).parent.parent / "src" / "etcd_elector" / "integrations"
+    private = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = node.module
+            elif isinstance(node, ast.Import):
+                module = node.names[0].name
+            else:
+                continue
+            ours = module == "etcd_elector" or module.startswith("etcd_elector.integrations")
+            if module.startswith("etcd_elector") and not ours:
+                private.append(f"{path.name}: {module}")
+    assert not private
