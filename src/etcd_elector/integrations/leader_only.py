@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,8 @@ from etcd_elector.integrations._leadership import (
 )
 
 __all__ = ["AsyncLeadership", "Leadership", "Otherwise", "leader_only"]
+
+log = logging.getLogger(__name__)
 
 
 def leader_only(
@@ -79,6 +82,7 @@ def leader_only(
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 term = await gate.admit(policy, timeout)
                 if term is None:
+                    log.debug("skipped %s: this process does not lead", function.__qualname__)
                     return None
                 async with gate.guard(term):
                     if pass_term:
@@ -93,6 +97,7 @@ def leader_only(
         def run(*args: Any, **kwargs: Any) -> Any:
             term = sync_gate.admit(policy, timeout)
             if term is None:
+                log.debug("skipped %s: this process does not lead", function.__qualname__)
                 return None
             if pass_term:
                 return function(term, *args, **kwargs)
