@@ -302,7 +302,8 @@ class FencedTask(Task):  # type: ignore[misc]
         return super().__call__(*args, **kwargs)
 
     def _refuse(self, why: str) -> None:
-        log.warning("refusing task %s id=%s: %s", self.name, self.request.id, why)
+        task_id = shown(str(self.request.id))  # from the message: bounded, escaped
+        log.warning("refusing task %s id=%s: %s", shown(str(self.name)), task_id, why)
         raise Ignore(why)
 
 
