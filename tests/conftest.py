@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers.cli_process import CliProcess
-from helpers.redis_server import RedisServer, RedisServerMissing, find_redis_server
+
+if TYPE_CHECKING:  # the redis client is a test extra; CI's lowest-versions run lacks it
+    from helpers.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -29,6 +32,8 @@ def cli() -> Iterator[Callable[..., CliProcess]]:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A fresh Redis on 127.0.0.1 for this test (the Celery broker); fails, never skips,
     when ``redis-server`` is not installed, saying how to install it."""
+    from helpers.redis_server import RedisServer, RedisServerMissing, find_redis_server
+
     try:
         binary = find_redis_server()
     except RedisServerMissing as exc:
