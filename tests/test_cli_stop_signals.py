@@ -128,7 +128,15 @@ def test_two_different_stop_signals_at_once_still_withdraw(
     with Client(etcd_endpoint) as client:
         _wait_written(client, etcd_prefix, key)
         subprocess.run(
-            ["bash", "-c", 'kill -INT "$1"; kill -TERM "$1"', "kill", str(stopped.proc.pid)],
+            # Sent while it is stopped, both are pending when it resumes: they arrive together
+            # however busy the machine is (bash could otherwise be descheduled between them).
+            [
+                "bash",
+                "-c",
+                'kill -STOP "$1"; kill -INT "$1"; kill -TERM "$1"; kill -CONT "$1"',
+                "kill",
+                str(stopped.proc.pid),
+            ],
             check=True,
             timeout=10,
         )

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
-PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 COPY = re.compile(r"^<!-- copy of (\S+): [^\n]*-->\n```\w*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
@@ -150,8 +150,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_site_builds_strictly_and_has_every_page(site: Path) -> None:
-    for page in DOCS.glob("*.md"):
-        built = "index.html" if page.stem == "index" else f"{page.stem}/index.html"
+    for page in DOCS.rglob("*.md"):
+        path = page.relative_to(DOCS).with_suffix("")
+        built = "index.html" if path.name == "index" else f"{path}/index.html"
         assert (site / built).exists(), page.name
 
 
