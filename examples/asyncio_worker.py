@@ -76,7 +76,7 @@ async def main(args: argparse.Namespace) -> int:
                 term.check()
                 try:
                     result = await election.txn(
-                        on_success=[Op.put(progress_key, f"token={term.token} unit={done + 1}")]
+                        success=[Op.put(progress_key, f"token={term.token} unit={done + 1}")]
                     )
                 except (ConnectionFailed, RequestTimeout, AmbiguousResult) as exc:
                     # etcd out of reach: the unit may or may not have committed (fenced, so

@@ -18,7 +18,7 @@ from helpers.election_kit import namespace_of, wait_until
 from helpers.etcd_metrics import watcher_count
 from helpers.watch_kit import next_batch
 
-from etcd_elector import AsyncClient, Term
+from etcd_elector import AsyncClient, AsyncElection, Term
 from etcd_elector.testing import EtcdMember
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,7 +43,7 @@ async def test_cancelling_watch_registrations_at_random_points_leaks_nothing(
     confirmed but not yet returned, in the body, while cancelling): etcd ends up holding only
     the watches still wanted, the shared stream never breaks, and every watch that lived got
     its own key's events (the matching of etcd's "created" answers never shifted)."""
-    caplog.set_level(logging.INFO, logger="etcd_elector._watch")
+    caplog.set_level(logging.INFO, logger="etcd_elector.etcd._watch")
     rng = random.Random(SEED)
     baseline = await watcher_count(etcd_member)
     mismatched: list[tuple[str, list[bytes]]] = []
@@ -93,7 +93,7 @@ async def test_cancelling_watch_registrations_at_random_points_leaks_nothing(
         batch = await next_batch(long_lived)
         assert [e.kv.value for e in batch.events] == [b"after the storm"]
 
-    noisy = [r.getMessage() for r in caplog.records if r.name == "etcd_elector._watch"]
+    noisy = [r.getMessage() for r in caplog.records if r.name == "etcd_elector.etcd._watch"]
     assert noisy == []  # no "watch stream failed", no "confirmed a watch nobody asked for"
 
 
@@ -118,7 +118,7 @@ async def test_a_long_lived_session_keeps_nothing_per_term(
     etcd_endpoint: str, etcd_prefix: str
 ) -> None:
     async with AsyncClient(etcd_endpoint) as client, client.session(ttl=10) as session:
-        election = session.election("churn", namespace=namespace_of(etcd_prefix))
+        election = AsyncElection(session, "churn", namespace=namespace_of(etcd_prefix))
 
         async def cycles(count: int) -> None:
             for _ in range(count):

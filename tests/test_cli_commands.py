@@ -251,6 +251,6 @@ def test_debug_logs_are_ours_and_debug_all_adds_grpc_and_asyncio(
         candidate.wait()
         # "<date> <time> LEVEL logger: message"
         loggers[level] = {line.split()[3].rstrip(":") for line in candidate.stderr_lines}
-    assert "etcd_elector._session" in loggers["debug"]
+    assert "etcd_elector._election._session" in loggers["debug"]
     assert all(name.startswith("etcd_elector") for name in loggers["debug"]), loggers["debug"]
     assert any(name.startswith(("grpc", "asyncio")) for name in loggers["debug-all"])

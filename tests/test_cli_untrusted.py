@@ -21,7 +21,7 @@ import pytest
 from helpers.cli_process import run_cli
 from helpers.election_kit import namespace_of, wait_until
 
-from etcd_elector import AsyncClient
+from etcd_elector import AsyncClient, AsyncElection
 from etcd_elector.cli import _PrintableFormatter
 from etcd_elector.cli._exit import ExitCode
 from etcd_elector.cli._output import Printer, printable
@@ -55,8 +55,8 @@ async def published(etcd_endpoint: str, etcd_prefix: str) -> AsyncIterator[Publi
         client.session(ttl=30) as first,
         client.session(ttl=30) as second,
     ):
-        await first.election("odd", namespace=namespace).campaign(HOSTILE)
-        waiting = second.election("odd", namespace=namespace)
+        await AsyncElection(first, "odd", namespace=namespace).campaign(HOSTILE)
+        waiting = AsyncElection(second, "odd", namespace=namespace)
         queued = asyncio.create_task(waiting.campaign(UTF8_WITH_NEWLINE))
 
         async def both_listed() -> bool:

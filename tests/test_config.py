@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -13,11 +14,13 @@ from etcd_elector import (
     Compare,
     ConfigurationError,
     ConnectionFailed,
-    Endpoint,
     Op,
 )
 from etcd_elector._config import DEFAULT_ENDPOINT, parse_endpoints
-from etcd_elector._session import validate_ttl
+from etcd_elector._election._timing import validate_ttl
+from etcd_elector._environ import without_etcd_settings
+from etcd_elector._seconds import seconds
+from etcd_elector.etcd import Endpoint
 from etcd_elector.testing import free_port
 
 # -- endpoints -----------------------------------------------------------------------------------
@@ -280,3 +283,30 @@ def test_ttl_errors_show_the_value_as_written(ttl: float, typed: str | None, mes
         validate_ttl(ttl, what=what, typed=typed)
     assert str(info.value).startswith(message)
     assert "e+18" not in str(info.value)
+
+
+def test_one_check_for_a_number_of_seconds() -> None:
+    """Every setting in seconds (timeouts, margins, etcd's election timeout, a CLI's --grace)
+    goes through one check, with one wording."""
+    for bad in (True, "1", None, math.nan, -1, 0, math.inf):
+        with pytest.raises(ConfigurationError, match=r"^wait must be a positive number of seconds"):
+            seconds(bad, "wait")
+    with pytest.raises(ConfigurationError, match="non-negative number of seconds, got '-1'"):
+        seconds(-1.0, "--grace", allow_zero=True, shown="'-1'")
+    assert seconds(0, "margin", allow_zero=True) == 0.0
+    assert seconds(math.inf, "margin", allow_infinite=True) == math.inf
+    assert seconds(2, "wait") == 2.0 and type(seconds(2, "wait")) is float
+
+
+def test_child_environments_lose_the_callers_etcd_settings() -> None:
+    environ = {
+        "ETCD_ENDPOINTS": "a:1",
+        "ETCDCTL_CACERT": "ca",
+        "ETCD_UNSUPPORTED_ARCH": "x",
+        "PATH": "/bin",
+    }
+    assert without_etcd_settings(environ) == {"PATH": "/bin"}
+    assert without_etcd_settings(environ, keep=["ETCD_UNSUPPORTED_ARCH"]) == {
+        "ETCD_UNSUPPORTED_ARCH": "x",
+        "PATH": "/bin",
+    }

@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 
 import etcd_elector
-from etcd_elector._tuning import check_timing
+from etcd_elector._election._timing import check_timing
+from etcd_elector._environ import without_etcd_settings
 from etcd_elector.cli._checkconfig import render
 from etcd_elector.cli._exit import EXIT_CODES_HELP, ExitCode
 from etcd_elector.cli._parser import _ENV_HELP, _build
@@ -203,7 +204,7 @@ def test_some_blocks_are_runnable() -> None:
 
 @pytest.mark.parametrize(("where", "source"), RUNNABLE, ids=[where for where, _ in RUNNABLE])
 def test_runnable_blocks_run(where: str, source: str, etcd_endpoint: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
+    env = without_etcd_settings(os.environ)
     done = subprocess.run(
         [sys.executable, "-c", source],
         env={**env, "ETCD_ENDPOINTS": etcd_endpoint},

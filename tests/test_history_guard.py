@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from etcd_elector import ConfigurationError, HistoryGuard, HistoryLoss
+from etcd_elector import ConfigurationError, HistoryLoss
 from etcd_elector._proto import rpc_pb2
-from etcd_elector._token_file import TokenFile, TokenRecord
+from etcd_elector.etcd import HistoryGuard
+from etcd_elector.etcd._token_file import TokenFile, TokenRecord
 
 CLUSTER = 0x1C2D
 OTHER_CLUSTER = 0x9E8F

@@ -23,8 +23,8 @@ from prometheus_client import CollectorRegistry
 from etcd_elector import (
     AsyncClient,
     AsyncElection,
+    EndReason,
     HistoryLoss,
-    LossReason,
     Op,
     PrometheusMetrics,
     SessionLost,
@@ -42,7 +42,7 @@ FILLER = 30  # writes before the election, so that a wiped etcd starts well belo
 # Long enough for etcd to be wiped or restored and started again before the term's deadline:
 # an outage longer than that ends the term at its deadline first (the loss is reported after).
 TTL, MARGIN = 5, 1.0
-GUARD_LOGGER = "etcd_elector._history_guard"
+GUARD_LOGGER = "etcd_elector.etcd._history_guard"
 
 
 @pytest.fixture
@@ -109,6 +109,8 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 async def campaign_refused(election: AsyncElection) -> TokenRegressed:
+    """A campaign refused for its token; the election stays usable (a session has one
+    election per name: campaign on it again)."""
     with pytest.raises(TokenRegressed) as refused:
         await election.campaign("again")
     assert election.key is None
@@ -129,11 +131,11 @@ async def test_wiped_etcd_ends_the_term_reports_lost_writes_and_refuses_lower_to
     async with fast_client(etcd_member.client_endpoint) as client:
         await fill(client, etcd_prefix, FILLER)
         session = await client.session(ttl=TTL, margin=MARGIN).start()
-        election = session.election(NAME, namespace=namespace)
+        election = AsyncElection(session, NAME, namespace=namespace)
         ended = Ended(election)
         term = await election.campaign("leader")
         fenced = [
-            (await election.txn(on_success=[Op.put(f"{etcd_prefix}fenced/{i}", "v")])).revision
+            (await election.txn(success=[Op.put(f"{etcd_prefix}fenced/{i}", "v")])).revision
             for i in range(5)
         ]
         cluster_before = client.history.cluster_id
@@ -141,13 +143,13 @@ async def test_wiped_etcd_ends_the_term_reports_lost_writes_and_refuses_lower_to
         await asyncio.to_thread(etcd_member.wipe_and_restart)
 
         await wait_until(lambda: bool(ended.reasons), "the term ended", timeout=30)
-        assert ended.reasons == [(term.token, LossReason.HISTORY_LOST)]
-        assert term.end_reason == LossReason.HISTORY_LOST and term.lost.is_set()
+        assert ended.reasons == [(term.token, EndReason.HISTORY_LOST)]
+        assert term.end_reason == EndReason.HISTORY_LOST and term.lost.is_set()
         assert not election.is_leader()
-        assert session.loss_reason == LossReason.HISTORY_LOST
+        assert session.loss_reason == EndReason.HISTORY_LOST
         with pytest.raises(SessionLost) as lost:
             session.check()
-        assert lost.value.reason == LossReason.HISTORY_LOST
+        assert lost.value.reason == EndReason.HISTORY_LOST
 
         loss = client.history.last_loss
         assert loss is not None
@@ -156,18 +158,17 @@ async def test_wiped_etcd_ends_the_term_reports_lost_writes_and_refuses_lower_to
         assert loss.revision < term.token
         assert loss.cluster_id == loss.previous_cluster_id == cluster_before  # a wipe keeps it
         (error,) = guard_errors(caplog)
-        assert f"from {loss.previous_revision}" in error and f"to {loss.revision}" in error
-        assert f"{loss.cluster_id:x}" in error and "--bump-revision" in error
-        lost_writes = [
-            r.getMessage() for r in caplog.records if "fenced write(s)" in r.getMessage()
-        ]
+        assert f" previous_revision={loss.previous_revision} " in error
+        assert f" revision={loss.revision} " in error and "went back" in error
+        assert f" cluster_id={loss.cluster_id:x} " in error and "--bump-revision" in error
+        lost_writes = [r.getMessage() for r in caplog.records if "fenced writes" in r.getMessage()]
         assert len(lost_writes) == 1
-        assert "5 fenced write(s)" in lost_writes[0]
-        assert f"revisions {fenced[0]}..{fenced[-1]}" in lost_writes[0]
+        assert " fenced_writes=5 " in lost_writes[0]
+        assert f" first_revision={fenced[0]} last_revision={fenced[-1]} " in lost_writes[0]
 
         # A new session wins in the new history with a token at or below the floor: refused.
         async with client.session(ttl=TTL, margin=MARGIN) as again:
-            retry = again.election(NAME, namespace=namespace)
+            retry = AsyncElection(again, NAME, namespace=namespace)
             refused = await campaign_refused(retry)
             assert refused.token <= refused.floor == client.history.floor
             assert client.history.floor >= fenced[-1]
@@ -183,7 +184,7 @@ async def test_wiped_etcd_ends_the_term_reports_lost_writes_and_refuses_lower_to
                 registry,
                 "etcd_elector_terms_ended_total",
                 election=NAME,
-                reason=LossReason.HISTORY_LOST,
+                reason=EndReason.HISTORY_LOST,
             )
             == 1
         )
@@ -201,11 +202,11 @@ async def test_a_session_alone_tells_a_wiped_etcd_from_an_expired_lease(
         async with client.session(ttl=TTL, margin=MARGIN) as session:
             await asyncio.to_thread(etcd_member.wipe_and_restart)
             reason = await asyncio.wait_for(session.wait_lost(), 30)
-            assert reason == LossReason.HISTORY_LOST
+            assert reason == EndReason.HISTORY_LOST
         # A lease that really expires is still an expiry, not a false alarm.
         async with client.session(ttl=TTL, margin=MARGIN) as session:
             await client.lease_revoke(session.lease_id)
-            assert await asyncio.wait_for(session.wait_lost(), 30) == LossReason.EXPIRED
+            assert await asyncio.wait_for(session.wait_lost(), 30) == EndReason.EXPIRED
         assert client.history.last_loss is not None
         assert client.history.last_loss.revision < FILLER
 
@@ -217,14 +218,14 @@ async def test_the_override_lets_the_new_history_lead(
     async with fast_client(etcd_member.client_endpoint) as client:
         await fill(client, etcd_prefix, FILLER)
         async with client.session(ttl=TTL, margin=MARGIN) as session:
-            first = await session.election(NAME, namespace=namespace).campaign("leader")
+            first = await AsyncElection(session, NAME, namespace=namespace).campaign("leader")
             await asyncio.to_thread(etcd_member.wipe_and_restart)
             await wait_until(lambda: not session.alive, "the session ended", timeout=30)
         async with client.session(ttl=TTL, margin=MARGIN) as session:
-            election = session.election(NAME, namespace=namespace)
-            await campaign_refused(election)
+            retry = AsyncElection(session, NAME, namespace=namespace)
+            await campaign_refused(retry)
             assert client.history.accept_reset() >= first.token
-            term = await election.campaign("accepted")
+            term = await retry.campaign("accepted")
             assert term.token <= first.token  # accepted on purpose: the new history leads
 
 
@@ -243,13 +244,13 @@ async def test_restored_snapshot_stops_the_leader_whose_key_came_back(
     async with fast_client(etcd_member.client_endpoint) as client:
         await fill(client, etcd_prefix, FILLER)
         session = await client.session(ttl=TTL, margin=MARGIN).start()
-        election = session.election(NAME, namespace=namespace)
+        election = AsyncElection(session, NAME, namespace=namespace)
         ended = Ended(election)
         term: Term = await election.campaign("leader")
         # The backup holds our key and lease: after the restore, both come back.
         await asyncio.to_thread(etcd_member.snapshot_save, snapshot)
         fenced = [
-            (await election.txn(on_success=[Op.put(f"{etcd_prefix}fenced/{i}", "v")])).revision
+            (await election.txn(success=[Op.put(f"{etcd_prefix}fenced/{i}", "v")])).revision
             for i in range(37)
         ]
         cluster_before = client.history.cluster_id
@@ -257,20 +258,21 @@ async def test_restored_snapshot_stops_the_leader_whose_key_came_back(
         await asyncio.to_thread(etcd_member.cluster.restore_snapshot, snapshot)
 
         await wait_until(lambda: bool(ended.reasons), "the term ended", timeout=30)
-        assert ended.reasons == [(term.token, LossReason.HISTORY_LOST)]
+        assert ended.reasons == [(term.token, EndReason.HISTORY_LOST)]
         loss = client.history.last_loss
         assert loss is not None
         assert loss.kind == HistoryLoss.REVISION_WENT_BACK
         assert loss.cluster_changed and loss.previous_cluster_id == cluster_before
         assert loss.revision < fenced[-1] <= loss.previous_revision
         (error,) = guard_errors(caplog)
-        assert f"{loss.previous_cluster_id:x} -> {loss.cluster_id:x}" in error
+        assert f" cluster_id={loss.cluster_id:x} " in error
+        assert f" previous_cluster_id={loss.previous_cluster_id:x} " in error
         (lost_writes,) = [
-            r.getMessage() for r in caplog.records if "fenced write(s)" in r.getMessage()
+            r.getMessage() for r in caplog.records if "fenced writes" in r.getMessage()
         ]
-        assert "37 fenced write(s)" in lost_writes
-        assert f"revisions {fenced[0]}..{fenced[-1]}" in lost_writes
-        assert f"above revision {loss.revision}" in lost_writes
+        assert " fenced_writes=37 " in lost_writes
+        assert f" first_revision={fenced[0]} last_revision={fenced[-1]} " in lost_writes
+        assert f" revision={loss.revision}: those above the revision etcd is at now" in lost_writes
 
         # The key came back with the snapshot; the lost session revokes its lease, so the
         # ghost leader vanishes and cannot block the election.
@@ -289,19 +291,19 @@ async def test_a_token_file_makes_a_restarted_process_refuse_too(
     async with fast_client(etcd_member.client_endpoint, token_file=token_file) as client:
         await fill(client, etcd_prefix, FILLER)
         async with client.session(ttl=TTL, margin=MARGIN) as session:
-            first = await session.election(NAME, namespace=namespace).campaign("leader")
+            first = await AsyncElection(session, NAME, namespace=namespace).campaign("leader")
     # The process "restarts" (a new client knows nothing) after etcd lost its data.
     await asyncio.to_thread(etcd_member.wipe_and_restart)
     async with fast_client(etcd_member.client_endpoint, token_file=token_file) as client:
         assert client.history.floor >= first.token
         async with client.session(ttl=TTL, margin=MARGIN) as session:
-            election = session.election(NAME, namespace=namespace)
-            refused = await campaign_refused(election)
+            retry = AsyncElection(session, NAME, namespace=namespace)
+            refused = await campaign_refused(retry)
             assert refused.floor >= first.token
             loss = client.history.last_loss
             assert loss is not None and loss.from_token_file
             client.history.accept_reset()
-            term = await election.campaign("accepted")
+            term = await retry.campaign("accepted")
             assert term.token < first.token
 
 
@@ -335,7 +337,7 @@ async def test_no_false_alarm_with_members_killed_frozen_and_restarted_under_loa
                 assert election is not None
                 while not stop.is_set() and term.is_leader():
                     try:
-                        await election.txn(on_success=[Op.put(f"{etcd_prefix}work", value)])
+                        await election.txn(success=[Op.put(f"{etcd_prefix}work", value)])
                         writes += 1
                     except Exception:
                         await asyncio.sleep(0.05)
@@ -385,5 +387,5 @@ async def test_no_false_alarm_with_members_killed_frozen_and_restarted_under_loa
         for client in clients:
             await client.close()
     assert [client.history.last_loss for client in clients] == [None, None, None]
-    assert LossReason.HISTORY_LOST not in reasons
+    assert EndReason.HISTORY_LOST not in reasons
     assert not [r for r in caplog.records if r.name == GUARD_LOGGER]

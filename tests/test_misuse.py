@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from helpers.election_kit import WAIT_S, namespace_of, wait_until
 
-from etcd_elector import AsyncClient, Client, ConfigurationError, Term
+from etcd_elector import AsyncClient, AsyncElection, Client, ConfigurationError, Term
+from etcd_elector._environ import without_etcd_settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -190,7 +191,7 @@ def test_a_call_on_a_closed_client_leaves_no_unawaited_coroutine(etcd_endpoint: 
         text=True,
         timeout=30,
         check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("ETCD")},
+        env=without_etcd_settings(os.environ),
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "the client is closed\n", "")
 
@@ -211,13 +212,13 @@ async def test_one_election_per_name_on_a_session(etcd_endpoint: str, namespace:
         client.session(ttl=10) as session,
         client.session(ttl=10) as other_session,
     ):
-        election = session.election("job", namespace=namespace)
+        election = AsyncElection(session, "job", namespace=namespace)
         with pytest.raises(ConfigurationError, match=r"already has an election 'job'.*keep using"):
-            session.election("job", namespace=namespace)
+            AsyncElection(session, "job", namespace=namespace)
         # Another name, another namespace or another session: each has keys of its own.
-        session.election("other-job", namespace=namespace)
-        session.election("job", namespace=f"{namespace}/elsewhere")
-        rival = other_session.election("job", namespace=namespace)
+        AsyncElection(session, "other-job", namespace=namespace)
+        AsyncElection(session, "job", namespace=f"{namespace}/elsewhere")
+        rival = AsyncElection(other_session, "job", namespace=namespace)
 
         term = await election.campaign("a")
         waiting = asyncio.create_task(rival.campaign("b"))
@@ -242,7 +243,7 @@ async def test_one_campaign_at_a_time_on_an_election(etcd_endpoint: str, namespa
         client.session(ttl=10) as session,
         client.session(ttl=10) as holder_session,
     ):
-        election = session.election("job", namespace=namespace)
+        election = AsyncElection(session, "job", namespace=namespace)
         term = await election.campaign("v1")
         with pytest.raises(RuntimeError, match=r"already leads 'job'.*proclaim\(\).*resign\(\)"):
             await election.campaign("v2")
@@ -255,7 +256,7 @@ async def test_one_campaign_at_a_time_on_an_election(etcd_endpoint: str, namespa
         await election.resign()
 
         # While one campaign waits, a second one on the same election is refused.
-        holder = holder_session.election("job", namespace=namespace)
+        holder = AsyncElection(holder_session, "job", namespace=namespace)
         await holder.campaign("holder")
         waiting = asyncio.create_task(election.campaign("v3"))
         await wait_until(lambda: election.key is not None, "our key is written")

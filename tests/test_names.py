@@ -8,8 +8,8 @@ import re
 import pytest
 from helpers.election_kit import namespace_of
 
-from etcd_elector import AsyncClient, ConfigurationError
-from etcd_elector._names import (
+from etcd_elector import AsyncClient, AsyncElection, ConfigurationError
+from etcd_elector._election._names import (
     MAX_NAME_LENGTH,
     MAX_NAMESPACE_LENGTH,
     candidate_key,
@@ -161,10 +161,10 @@ async def test_elections_and_views_validate_before_any_io() -> None:
         assert view.prefix == b"/svc/job/"
         session = client.session(ttl=5)  # not started: no lease, no I/O
         with pytest.raises(ConfigurationError, match="'/'"):
-            session.election("a/b")
+            AsyncElection(session, "a/b")
         with pytest.raises(ConfigurationError, match="empty segment"):
-            session.election("job", namespace="/a//b")
-        election = session.election("job", namespace="/svc")
+            AsyncElection(session, "job", namespace="/a//b")
+        election = AsyncElection(session, "job", namespace="/svc")
         assert election.prefix == b"/svc/job/"
         await session.close()
 
@@ -182,9 +182,9 @@ async def test_nested_namespaces_do_not_mix_candidates(
         client.session(ttl=5) as outer_session,
     ):
         # The inner election's key is created first, so it has the lower create revision.
-        inner = inner_session.election("x", namespace=inner_ns)
+        inner = AsyncElection(inner_session, "x", namespace=inner_ns)
         inner_term = await inner.campaign("inner")
-        outer = outer_session.election("b", namespace=outer_ns)
+        outer = AsyncElection(outer_session, "b", namespace=outer_ns)
         outer_term = await outer.campaign("outer")
         assert inner_term.token < outer_term.token
         assert outer_term.key.startswith(f"{outer_ns}/b/")

@@ -63,7 +63,7 @@ async def test_a_full_etcd_raises_an_error_naming_the_alarm_and_the_fix(
 async def test_the_elector_rides_out_a_full_etcd_quietly_and_wins_once_space_is_freed(
     full_etcd: EtcdCluster, etcd_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="etcd_elector._elector")
+    caplog.set_level(logging.DEBUG, logger="etcd_elector._election._elector")
     member = full_etcd.members[0]
     async with (
         AsyncClient(full_etcd.endpoint_string) as client,
@@ -140,7 +140,7 @@ def _failed_attempts(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord
     return [
         r
         for r in caplog.records
-        if r.name == "etcd_elector._elector"
+        if r.name == "etcd_elector._election._elector"
         and r.getMessage().startswith(("cannot start a session", "campaign failed"))
     ]
 

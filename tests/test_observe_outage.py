@@ -27,7 +27,7 @@ from etcd_elector import (
     LeaderInfo,
     LeaderObserved,
 )
-from etcd_elector._names import candidate_key
+from etcd_elector._election._names import candidate_key
 from etcd_elector.testing import EtcdMember, FaultProxy
 
 pytestmark = pytest.mark.timeout(90)

@@ -139,7 +139,7 @@ def test_a_stop_signal_resigns_and_hands_over_within_a_round_trip(
     second = start(program, "replica-b", 10)
     wait_for(lambda: len(candidates(etcd_endpoint, namespace, program)) == 2, "b queued")
     [lease] = [
-        c.lease for c in candidates(etcd_endpoint, namespace, program) if c.token == first_token
+        c.lease_id for c in candidates(etcd_endpoint, namespace, program) if c.token == first_token
     ]
     with Client(etcd_endpoint) as client:
         expires_in = client.lease_time_to_live(lease).ttl  # whole seconds, rounded down

@@ -17,7 +17,7 @@ from helpers.election_kit import WAIT_S, namespace_of, wait_until
 
 from etcd_elector import AsyncClient, Client, Term
 from etcd_elector._portal import Portal
-from etcd_elector._stop_signals import StopSignals
+from etcd_elector._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -183,3 +183,39 @@ def wait_for(condition: Any, what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
+
+
+async def test_one_mechanism_for_the_library_and_the_command_line() -> None:
+    """The command line's stop signals are the library's class with SIGHUP added: the first
+    signal is remembered and waited for, each one after it escalates, and once one came a
+    late repeat is ignored instead of killing the process; with none, the handlers before
+    come back."""
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {signum: signal.getsignal(signum) for signum in watched}
+    seen: list[int] = []
+    repeats: list[int] = []
+    try:
+        async with StopSignals(None, seen.append, signals=COMMAND_LINE_SIGNALS) as stop:
+            stop.on_repeat(repeats.append)
+            assert not stop.stopping
+            signal.raise_signal(signal.SIGHUP)
+            assert await asyncio.wait_for(stop.wait(), WAIT_S) == signal.SIGHUP
+            signal.raise_signal(signal.SIGTERM)
+            await wait_until(lambda: repeats == [signal.SIGTERM], "the repeat", WAIT_S)
+            assert seen == [signal.SIGHUP, signal.SIGTERM]
+            assert (stop.received, stop.count, stop.stopping) == (signal.SIGHUP, 2, True)
+        assert all(signal.getsignal(signum) == signal.SIG_IGN for signum in watched)
+
+        async with StopSignals(signals=COMMAND_LINE_SIGNALS):
+            pass  # no signal came: nothing to ignore
+        assert {signum: signal.getsignal(signum) for signum in watched} == {
+            signum: signal.SIG_IGN for signum in watched
+        }
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        async with StopSignals(signals=COMMAND_LINE_SIGNALS):
+            assert signal.getsignal(signal.SIGHUP) != before[signal.SIGHUP]
+        assert {signum: signal.getsignal(signum) for signum in watched} == before
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)

@@ -2,7 +2,7 @@
 
     async with AsyncClient("127.0.0.1:2379") as client:
         async with client.session(ttl=10) as session:
-            election = session.election("scheduler")
+            election = AsyncElection(session, "scheduler")
             term = await election.campaign("host-a")
             while election.is_leader():
                 ...
@@ -11,13 +11,19 @@ See the README for the guarantees and the command-line tool.
 """
 
 from ._client import AsyncClient
-from ._config import ClientConfig, Endpoint
-from ._election import AsyncElection, Term, TermEndReason
-from ._elector import AsyncElector, ElectorEvent, ElectorState, EndReason
+from ._config import ClientConfig
+from ._election._election import AsyncElection
+from ._election._elector import AsyncElector, ElectorEvent, ElectorState
+from ._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
+from ._election._session import AsyncSession, SessionState
+from ._election._term import Term
+from ._election._timing import TimingReport, check_timing
+from ._election._view import AsyncElectionView, LeaderInfo
 from ._errors import (
     AmbiguousResult,
     AuthenticationFailed,
     CampaignFailed,
+    ClientClosed,
     ConfigurationError,
     ConnectionFailed,
     DatabaseSpaceExceeded,
@@ -41,8 +47,6 @@ from ._errors import (
     WatchError,
 )
 from ._health import HealthServer
-from ._history_guard import HistoryGuard, HistoryLoss
-from ._keepalive import KeepAliveStream
 from ._logfmt import JsonLogFormatter
 from ._metrics import (
     FencedResult,
@@ -52,31 +56,12 @@ from ._metrics import (
     get_metrics,
     set_metrics,
 )
-from ._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
+from ._reasons import EndReason
 from ._secret import Secret
-from ._session import AsyncSession, LossReason, SessionState
-from ._sync import Client, Election, ElectionView, Elector, Session
-from ._tuning import TimingReport, check_timing
-from ._txn import Compare, Op
-from ._types import (
-    DeleteResult,
-    Event,
-    EventType,
-    GetResult,
-    KeepAliveAnswer,
-    KeyValue,
-    Lease,
-    LeaseInfo,
-    Member,
-    PutResult,
-    RangeResult,
-    Status,
-    TxnResult,
-    WatchBatch,
-)
-from ._view import ElectionView as AsyncElectionView
-from ._view import LeaderInfo
-from ._watch import Watch
+from ._sync._client import Client, Watch
+from ._sync._elector import Elector
+from ._sync._session import Election, ElectionView, Session
+from .etcd import AsyncWatch, Compare, HistoryLoss, KeyValue, Op, TxnResult
 
 __version__ = "0.1.0"
 """The version of etcd-elector."""
@@ -88,46 +73,36 @@ __all__ = [
     "AsyncElectionView",
     "AsyncElector",
     "AsyncSession",
+    "AsyncWatch",
     "AuthenticationFailed",
     "CampaignFailed",
     "Client",
+    "ClientClosed",
     "ClientConfig",
     "Compare",
     "ConfigurationError",
     "ConnectionFailed",
     "DatabaseSpaceExceeded",
-    "DeleteResult",
     "Election",
     "ElectionView",
     "Elector",
     "ElectorEvent",
     "ElectorState",
     "EndReason",
-    "Endpoint",
     "EtcdElectorError",
     "EtcdReachable",
     "EtcdServerError",
     "EtcdUnreachable",
-    "Event",
-    "EventType",
     "FencedResult",
-    "GetResult",
     "HealthServer",
-    "HistoryGuard",
     "HistoryLoss",
     "JsonLogFormatter",
-    "KeepAliveAnswer",
-    "KeepAliveStream",
     "KeyValue",
     "LeaderInfo",
     "LeaderObserved",
     "LeadershipError",
     "LeadershipLost",
-    "Lease",
-    "LeaseInfo",
     "LeaseNotFound",
-    "LossReason",
-    "Member",
     "MetricsSink",
     "NoLeader",
     "NoopMetrics",
@@ -135,8 +110,6 @@ __all__ = [
     "Op",
     "PermissionDenied",
     "PrometheusMetrics",
-    "PutResult",
-    "RangeResult",
     "RequestRejected",
     "RequestTimeout",
     "RequestTooLarge",
@@ -144,16 +117,13 @@ __all__ = [
     "Session",
     "SessionLost",
     "SessionState",
-    "Status",
     "TLSHandshakeFailed",
     "Term",
-    "TermEndReason",
     "TimingReport",
     "TokenRegressed",
     "TransportError",
     "TxnResult",
     "Watch",
-    "WatchBatch",
     "WatchCanceled",
     "WatchCompacted",
     "WatchError",

@@ -2,6 +2,8 @@
 
     EtcdElectorError                  root: catch this to catch everything of ours
     ├── ConfigurationError        !   bad input found before any I/O (also a ValueError)
+    ├── ClientClosed              !   the client is not open: closed, or never opened
+                                      (also a RuntimeError)
     ├── TransportError                talking to etcd failed
     │   ├── ConnectionFailed          no endpoint could be reached or it dropped us
     │   │   ├── NoLeader              the member we reached has lost its raft leader (quorum)
@@ -39,10 +41,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ._reasons import EndReason
+
 __all__ = [
     "AmbiguousResult",
     "AuthenticationFailed",
     "CampaignFailed",
+    "ClientClosed",
     "ConfigurationError",
     "ConnectionFailed",
     "DatabaseSpaceExceeded",
@@ -79,6 +84,11 @@ class EtcdElectorError(Exception):
 
 class ConfigurationError(EtcdElectorError, ValueError):
     """Invalid settings or arguments, detected before talking to etcd."""
+
+
+class ClientClosed(EtcdElectorError, RuntimeError):
+    """The client is not open: it was closed, or never opened (``async with AsyncClient(...)``
+    or ``await client.open()`` opens it). A call on it cannot succeed, nor can a retry."""
 
 
 class TransportError(EtcdElectorError):
@@ -200,9 +210,10 @@ class LeadershipError(EtcdElectorError):
 
 
 class SessionLost(LeadershipError):
-    """The session's lease expired, was revoked, or its local deadline passed."""
+    """The session's lease expired, was revoked, or its local deadline passed; ``reason``
+    (an :class:`EndReason`) says which."""
 
-    def __init__(self, message: str, *, reason: str) -> None:
+    def __init__(self, message: str, *, reason: EndReason) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -214,9 +225,9 @@ class NotLeader(LeadershipError):
 
 
 class LeadershipLost(LeadershipError):
-    """A term of leadership ended; ``reason`` says why."""
+    """A term of leadership ended; ``reason`` (an :class:`EndReason`) says why."""
 
-    def __init__(self, message: str, *, reason: str) -> None:
+    def __init__(self, message: str, *, reason: EndReason) -> None:
         super().__init__(message)
         self.reason = reason
 

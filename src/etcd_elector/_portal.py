@@ -16,7 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar, TypeVarTuple
 
-from ._errors import RequestTimeout
+from ._errors import ClientClosed, RequestTimeout
 
 __all__ = ["Portal", "SyncIterator"]
 
@@ -64,8 +64,9 @@ class Portal:
         With ``timeout``, the call is cancelled when it expires (its cleanup is awaited) and
         ``RequestTimeout`` is raised. An interrupt in the calling thread cancels it too.
 
-        :raises RuntimeError: if the portal is closed, or when called from the loop's own thread
-            (elector callbacks run there), where blocking would stop the loop for good.
+        :raises ClientClosed: if the portal is closed.
+        :raises RuntimeError: when called from the loop's own thread (elector callbacks run
+            there), where blocking would stop the loop for good.
         """
         self._check_caller()
         started, finished = threading.Event(), threading.Event()
@@ -89,9 +90,13 @@ class Portal:
             self._cancel(future, started, finished)
             raise
 
+    def on_loop_thread(self) -> bool:
+        """Whether the caller runs on the portal's own loop thread (where blocking is refused)."""
+        return threading.current_thread() is self._thread
+
     def _check_caller(self) -> None:
         if self._closed:
-            raise RuntimeError("the client is closed")
+            raise ClientClosed("the client is closed")
         if threading.current_thread() is self._thread:
             raise RuntimeError(
                 "the blocking API was called on the client's own event loop thread, where "
@@ -132,6 +137,7 @@ class Portal:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._loop.shutdown_asyncgens()
+            await self._loop.shutdown_default_executor()  # asyncio.to_thread's threads
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(_CLEANUP_TIMEOUT)
         self._loop.call_soon_threadsafe(self._loop.stop)

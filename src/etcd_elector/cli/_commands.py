@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from .._election import Term
+from .._election._term import Term
+from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
+from .._tasks import unless
 from ._connect import open_client, preflight
 from ._etcd_wait import reach_etcd, resolve_wait
 from ._exit import ExitCode, signal_code
@@ -16,7 +17,6 @@ from ._options import Options
 from ._output import Printer, printable
 from ._parser import ParsedArgs
 from ._renewal import read_renewal
-from ._signals import Signals
 
 __all__ = ["campaign", "leader", "observe", "status"]
 
@@ -28,7 +28,7 @@ VALUE_COLUMN = 60  # the status table shortens longer values; --json carries the
 async def campaign(args: ParsedArgs, options: Options, printer: Printer) -> int:
     """Campaign, hold leadership until SIGINT/SIGTERM/SIGHUP, resign; report every loss."""
     wait = resolve_wait(args)
-    async with Signals() as signals, open_client(options) as client:
+    async with StopSignals(signals=COMMAND_LINE_SIGNALS) as signals, open_client(options) as client:
         if await reach_etcd(client, args.name, options, wait, signals) is None:
             assert signals.received is not None
             return signal_code(signals.received)
@@ -46,7 +46,10 @@ async def observe(args: ParsedArgs, options: Options, printer: Printer) -> int:
     """Print the leader (or none) and every change until interrupted; say when etcd cannot be
     reached (the leader printed last may be stale), re-state the leader when it can again,
     and report when etcd's history went back."""
-    async with Signals() as signals, open_client(options, keep_token_file=False) as client:
+    async with (
+        StopSignals(signals=COMMAND_LINE_SIGNALS) as signals,
+        open_client(options, keep_token_file=False) as client,
+    ):
         view = await preflight(client, args.name, options)
 
         async def follow() -> None:
@@ -60,19 +63,7 @@ async def observe(args: ParsedArgs, options: Options, printer: Printer) -> int:
                 if printer.broken:
                     return
 
-        watcher = asyncio.create_task(follow())
-        stop = asyncio.create_task(signals.wait())
-        try:
-            await asyncio.wait({watcher, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (watcher, stop):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({task})
-        if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
-            error = watcher.exception()
-            assert error is not None
-            raise error
+        await unless(follow(), signals.wait())  # what follow() raises goes on up
         if signals.received is not None:
             return signal_code(signals.received)
         return ExitCode.OK
@@ -83,7 +74,7 @@ async def leader(args: ParsedArgs, options: Options, printer: Printer) -> int:
     async with open_client(options) as client:
         view = await preflight(client, args.name, options)
         current = await view.leader()
-        renewal = None if current is None else await read_renewal(client, current.lease)
+        renewal = None if current is None else await read_renewal(client, current.lease_id)
     log.debug(
         "read leader prefix=%s endpoints=%s: %s",
         view.prefix.decode(),
@@ -105,7 +96,7 @@ async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
         view = await preflight(client, args.name, options)
         candidates = await view.candidates()
         renewals = await asyncio.gather(
-            *(read_renewal(client, candidate.lease) for candidate in candidates)
+            *(read_renewal(client, candidate.lease_id) for candidate in candidates)
         )
         history = client.history
     loss = history.last_loss

@@ -10,8 +10,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from .._client import AsyncClient
+from .._election._view import AsyncElectionView
 from .._errors import ConfigurationError, PermissionDenied
-from .._view import ElectionView
 from ._options import Options
 
 __all__ = ["open_client", "preflight"]
@@ -41,7 +41,7 @@ async def open_client(
         yield client
 
 
-async def preflight(client: AsyncClient, name: str, options: Options) -> ElectionView:
+async def preflight(client: AsyncClient, name: str, options: Options) -> AsyncElectionView:
     """Read the election once (linearizable), so that an unreachable etcd, missing
     credentials or a missing permission fail before anything else happens.
 

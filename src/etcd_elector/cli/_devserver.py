@@ -13,12 +13,13 @@ import logging
 import os
 from pathlib import Path
 
+from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
+from .._tasks import wait_first
 from ._devlayout import Layout, plan_layout, save_layout
 from ._exit import CliError, ExitCode, signal_code
 from ._options import Options
 from ._output import Printer
 from ._parser import ParsedArgs
-from ._signals import Signals
 
 __all__ = ["serve"]
 
@@ -53,7 +54,7 @@ async def serve(args: ParsedArgs, options: Options, printer: Printer) -> int:
     layout = plan_layout(args.members, args.endpoints, data_dir, os.environ)
     for note in layout.notes:
         printer.event("port_in_use", text=note, detail=note)
-    async with Signals() as signals:
+    async with StopSignals(signals=COMMAND_LINE_SIGNALS) as signals:
         starting = asyncio.create_task(
             asyncio.to_thread(
                 EtcdCluster.start,
@@ -64,9 +65,9 @@ async def serve(args: ParsedArgs, options: Options, printer: Printer) -> int:
             )
         )
         stop = asyncio.create_task(signals.wait())
-        await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        await wait_first(starting, stop)
         if not starting.done():  # interrupted while starting: let it finish, then stop it
-            await asyncio.wait({starting})
+            await wait_first(starting)
             if starting.exception() is None:
                 starting.result().close()
             return signal_code(signals.received or 2)

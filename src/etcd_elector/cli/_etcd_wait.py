@@ -17,18 +17,18 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
 
 from .. import _clock
 from .._backoff import Backoff
 from .._client import AsyncClient
+from .._election._view import AsyncElectionView
 from .._errors import AuthenticationFailed, PermissionDenied, TransportError
-from .._view import ElectionView
+from .._stop_signals import StopSignals
+from .._tasks import Stopped, unless
 from ._connect import preflight
 from ._durations import parse_duration
 from ._options import Options
 from ._parser import ParsedArgs
-from ._signals import Signals
 
 __all__ = ["KUBERNETES_WAIT", "reach_etcd", "resolve_wait"]
 
@@ -57,8 +57,8 @@ def resolve_wait(args: ParsedArgs, environ: Mapping[str, str] | None = None) -> 
 
 
 async def reach_etcd(
-    client: AsyncClient, name: str, options: Options, wait: float, signals: Signals
-) -> ElectionView | None:
+    client: AsyncClient, name: str, options: Options, wait: float, signals: StopSignals
+) -> AsyncElectionView | None:
     """:func:`preflight`, retried for up to ``wait`` seconds while etcd cannot be reached
     (saying so on stderr); ``None`` if a stop signal came first.
 
@@ -69,11 +69,8 @@ async def reach_etcd(
     backoff = Backoff(*_RETRY)
     reminded = float("-inf")
     while True:
-        attempt = asyncio.ensure_future(preflight(client, name, options))
-        if not await _unless_signalled(attempt, signals):
-            return None
         try:
-            return attempt.result()
+            outcome = await unless(preflight(client, name, options), signals.wait())
         except (AuthenticationFailed, PermissionDenied):
             raise
         except TransportError as exc:
@@ -87,19 +84,10 @@ async def reach_etcd(
                     exc,
                     left,
                 )
-            pause = asyncio.ensure_future(asyncio.sleep(min(backoff.next(), left)))
-            if not await _unless_signalled(pause, signals):
+            pause = await unless(asyncio.sleep(min(backoff.next(), left)), signals.wait())
+            if isinstance(pause, Stopped) or signals.stopping:
                 return None
-
-
-async def _unless_signalled(task: asyncio.Future[Any], signals: Signals) -> bool:
-    """Wait for ``task``; False (and ``task`` cancelled) if a stop signal comes first."""
-    stop = asyncio.ensure_future(signals.wait())
-    try:
-        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.wait({task})
-    return not task.cancelled() and not signals.stopping
+            continue
+        if isinstance(outcome, Stopped) or signals.stopping:
+            return None
+        return outcome

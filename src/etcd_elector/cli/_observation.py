@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .._history_guard import HistoryLoss
-from .._observe import EtcdReachable, EtcdUnreachable, LeaderObserved, ObservationEvent
-from .._view import LeaderInfo
+from .._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved, ObservationEvent
+from .._election._view import LeaderInfo
+from ..etcd._history_guard import HistoryLoss
 from ._output import Printer, printable, unix_time
 from ._renewal import Renewal
 
@@ -116,7 +116,7 @@ def _print_reachable(printer: Printer, name: str, event: EtcdReachable) -> None:
 def print_observation(
     printer: Printer, name: str, event: ObservationEvent, *, floor: int = 0
 ) -> None:
-    """Print one event of ``ElectionView.observe_events``; ``floor`` is the history guard's."""
+    """Print one event of ``AsyncElectionView.observe_events``; ``floor`` is the history guard's."""
     if isinstance(event, LeaderObserved):
         print_leader(printer, name, event.leader, restated=event.restated, floor=floor)
     elif isinstance(event, EtcdUnreachable):

@@ -3,16 +3,16 @@ before any I/O so that a bad value is one clear error line (exit code 4)."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .._config import DEFAULT_ENDPOINT, ClientConfig, parse_endpoints
+from .._election._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
+from .._election._timing import validate_ttl
 from .._errors import ConfigurationError
 from .._health import parse_address
-from .._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
-from .._session import validate_ttl
+from .._seconds import seconds
 from ._output import printable
 from ._parser import COMMAND_GLOBALS, LOG_FORMATS, ParsedArgs
 
@@ -61,12 +61,7 @@ def parse_seconds(
                 f"{what} must be between {low:g} and {high:g} seconds, got {text!r}"
             )
         return value
-    if not math.isfinite(value):
-        raise ConfigurationError(f"{what} must be a finite number of seconds, got {text!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        kind = "zero or more" if allow_zero else "more than zero"
-        raise ConfigurationError(f"{what} must be {kind} seconds, got {text!r}")
-    return value
+    return seconds(value, what, allow_zero=allow_zero, shown=repr(text))
 
 
 def _ttl(text: str, source: str) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._client import AsyncClient
-from .._types import LeaseInfo
+from ..etcd._types import LeaseInfo
 
 __all__ = ["Renewal", "read_renewal"]
 

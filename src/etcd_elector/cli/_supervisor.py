@@ -23,13 +23,16 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 from .. import _clock
-from .._election import Term
+from .._election._session import AsyncSession
+from .._election._term import Term
+from .._election._timing import Timing
 from .._errors import ConfigurationError
-from .._session import AsyncSession, default_margin
+from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
+from .._tasks import finish, shielded
 from ._connect import open_client
 from ._durations import parse_duration
 from ._etcd_wait import reach_etcd, resolve_wait
@@ -41,7 +44,6 @@ from ._output import Printer
 from ._parser import ParsedArgs
 from ._process import child_environment
 from ._restart import RestartPolicy
-from ._signals import Signals
 from ._watchdog import REASONS
 from ._watched import CommandExit, WatchedCommand
 
@@ -58,9 +60,10 @@ DEFAULT_FAILURE_WINDOW = "5m"
 _RECOVERY_POLL = 0.05
 
 
-def grace_cap(ttl: float, margin: float, keepalive_interval: float) -> float:
-    """The longest grace that normal renewals never cut into."""
-    return ttl - margin - 1.5 * keepalive_interval
+def grace_cap(timing: Timing, granted_ttl: int) -> float:
+    """The longest grace that normal renewals never cut into: the renewal headroom, less half
+    an interval (a renewal may be that late without the early stop firing)."""
+    return timing.renewal_headroom(granted_ttl) - 0.5 * timing.interval(granted_ttl)
 
 
 def check_grace(grace: float, ttl: int) -> None:
@@ -69,7 +72,7 @@ def check_grace(grace: float, ttl: int) -> None:
 
     :raises ConfigurationError: suggesting a larger TTL.
     """
-    cap = grace_cap(ttl, default_margin(ttl), ttl / 3)
+    cap = grace_cap(Timing(ttl), ttl)
     if cap < MIN_GRACE_CAP:
         raise ConfigurationError(
             f"--ttl {ttl} leaves {max(cap, 0):.2f}s for stopping the command "
@@ -91,7 +94,7 @@ class Supervisor:
         restart: str,
         max_failures: int,
         failure_window: float,
-        signals: Signals,
+        signals: StopSignals,
     ) -> None:
         self.leadership = leadership
         self.signals = signals
@@ -128,7 +131,7 @@ class Supervisor:
     def effective_grace(self, session: AsyncSession) -> float:
         """``--grace``, capped so that normal renewals never trigger the early stop. Warns
         once, and only when ``--grace`` was given: the default simply shrinks to fit."""
-        cap = grace_cap(session.ttl, session.margin, session.keepalive_interval)
+        cap = grace_cap(session.timing, session.ttl)
         grace = max(0.0, min(self.grace, cap))
         if grace < self.grace and self.grace_given and not self._warned_cap:
             self._warned_cap = True
@@ -214,7 +217,7 @@ class Supervisor:
         """Start the command and wait until its whole tree is gone; if the term ends first
         (we are cancelled), stop it, wait for that, and re-raise."""
         stdout = sys.stderr if self.printer.json_lines else None
-        starting = asyncio.ensure_future(
+        command, interrupted = await finish(
             WatchedCommand.start(
                 self.argv,
                 self._environment(term),
@@ -223,8 +226,6 @@ class Supervisor:
                 stdout=stdout,
             )
         )
-        cancelled = await _finish(starting)
-        command = starting.result()
         self.command, self._command_session = command, session
         command.set_deadline(session.deadline)  # it may have moved while the watchdog started
         if command.started:
@@ -233,8 +234,8 @@ class Supervisor:
             command, term, session, grace, REASONS.get(why, why)
         )
         try:
-            if cancelled:
-                raise asyncio.CancelledError
+            if interrupted is not None:
+                raise interrupted
             outcome = await command.finished()
         except asyncio.CancelledError:
             if self.signals.stopping:
@@ -245,7 +246,7 @@ class Supervisor:
                 reason = "term ended"
             self._report_stopping(command, term, session, grace, reason)
             command.stop()
-            outcome = await _uncancellable(command.finished())
+            outcome = await shielded(command.finished())
             self._report_exit(command, term, outcome)
             raise
         finally:
@@ -281,27 +282,6 @@ class Supervisor:
         )
 
 
-async def _finish(task: asyncio.Future[Any]) -> bool:
-    """Wait for ``task`` even if cancelled meanwhile; True if we were cancelled."""
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                break
-            cancelled = True
-    return cancelled
-
-
-async def _uncancellable(work: Awaitable[T]) -> T:
-    """Finish ``work`` even if cancelled again meanwhile (then re-raise at the end)."""
-    task = asyncio.ensure_future(work)
-    if await _finish(task):
-        raise asyncio.CancelledError
-    return task.result()
-
-
 async def run(args: ParsedArgs, options: Options, printer: Printer) -> int:
     """``run NAME -- COMMAND``: campaign, run COMMAND while leader, stop it safely."""
     grace_given = args.grace is not None
@@ -315,7 +295,7 @@ async def run(args: ParsedArgs, options: Options, printer: Printer) -> int:
     )
     wait = resolve_wait(args)
     check_command(args.argv)
-    async with Signals() as signals, open_client(options) as client:
+    async with StopSignals(signals=COMMAND_LINE_SIGNALS) as signals, open_client(options) as client:
         if await reach_etcd(client, args.name, options, wait, signals) is None:
             assert signals.received is not None
             return signal_code(signals.received)

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from etcd_elector._tuning import check_timing
+from etcd_elector._election._timing import check_timing
 
 from ._history import Record, RecordKind
 

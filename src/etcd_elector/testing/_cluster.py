@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from etcd_elector._environ import without_etcd_settings
 from etcd_elector._errors import ConfigurationError
 from etcd_elector._orphans import dies_with_parent
 from etcd_elector.testing._binary import etcd_version, find_etcd_binary
@@ -147,11 +148,7 @@ def _proc_state(pid: int) -> str | None:
 
 def _child_env() -> dict[str, str]:
     # etcd reads ETCD_* variables as flags: keep the caller's from leaking into the test server.
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("ETCD_") or key == "ETCD_UNSUPPORTED_ARCH"
-    }
+    return without_etcd_settings(os.environ, keep=["ETCD_UNSUPPORTED_ARCH"])
 
 
 _open_lock = threading.Lock()

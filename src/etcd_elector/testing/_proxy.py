@@ -8,8 +8,8 @@ cut the connections of one origin while the others pass: the peer partitions of
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
+import functools
 import logging
 import socket
 import struct
@@ -20,6 +20,8 @@ from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from etcd_elector._errors import ConfigurationError
+from etcd_elector._portal import Portal
+from etcd_elector._tasks import cancel_all
 from etcd_elector.testing._ports import LOOPBACK, reserve_port
 
 __all__ = ["FaultProxy", "Identify", "ProxyMode"]
@@ -204,15 +206,10 @@ class FaultProxy:
         self._connections: set[_Connection] = set()
         self._listener: socket.socket | None = None
         self._handlers: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._flowing = asyncio.Event()  # replaced on the proxy's loop; set = forwarding
-        self._closing = asyncio.Event()
+        self._portal: Portal | None = None  # the proxy's loop, on its own thread
+        self._flowing = asyncio.Event()  # set = forwarding
         self._closed = False
         self._close_lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self._thread_main, name=f"FaultProxy->{target}", daemon=True
-        )
-        self._ready: concurrent.futures.Future[int] = concurrent.futures.Future()
 
     @classmethod
     def start(cls, target: str, *, identify: Identify | None = None) -> FaultProxy:
@@ -222,12 +219,13 @@ class FaultProxy:
         connection's origin for :meth:`cut_origin`; it must be quick and must not block.
         """
         proxy = cls(target, identify=identify)
-        proxy._thread.start()
+        proxy._portal = Portal(name=f"FaultProxy->{target}")
         try:
-            proxy.port = proxy._ready.result(timeout=_CONTROL_TIMEOUT_S)
+            proxy.port = proxy._portal.call(proxy._listen, timeout=_CONTROL_TIMEOUT_S)
         except BaseException:
             proxy.close()
             raise
+        reserve_port(proxy.port)
         return proxy
 
     # -- observation -----------------------------------------------------------------------
@@ -329,14 +327,13 @@ class FaultProxy:
             if self._closed:
                 return
             self._closed = True
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already ended
-                loop.call_soon_threadsafe(self._closing.set)
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(_CONTROL_TIMEOUT_S)
-            if self._thread.is_alive():
-                raise RuntimeError(f"FaultProxy thread for {self.target} did not stop")
+        portal = self._portal
+        if portal is None:
+            return
+        try:
+            portal.call(self._shutdown, timeout=_CONTROL_TIMEOUT_S)
+        finally:
+            portal.close()
 
     def __enter__(self) -> Self:
         return self
@@ -355,33 +352,16 @@ class FaultProxy:
     # -- the proxy's thread ----------------------------------------------------------------
 
     def _control(self, fn: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
-        loop = self._loop
-        if self._closed or loop is None:
+        portal = self._portal
+        if self._closed or portal is None:
             raise RuntimeError("the FaultProxy is closed")
-        if threading.current_thread() is self._thread:
+        if portal.on_loop_thread():
             raise RuntimeError("FaultProxy methods cannot be called from the proxy's own thread")
-        future = asyncio.run_coroutine_threadsafe(fn(*args), loop)
-        return future.result(timeout=_CONTROL_TIMEOUT_S)
+        return portal.call(functools.partial(fn, *args), timeout=_CONTROL_TIMEOUT_S)
 
-    def _thread_main(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            if not self._ready.done():
-                self._ready.set_exception(exc)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._flowing = asyncio.Event()
+    async def _listen(self) -> int:
+        """Start listening (on the proxy's loop); return the port."""
         self._flowing.set()
-        self._closing = asyncio.Event()
-        await self._listen()
-        reserve_port(self.port)
-        self._ready.set_result(self.port)
-        await self._closing.wait()
-        await self._shutdown()
-
-    async def _listen(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -394,6 +374,7 @@ class FaultProxy:
         self.port = listener.getsockname()[1]
         self._listener = listener
         asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_all, listener)
+        return self.port
 
     def _accept_all(self, listener: socket.socket) -> None:
         """Take every connection the kernel completed (runs on the proxy's loop)."""
@@ -502,8 +483,4 @@ class FaultProxy:
     async def _shutdown(self) -> None:
         await self._refuse()
         await self._reset_all()
-        for handler in list(self._handlers):
-            handler.cancel()
-        for handler in list(self._handlers):
-            with contextlib.suppress(BaseException):
-                await handler
+        await cancel_all(list(self._handlers))  # their errors were theirs to log

@@ -1,4 +1,4 @@
-"""``ElectionView``: read-only access to an election's candidates: leader, list, observe.
+"""``AsyncElectionView``: read-only access to an election's candidates: leader, list, observe.
 
 Needs no session, so observers, the CLI's ``leader``/``status``/``observe`` and the elector's
 leader-change callbacks all share this one implementation. ``observe_events`` is the one
@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import _clock
-from ._backoff import Backoff
-from ._bounded import bounded
-from ._errors import TransportError, WatchError
-from ._history_guard import HistoryLoss
+from .. import _clock
+from .._backoff import Backoff
+from .._bounded import bounded
+from .._errors import TransportError, WatchError
+from .._log import log_event
+from ..etcd._history_guard import HistoryLoss
+from ..etcd._types import Event, EventType, KeyValue
 from ._names import (
     DEFAULT_NAMESPACE,
     election_prefix,
@@ -26,12 +28,11 @@ from ._names import (
     validate_namespace,
 )
 from ._observe import EtcdReachable, EtcdUnreachable, LeaderObserved, ObservationEvent
-from ._types import Event, EventType, KeyValue
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ..etcd._client import AsyncEtcdClient
 
-__all__ = ["ElectionView", "LeaderInfo"]
+__all__ = ["AsyncElectionView", "LeaderInfo"]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class LeaderInfo:
     key: str
     value: bytes
     token: int
-    lease: int
+    lease_id: int
     mod_revision: int = field(compare=False, default=0)
 
     @property
@@ -55,7 +56,7 @@ class LeaderInfo:
 
     @property
     def lease_hex(self) -> str:
-        return f"{self.lease:x}"
+        return f"{self.lease_id:x}"
 
     @classmethod
     def from_kv(cls, kv: KeyValue) -> LeaderInfo:
@@ -63,19 +64,19 @@ class LeaderInfo:
             key=kv.key.decode(errors="replace"),
             value=kv.value,
             token=kv.create_revision,
-            lease=kv.lease,
+            lease_id=kv.lease,
             mod_revision=kv.mod_revision,
         )
 
 
-class ElectionView:
+class AsyncElectionView:
     """Reads of one election: ``client.election_view("scheduler")``.
 
     :raises ConfigurationError: for a malformed name or namespace.
     """
 
     def __init__(
-        self, client: AsyncClient, name: str, *, namespace: str = DEFAULT_NAMESPACE
+        self, client: AsyncEtcdClient, name: str, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self.client = client
         self.name = validate_name(name)
@@ -168,11 +169,12 @@ class ElectionView:
                     if outage is None:
                         outage = trouble if trouble is not None else _clock.now()
                         error = bounded(str(exc), _ERROR_CHARS)
-                        log.info(
-                            "observe election=%s: cannot reach etcd: %s",
-                            self.name,
-                            error,
-                            extra={"election": self.name},
+                        log_event(
+                            log,
+                            logging.INFO,
+                            "observe: cannot reach etcd",
+                            election=self.name,
+                            detail=error,
                         )
                         known = last if isinstance(last, LeaderInfo) else None
                         yield EtcdUnreachable(since=outage, error=error, last_leader=known)

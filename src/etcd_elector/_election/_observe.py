@@ -1,4 +1,4 @@
-"""What an observer of an election learns: typed events from ``ElectionView.observe_events``.
+"""What an observer of an election learns: typed events from ``AsyncElectionView.observe_events``.
 
 An observer that goes quiet while etcd is down looks exactly like one watching a stable
 leader. These events say when it is blind (and since when), when it sees again, and when
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._history_guard import HistoryLoss
+from ..etcd._history_guard import HistoryLoss
 
 if TYPE_CHECKING:
     from ._view import LeaderInfo
@@ -52,4 +52,4 @@ class EtcdReachable:
 
 
 ObservationEvent = LeaderObserved | EtcdUnreachable | EtcdReachable | HistoryLoss
-"""Everything :meth:`ElectionView.observe_events` yields."""
+"""Everything :meth:`AsyncElectionView.observe_events` yields."""

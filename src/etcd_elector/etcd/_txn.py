@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._keys import KeyLike, as_bytes, prefix_range_end
-from ._proto import rpc_pb2
+from .._keys import KeyLike, as_bytes, prefix_range_end
+from .._proto import rpc_pb2
 
 __all__ = ["Compare", "Op"]
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import grpc
 
-from . import _clock
-from ._config import ClientConfig, Endpoint
-from ._proto import rpc_pb2
+from .. import _clock
+from .._config import ClientConfig, Endpoint
+from .._errors import ClientClosed
+from .._proto import rpc_pb2
+from .._tls import channel_credentials
 from ._rpc import STATUS, Method
-from ._tls import channel_credentials
 
 __all__ = ["EndpointPool"]
 
@@ -56,7 +57,11 @@ class EndpointPool:
         self._closing: set[asyncio.Task[None]] = set()
         self._last_answer: dict[Endpoint, float] = {}
         self._closed = False
-        self._credentials = channel_credentials(config) if config.tls else None
+        self._credentials = (
+            channel_credentials(config.ca_file, config.cert_file, config.key_file)
+            if config.tls
+            else None
+        )
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
@@ -71,7 +76,7 @@ class EndpointPool:
         channel = self._channels.get(endpoint)
         if channel is None:
             if self._closed:
-                raise RuntimeError("the client is closed")
+                raise ClientClosed("the client is closed")
             options = _channel_options(self._config)
             if endpoint.secure:
                 assert self._credentials is not None

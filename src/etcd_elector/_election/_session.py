@@ -16,35 +16,30 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _clock, _metrics
-from ._deadline import LeaseDeadline
-from ._errors import (
+from .. import _clock, _metrics
+from .._errors import (
     AmbiguousResult,
-    ConfigurationError,
     LeaseNotFound,
     SessionLost,
     TransportError,
 )
+from .._log import log_event
+from .._reasons import EndReason
+from .._tasks import cancel_and_wait
+from ._deadline import LeaseDeadline
+from ._timing import Timing
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
-    from ._election import AsyncElection
-    from ._history_guard import HistoryLoss
-    from ._types import KeepAliveAnswer
+    from ..etcd._client import AsyncEtcdClient
+    from ..etcd._history_guard import HistoryLoss
+    from ..etcd._types import KeepAliveAnswer
 
 __all__ = [
     "AsyncSession",
-    "LossReason",
     "SessionState",
-    "default_margin",
-    "validate_timing",
-    "validate_ttl",
 ]
 
 log = logging.getLogger(__name__)
-
-# etcd stores lease TTLs as whole seconds and refuses more than this.
-MAX_TTL = 9_000_000_000
 
 
 class SessionState(enum.Enum):
@@ -58,106 +53,41 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-class LossReason:
-    """Why a session ended; the values are stable strings for logs and metrics."""
-
-    DEADLINE = "deadline"  # no renewal before the local deadline
-    EXPIRED = "expired"  # etcd says the lease is gone (TTL 0 or not found)
-    CLOSED = "closed"  # closed by us, lease revoked
-    ORPHANED = "orphaned"  # refreshing stopped by us, lease left to expire
-    # etcd's revision went back or its cluster id changed (data wiped or restored): the
-    # lease belongs to a history that is gone, or came back from a snapshot
-    HISTORY_LOST = "etcd_history_lost"
-
-
-def validate_ttl(ttl: float, *, what: str = "ttl", typed: str | None = None) -> int:
-    """The TTL as etcd wants it (whole seconds), or a ``ConfigurationError`` saying why not.
-    Messages name the setting as ``what`` and show the value as ``typed`` (what the user
-    wrote, e.g. on a command line) rather than as a float."""
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise ConfigurationError(f"{what} must be a number of seconds, got {ttl!r}")
-    shown = repr(typed) if typed is not None else _seconds_text(ttl)
-    if ttl != ttl or ttl < 1 or ttl > MAX_TTL:
-        raise ConfigurationError(
-            f"{what} {shown} cannot be granted: etcd leases last 1 to {MAX_TTL} whole seconds"
-        )
-    if ttl != int(ttl):
-        raise ConfigurationError(
-            f"{what} {shown} is not whole: etcd grants leases in whole seconds"
-        )
-    return int(ttl)
-
-
-def _seconds_text(value: object) -> str:
-    """``3`` for 3.0, ``1.5`` for 1.5: a number as people write it, not as a float prints."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
-def validate_timing(
-    ttl: float, margin: float | None, keepalive_interval: float | None
-) -> tuple[int, float]:
-    """Check a session's timing settings together; return the TTL and the margin to use.
-
-    :raises ConfigurationError: naming the setting that cannot work.
-    """
-    whole_ttl = validate_ttl(ttl)
-    margin = default_margin(whole_ttl) if margin is None else margin
-    if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin >= 0:
-        raise ConfigurationError(
-            f"margin must be a non-negative number of seconds, got {_seconds_text(margin)}"
-        )
-    if margin >= whole_ttl:
-        raise ConfigurationError(
-            f"margin {_seconds_text(margin)}s must be smaller than the ttl {whole_ttl}s"
-        )
-    if keepalive_interval is not None and (
-        isinstance(keepalive_interval, bool)
-        or not isinstance(keepalive_interval, int | float)
-        or not 0 < keepalive_interval < whole_ttl - margin
-    ):
-        raise ConfigurationError(
-            f"keepalive_interval must be positive and below ttl - margin "
-            f"({whole_ttl - margin:g}s), got {_seconds_text(keepalive_interval)}"
-        )
-    return whole_ttl, float(margin)
-
-
-def default_margin(ttl: float) -> float:
-    """Time kept in reserve to stop leader work before etcd can expire the lease."""
-    return min(max(0.5, 0.15 * ttl), ttl / 3)
+# Why a session that is not alive and has no loss recorded (yet) cannot be used.
+_UNSETTLED = {
+    SessionState.STARTING: EndReason.NOT_STARTED,
+    SessionState.LOST: EndReason.EXPIRED,  # an expiry being confirmed with etcd
+    SessionState.CLOSED: EndReason.CLOSED,
+    SessionState.ALIVE: EndReason.DEADLINE,
+    SessionState.UNCERTAIN: EndReason.DEADLINE,
+}
 
 
 class AsyncSession:
-    """A lease and its keepalive. Use ``async with client.session(ttl=10) as session:``.
+    """A lease and its keepalive. Use ``async with client.session(ttl=10) as session:``
+    (``ttl``, ``margin`` and ``keepalive_interval`` make its :class:`Timing`).
 
-    :param ttl: seconds etcd keeps the lease without renewal (whole seconds; etcd may grant more).
-    :param margin: seconds of the TTL held back as a safety margin (default 15% of the TTL,
-        at least 0.5 s): the local deadline is ``send time + granted TTL - margin``.
-    :param keepalive_interval: seconds between renewals (default a third of the granted TTL).
-    :raises ConfigurationError: for a TTL etcd cannot grant or a margin not below the TTL.
+    :param client: the etcd client the lease lives on.
+    :param timing: the TTL asked for, the safety margin and the keepalive interval (default:
+        ``Timing()``, a 10 s TTL). The local deadline is ``send time + granted TTL - margin``.
     """
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: AsyncEtcdClient,
+        timing: Timing | None = None,
         *,
-        ttl: float = 10.0,
-        margin: float | None = None,
-        keepalive_interval: float | None = None,
         clock: _clock.Clock | None = None,
     ) -> None:
         self._client = client
-        self.requested_ttl, margin = validate_timing(ttl, margin, keepalive_interval)
-        self._interval_setting = keepalive_interval
+        self.timing = Timing() if timing is None else timing
         self._clock = clock or _clock.now
-        self._deadline = LeaseDeadline(self._clock, float(margin))
+        self._deadline = LeaseDeadline(self._clock, self.timing.margin)
         self.lease_id = 0
         self.ttl = 0
         self._state = SessionState.STARTING
-        self._loss: asyncio.Future[str] | None = None
-        self._loss_callbacks: list[Callable[[str], Any]] = []
+        self._loss: asyncio.Future[EndReason] | None = None
+        self._loss_callbacks: list[Callable[[EndReason], Any]] = []
         self._keeper: asyncio.Task[None] | None = None
         self._revoker: asyncio.Task[None] | None = None
         self._revoked = False
@@ -167,12 +97,23 @@ class AsyncSession:
     # -- public state ------------------------------------------------------------------------
 
     @property
+    def lease_hex(self) -> str:
+        """The lease id in hex, as etcdctl and our logs show it."""
+        return f"{self.lease_id:x}"
+
+    @property
     def margin(self) -> float:
         return self._deadline.margin
 
     @property
+    def requested_ttl(self) -> int:
+        """The TTL asked for (etcd may grant more: :attr:`ttl`)."""
+        return self.timing.ttl
+
+    @property
     def keepalive_interval(self) -> float:
-        return self._interval_setting or max(self.ttl, self.requested_ttl) / 3
+        """Seconds between renewals: the setting, or a third of the granted TTL."""
+        return self.timing.interval(self.ttl)
 
     @property
     def state(self) -> SessionState:
@@ -195,20 +136,20 @@ class AsyncSession:
         return self._deadline.remaining() if self.alive else 0.0
 
     @property
-    def loss_reason(self) -> str | None:
+    def loss_reason(self) -> EndReason | None:
         if self._loss is not None and self._loss.done():
             return self._loss.result()
         if self._state in (SessionState.ALIVE, SessionState.UNCERTAIN) and self._deadline.passed():
-            return LossReason.DEADLINE
+            return EndReason.DEADLINE
         return None
 
-    async def wait_lost(self) -> str:
-        """Wait until the session ends; returns the reason (a :class:`LossReason` value)."""
+    async def wait_lost(self) -> EndReason:
+        """Wait until the session ends; returns the reason."""
         if self._loss is None:
             raise RuntimeError("the session has not been started")
         return await asyncio.shield(self._loss)
 
-    def add_loss_callback(self, callback: Callable[[str], Any]) -> None:
+    def add_loss_callback(self, callback: Callable[[EndReason], Any]) -> None:
         """Call ``callback(reason)`` once, on the event loop, when the session ends.
 
         A long-lived session holds each callback until it ends: remove the ones that stop
@@ -219,7 +160,7 @@ class AsyncSession:
         else:
             self._loss_callbacks.append(callback)
 
-    def remove_loss_callback(self, callback: Callable[[str], Any]) -> None:
+    def remove_loss_callback(self, callback: Callable[[EndReason], Any]) -> None:
         """Forget ``callback`` (the same object given to :meth:`add_loss_callback`); nothing
         happens if it is not there (already called, or never added)."""
         with contextlib.suppress(ValueError):
@@ -232,18 +173,12 @@ class AsyncSession:
     def check(self) -> None:
         """:raises SessionLost: unless the session is alive."""
         if not self.alive:
-            reason = self.loss_reason or self._state.value
+            reason = self.loss_reason or _UNSETTLED[self._state]
             raise SessionLost(f"session with lease {self.lease_id:x} is {reason}", reason=reason)
 
     @property
-    def client(self) -> AsyncClient:
+    def client(self) -> AsyncEtcdClient:
         return self._client
-
-    def election(self, name: str, **options: Any) -> AsyncElection:
-        """An election on this session; see :class:`AsyncElection`."""
-        from ._election import AsyncElection
-
-        return AsyncElection(self, name, **options)
 
     def __repr__(self) -> str:
         return f"<AsyncSession lease={self.lease_id:x} ttl={self.ttl} state={self.state.value}>"
@@ -269,23 +204,25 @@ class AsyncSession:
                 log.warning("lease grant outcome unknown, granting again: %s", exc)
         self.lease_id, self.ttl = lease.id, lease.ttl
         if self.margin >= self.ttl - self.keepalive_interval / 2:
-            log.warning(
-                "session lease=%x: margin %.2fs leaves little of the granted ttl %ds",
-                self.lease_id,
-                self.margin,
-                self.ttl,
-                extra={"lease": f"{self.lease_id:x}", "ttl": self.ttl},
+            log_event(
+                log,
+                logging.WARNING,
+                "the margin leaves little of the granted ttl",
+                lease=self.lease_hex,
+                margin=self.margin,
+                ttl=self.ttl,
             )
         self._deadline.renewed(sent_at, lease.ttl)
         self._state = SessionState.ALIVE
         self._stop_guarding = self._client.history.add_listener(self._history_lost)
         self._keeper = loop.create_task(self._keep_alive(), name=f"etcd-session-{self.lease_id:x}")
-        log.info(
-            "session started lease=%x ttl=%ds margin=%.2fs",
-            self.lease_id,
-            self.ttl,
-            self.margin,
-            extra={"lease": f"{self.lease_id:x}", "ttl": self.ttl},
+        log_event(
+            log,
+            logging.INFO,
+            "session started",
+            lease=self.lease_hex,
+            ttl=self.ttl,
+            margin=self.margin,
         )
         _metrics.sink().session_started()
         return self
@@ -307,20 +244,18 @@ class AsyncSession:
         Makes one revoke attempt within the client's timeout; if etcd is unreachable the lease
         expires by itself after its TTL (logged at WARNING).
         """
-        await self._stop(LossReason.CLOSED)
+        await self._stop(EndReason.CLOSED)
         revoker, self._revoker = self._revoker, None
-        if revoker is not None:
-            revoker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await revoker
+        if revoker is not None and (error := await cancel_and_wait(revoker)) is not None:
+            raise error
         if self.lease_id and not self._revoked:
             await self._revoke(persistent=False)
 
     async def orphan(self) -> None:
         """Stop keeping the lease alive but leave it (and its keys) to expire at etcd."""
-        await self._stop(LossReason.ORPHANED)
+        await self._stop(EndReason.ORPHANED)
 
-    async def _stop(self, reason: str) -> None:
+    async def _stop(self, reason: EndReason) -> None:
         if self._state is SessionState.STARTING:
             self._state = SessionState.CLOSED
             return
@@ -331,29 +266,21 @@ class AsyncSession:
         self._state = SessionState.CLOSED
         keeper, self._keeper = self._keeper, None
         if keeper is not None and keeper is not asyncio.current_task():
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            error = await cancel_and_wait(keeper)
+            if error is not None:
+                raise error
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: EndReason) -> None:
         if self._loss is None or self._loss.done():
             return
         self._state = SessionState.LOST
         self._loss.set_result(reason)
         if self._stop_guarding is not None:
             self._stop_guarding()
-        level = (
-            logging.DEBUG if reason in (LossReason.CLOSED, LossReason.ORPHANED) else logging.INFO
-        )
-        log.log(
-            level,
-            "session ended lease=%x reason=%s",
-            self.lease_id,
-            reason,
-            extra={"lease": f"{self.lease_id:x}", "reason": reason},
-        )
+        level = logging.DEBUG if reason in (EndReason.CLOSED, EndReason.ORPHANED) else logging.INFO
+        log_event(log, level, "session ended", lease=self.lease_hex, reason=reason)
         _metrics.sink().session_ended(reason)
         # A copy: a callback may remove itself (or another) while we go through them.
         callbacks, self._loss_callbacks = self._loss_callbacks, []
@@ -361,10 +288,12 @@ class AsyncSession:
             try:
                 callback(reason)
             except Exception:
-                log.exception(
-                    "session loss callback failed lease=%x",
-                    self.lease_id,
-                    extra={"lease": f"{self.lease_id:x}"},
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "session loss callback failed",
+                    lease=self.lease_hex,
+                    exc_info=True,
                 )
 
     def _history_lost(self, loss: HistoryLoss) -> None:
@@ -373,7 +302,7 @@ class AsyncSession:
         whatever etcd answers, so a key that came back cannot lead."""
         if self._loss is None or self._loss.done():
             return
-        self._lose(LossReason.HISTORY_LOST)
+        self._lose(EndReason.HISTORY_LOST)
         keeper = self._keeper
         if keeper is not None and keeper is not asyncio.current_task():
             keeper.cancel()  # a renewal must not bring the session back
@@ -388,7 +317,7 @@ class AsyncSession:
         try:
             await self._client.history.confirm(self._client.config.timeout)
         finally:
-            self._lose(LossReason.EXPIRED)  # no-op when the history check ended it first
+            self._lose(EndReason.EXPIRED)  # no-op when the history check ended it first
 
     async def _keep_alive(self) -> None:
         stream = self._client.lease_keepalive(self.lease_id)
@@ -400,12 +329,12 @@ class AsyncSession:
                     break  # ended from outside (etcd lost its history)
                 remaining = self._deadline.at - self._clock()
                 if remaining <= 0:
-                    self._lose(LossReason.DEADLINE)
+                    self._lose(EndReason.DEADLINE)
                     break
                 await asyncio.sleep(max(0.0, min(next_send - self._clock(), remaining)))
                 remaining = self._deadline.at - self._clock()
                 if remaining <= 0:
-                    self._lose(LossReason.DEADLINE)
+                    self._lose(EndReason.DEADLINE)
                     break
                 try:
                     answer = await stream.ping(
@@ -418,12 +347,13 @@ class AsyncSession:
                     failures += 1
                     self._state = SessionState.UNCERTAIN
                     _metrics.sink().keepalive_failed()
-                    log.warning(
-                        "keepalive failed lease=%x (%.2fs left): %s",
-                        self.lease_id,
-                        max(0.0, self._deadline.at - self._clock()),
-                        exc,
-                        extra={"lease": f"{self.lease_id:x}"},
+                    log_event(
+                        log,
+                        logging.WARNING,
+                        "keepalive failed",
+                        lease=self.lease_hex,
+                        left=max(0.0, self._deadline.at - self._clock()),
+                        detail=exc,
                     )
                     backoff = min(0.05 * 2**failures, self.keepalive_interval / 2)
                     next_send = self._clock() + backoff * random.uniform(0.5, 1.0)
@@ -440,22 +370,18 @@ class AsyncSession:
                 self._deadline.renewed(answer.sent_at, answer.ttl)
                 self.ttl = answer.ttl
                 _metrics.sink().keepalive(rtt, margin_left)
-                log.debug(
-                    "lease renewed lease=%x ttl=%ds rtt=%.1fms margin_left=%.2fs",
-                    self.lease_id,
-                    answer.ttl,
-                    rtt * 1000,
-                    margin_left,
-                    extra={
-                        "lease": f"{self.lease_id:x}",
-                        "ttl": answer.ttl,
-                        "rtt": rtt,
-                        "margin_left": margin_left,
-                    },
+                log_event(
+                    log,
+                    logging.DEBUG,
+                    "lease renewed",
+                    lease=self.lease_hex,
+                    ttl=answer.ttl,
+                    rtt=rtt,
+                    margin_left=margin_left,
                 )
                 if self._deadline.passed():
                     # The answer came, but too late to trust: the margin is already used up.
-                    self._lose(LossReason.DEADLINE)
+                    self._lose(EndReason.DEADLINE)
                     break
                 self._state = SessionState.ALIVE
                 for observer in self._keepalive_observers:
@@ -477,20 +403,19 @@ class AsyncSession:
             try:
                 await self._client.lease_revoke(self.lease_id)
                 self._revoked = True
-                log.debug(
-                    "lease revoked lease=%x", self.lease_id, extra={"lease": f"{self.lease_id:x}"}
-                )
+                log_event(log, logging.DEBUG, "lease revoked", lease=self.lease_hex)
                 return
             except LeaseNotFound:
                 self._revoked = True
                 return
             except TransportError as exc:
                 if not persistent or self._clock() + delay >= give_up:
-                    log.warning(
-                        "could not revoke lease=%x (%s); etcd will expire it after its ttl",
-                        self.lease_id,
-                        exc,
-                        extra={"lease": f"{self.lease_id:x}"},
+                    log_event(
+                        log,
+                        logging.WARNING,
+                        "could not revoke the lease (etcd expires it after its ttl)",
+                        lease=self.lease_hex,
+                        detail=exc,
                     )
                     return
                 await asyncio.sleep(delay)

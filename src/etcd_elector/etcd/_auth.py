@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from . import _clock, _rpc
-from ._errors import AuthenticationFailed
-from ._proto import rpc_pb2
+from .._errors import AuthenticationFailed
+from .._proto import rpc_pb2
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
-    from ._secret import Secret
+    from .._secret import Secret
 
-__all__ = ["AuthManager"]
+__all__ = ["AuthManager", "Authenticate"]
+
+#: Sends one ``Authenticate`` request (with no token) before a deadline: the transport's.
+Authenticate = Callable[
+    [rpc_pb2.AuthenticateRequest, float], Awaitable[rpc_pb2.AuthenticateResponse]
+]
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +33,8 @@ log = logging.getLogger(__name__)
 class AuthManager:
     """Owns the client's token; re-authentication is serialized."""
 
-    def __init__(self, client: AsyncClient, username: str, password: Secret) -> None:
-        self._client = client
+    def __init__(self, authenticate: Authenticate, username: str, password: Secret) -> None:
+        self._authenticate = authenticate
         self.username = username
         self._password = password
         self._token: str | None = None
@@ -68,13 +72,7 @@ class AuthManager:
                 name=self.username, password=self._password.reveal()
             )
             try:
-                response = await self._client.call(
-                    _rpc.AUTHENTICATE,
-                    request,
-                    timeout=max(0.001, deadline - _clock.now()),
-                    write=False,
-                    authenticate=False,
-                )
+                response = await self._authenticate(request, deadline)
             except AuthenticationFailed as exc:
                 raise AuthenticationFailed(
                     f"etcd at {exc.endpoint} refused user {self.username!r}: wrong user name "

@@ -1,10 +1,13 @@
-"""What a set of timing settings means in seconds: failover bounds, drift tolerance, warnings.
+"""A session's timing, validated once, and what it means in seconds.
 
-Pure arithmetic, no I/O. The session's own rules (:func:`._session.validate_timing`,
-:func:`._session.default_margin`) decide what is valid; this module only explains the
-consequences, for ``etcd-elector check-config`` and :func:`check_timing`.
+:class:`Timing` holds the three settings (TTL, margin, keepalive interval), checks them
+together when it is made, and owns the rules derived from them: the default margin, a
+keepalive every third of the granted TTL. The session, the elector, the command line's
+supervisor and :func:`check_timing` all take one; none checks the settings again.
 
-The numbers come from how etcd treats leases:
+:func:`check_timing` explains the consequences (pure arithmetic, no I/O): failover bounds,
+drift tolerance and warnings, for ``etcd-elector check-config``. The numbers come from how
+etcd treats leases:
 
 * etcd grants at least ``ceil((3 * election_ticks // 2) * heartbeat)`` seconds, where
   ``election_ticks = election_timeout // heartbeat`` (2 s at the defaults, 1 s and 100 ms);
@@ -21,16 +24,124 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._errors import ConfigurationError
-from ._session import validate_timing
+from .._errors import ConfigurationError
+from .._seconds import seconds
 
-__all__ = ["ETCD_EXPIRY_SWEEP", "Failover", "TimingReport", "check_timing", "etcd_min_ttl"]
+__all__ = [
+    "ETCD_EXPIRY_SWEEP",
+    "MAX_TTL",
+    "Failover",
+    "Timing",
+    "TimingReport",
+    "check_timing",
+    "default_margin",
+    "etcd_min_ttl",
+    "validate_ttl",
+]
 
 # etcd's lessor looks for expired leases every 500 ms (revokeExpiredLeases).
 ETCD_EXPIRY_SWEEP = 0.5
 # Kernel time discipline (NTP) slews a clock's rate by at most 500 ppm; two clocks slewed in
 # opposite directions drift apart at up to twice that.
 _SLEW_PPM = 500.0
+# etcd stores lease TTLs as whole seconds and refuses more than this.
+MAX_TTL = 9_000_000_000
+
+
+def validate_ttl(ttl: float, *, what: str = "ttl", typed: str | None = None) -> int:
+    """The TTL as etcd wants it (whole seconds), or a ``ConfigurationError`` saying why not.
+    Messages name the setting as ``what`` and show the value as ``typed`` (what the user
+    wrote, e.g. on a command line) rather than as a float."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise ConfigurationError(f"{what} must be a number of seconds, got {ttl!r}")
+    shown = repr(typed) if typed is not None else _seconds_text(ttl)
+    if ttl != ttl or ttl < 1 or ttl > MAX_TTL:
+        raise ConfigurationError(
+            f"{what} {shown} cannot be granted: etcd leases last 1 to {MAX_TTL} whole seconds"
+        )
+    if ttl != int(ttl):
+        raise ConfigurationError(
+            f"{what} {shown} is not whole: etcd grants leases in whole seconds"
+        )
+    return int(ttl)
+
+
+def _seconds_text(value: object) -> str:
+    """``3`` for 3.0, ``1.5`` for 1.5: a number as people write it, not as a float prints."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def default_margin(ttl: float) -> float:
+    """Time kept in reserve to stop leader work before etcd can expire the lease."""
+    return min(max(0.5, 0.15 * ttl), ttl / 3)
+
+
+@dataclass(frozen=True, init=False)
+class Timing:
+    """A session's timing settings, checked together once, when made.
+
+    :param ttl: seconds etcd keeps the lease without renewal (whole seconds; etcd may grant
+        more, see :meth:`interval`).
+    :param margin: seconds of the TTL held back as a safety margin (default
+        :func:`default_margin`: 15% of the TTL, at least 0.5 s, at most a third): the local
+        deadline is ``send time + granted TTL - margin``.
+    :param keepalive_interval: seconds between renewals (``None``: a third of the granted
+        TTL); it must leave the renewal before the deadline.
+    :param shown_ttl: the TTL as the user wrote it, for messages (a command line's text).
+    :raises ConfigurationError: naming the setting that cannot work.
+    """
+
+    ttl: int
+    margin: float
+    keepalive_interval: float | None
+
+    def __init__(
+        self,
+        ttl: float = 10.0,
+        margin: float | None = None,
+        keepalive_interval: float | None = None,
+        *,
+        shown_ttl: str | None = None,
+    ) -> None:
+        whole = validate_ttl(ttl, typed=shown_ttl)
+        if margin is None:
+            margin = default_margin(whole)
+        else:
+            margin = seconds(margin, "margin", allow_zero=True, allow_infinite=True)
+        if margin >= whole:
+            raise ConfigurationError(
+                f"margin {_seconds_text(margin)}s must be smaller than the ttl {whole}s"
+            )
+        if keepalive_interval is not None and (
+            isinstance(keepalive_interval, bool)
+            or not isinstance(keepalive_interval, int | float)
+            or not 0 < keepalive_interval < whole - margin
+        ):
+            raise ConfigurationError(
+                f"keepalive_interval must be positive and below ttl - margin "
+                f"({whole - margin:g}s), got {_seconds_text(keepalive_interval)}"
+            )
+        object.__setattr__(self, "ttl", whole)
+        object.__setattr__(self, "margin", float(margin))
+        interval = None if keepalive_interval is None else float(keepalive_interval)
+        object.__setattr__(self, "keepalive_interval", interval)
+
+    def interval(self, granted_ttl: int) -> float:
+        """Seconds between renewals of a lease etcd granted ``granted_ttl`` seconds: the
+        setting, or a third of the TTL (of the one asked for, before etcd has answered)."""
+        if self.keepalive_interval is not None:
+            return self.keepalive_interval
+        return max(granted_ttl, self.ttl) / 3
+
+    def leader_stops_after(self, granted_ttl: int) -> float:
+        """How long after its last answered renewal was sent a leader keeps acting."""
+        return granted_ttl - self.margin
+
+    def renewal_headroom(self, granted_ttl: int) -> float:
+        """How late the next renewal may be before the term is lost."""
+        return self.leader_stops_after(granted_ttl) - self.interval(granted_ttl)
 
 
 @dataclass(frozen=True)
@@ -76,14 +187,6 @@ class TimingReport:
         return asdict(self)
 
 
-def _positive(value: float, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(f"{what} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(f"{what} must be more than zero seconds, got {value!r}")
-    return float(value)
-
-
 def etcd_min_ttl(election_timeout: float = 1.0, heartbeat: float = 0.1) -> int:
     """The shortest lease etcd grants with these server settings (seconds).
 
@@ -93,8 +196,8 @@ def etcd_min_ttl(election_timeout: float = 1.0, heartbeat: float = 0.1) -> int:
     :raises ConfigurationError: for non-positive values, or an election timeout below five
         heartbeats (etcd refuses to start with that).
     """
-    election_ms = round(_positive(election_timeout, "election timeout") * 1000)
-    tick_ms = round(_positive(heartbeat, "heartbeat interval") * 1000)
+    election_ms = round(seconds(election_timeout, "election timeout") * 1000)
+    tick_ms = round(seconds(heartbeat, "heartbeat interval") * 1000)
     if tick_ms < 1:
         raise ConfigurationError(f"heartbeat interval must be at least 1 ms, got {heartbeat!r}")
     if election_ms < 5 * tick_ms:
@@ -130,12 +233,12 @@ def check_timing(
         settings.
     """
     min_ttl = etcd_min_ttl(election_timeout, heartbeat)
-    whole_ttl, margin = validate_timing(ttl, margin, keepalive_interval)
+    timing = Timing(ttl, margin, keepalive_interval)
+    whole_ttl, margin = timing.ttl, timing.margin
     granted = max(whole_ttl, min_ttl)
-    # As AsyncSession.keepalive_interval: a third of the granted TTL unless set.
-    interval = float(keepalive_interval) if keepalive_interval else granted / 3
-    headroom = granted - margin - interval
-    stops_after = granted - margin
+    interval = timing.interval(granted)
+    headroom = timing.renewal_headroom(granted)
+    stops_after = timing.leader_stops_after(granted)
     drift_ppm = margin / granted * 1e6
     crash = granted + ETCD_EXPIRY_SWEEP
     # Worst case: the leader crashed just after a renewal and etcd loses its own leader just

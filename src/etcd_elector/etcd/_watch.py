@@ -21,32 +21,30 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from . import _clock, _metrics, _rpc
-from ._bounded import bounded
-from ._config import Endpoint
-from ._errors import (
-    AuthenticationFailed,
+from .. import _clock, _metrics
+from .._config import Endpoint
+from .._errors import (
+    ClientClosed,
     ConnectionFailed,
-    PermissionDenied,
     RequestTimeout,
     TransportError,
-    WatchCanceled,
-    WatchCompacted,
 )
-from ._proto import rpc_pb2
+from .._log import log_event
+from .._proto import rpc_pb2
+from .._tasks import cancel_all
+from . import _rpc
 from ._types import Event, WatchBatch
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ._transport import Transport
 
-__all__ = ["Watch", "WatchHub"]
+__all__ = ["AsyncWatch", "WatchHub"]
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +64,11 @@ class _Outgoing:
     joins the queue of pending creations when (and only if) its request is written."""
 
     request: rpc_pb2.WatchRequest
-    watch: Watch | None
+    watch: AsyncWatch | None
     written: asyncio.Future[bool]
 
 
-class Watch:
+class AsyncWatch:
     """One watch: ``async with client.watch(key) as w: async for batch in w: ...``.
 
     Iteration yields :class:`WatchBatch` values and ends only by raising: ``WatchCompacted``,
@@ -87,14 +85,14 @@ class Watch:
         self._finished = False
         self._released = False  # nobody wants it: cancel it at etcd once it has an id there
 
-    async def __aenter__(self) -> Watch:
+    async def __aenter__(self) -> AsyncWatch:
         await self._hub.register(self)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.cancel()
 
-    def __aiter__(self) -> Watch:
+    def __aiter__(self) -> AsyncWatch:
         return self
 
     async def __anext__(self) -> WatchBatch:
@@ -135,8 +133,8 @@ class Watch:
 class WatchHub:
     """Owns the client's watch stream and routes its answers to watches."""
 
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
         self._call: Any = None
         self._endpoint: Endpoint | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -145,19 +143,19 @@ class WatchHub:
         self._outbox: asyncio.Queue[_Outgoing] | None = None
         self._writing: _Outgoing | None = None  # the request the writer has on the wire
         self._last_heard = 0.0
-        self._pending: collections.deque[Watch] = collections.deque()  # creates written
-        self._active: dict[int, Watch] = {}
+        self._pending: collections.deque[AsyncWatch] = collections.deque()  # creates written
+        self._active: dict[int, AsyncWatch] = {}
         self._lock = asyncio.Lock()  # opening (and replacing) the stream
         self._closed = False
         self._broke = False  # a stream broke and none was opened since (for metrics)
         self._token: str | None = None  # the auth token the stream was opened with
 
-    async def register(self, watch: Watch) -> None:
+    async def register(self, watch: AsyncWatch) -> None:
         try:
             await self._register_once(watch)
         except _Refused as refused:
-            deadline = _clock.now() + self._client.config.timeout
-            if not await self._client.renew_token(refused.token, deadline):
+            deadline = _clock.now() + self._transport.config.timeout
+            if not await self._transport.renew_token(refused.token, deadline):
                 raise refused.error from None
             async with self._lock:
                 if self._call is not None and self._token == refused.token:
@@ -174,14 +172,14 @@ class WatchHub:
             except _Refused as again:
                 raise again.error from None
 
-    async def _register_once(self, watch: Watch) -> None:
-        timeout = self._client.config.stream_timeout
+    async def _register_once(self, watch: AsyncWatch) -> None:
+        timeout = self._transport.config.stream_timeout
         loop = asyncio.get_running_loop()
         watch._created = loop.create_future()
         async with self._lock:
             if self._closed:
-                raise ConnectionFailed("the client is closed")
-            deadline = _clock.now() + self._client.config.timeout
+                raise ClientClosed("the client is closed")
+            deadline = _clock.now() + self._transport.config.timeout
             if self._call is None:
                 await self._open(deadline)
             call = self._call
@@ -202,14 +200,14 @@ class WatchHub:
             self._break(error, call)
             raise error from None
 
-    async def unregister(self, watch: Watch) -> None:
+    async def unregister(self, watch: AsyncWatch) -> None:
         written = self._release(watch)
         if written is not None:
             # The writer sends it whatever becomes of us; wait so that a returned cancel()
             # means etcd was told (the outcome is always a bool, never an error).
             await asyncio.shield(written)
 
-    def _release(self, watch: Watch) -> asyncio.Future[bool] | None:
+    def _release(self, watch: AsyncWatch) -> asyncio.Future[bool] | None:
         """Nobody wants ``watch`` any more: cancel it at etcd now if it has an id on the
         current stream (return the pending write), else as soon as its id arrives."""
         watch._released = True
@@ -220,7 +218,7 @@ class WatchHub:
         return self._enqueue(_cancel_request(watch_id))
 
     def _enqueue(
-        self, request: rpc_pb2.WatchRequest, watch: Watch | None = None
+        self, request: rpc_pb2.WatchRequest, watch: AsyncWatch | None = None
     ) -> asyncio.Future[bool]:
         """Queue ``request`` for the current stream's writer; the future says if it was sent."""
         written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -231,12 +229,10 @@ class WatchHub:
         return written
 
     async def _open(self, deadline: float) -> None:
-        endpoint = await self._client.connect(deadline)
-        await self._client.authenticate(deadline)
-        stub = self._client.pool.callable(endpoint, _rpc.WATCH, "stream")
-        self._token = self._client.token
-        self._call = call = stub(metadata=self._client.metadata())
-        self._endpoint = endpoint
+        stream = await self._transport.open_stream(_rpc.WATCH, deadline)
+        self._call = call = stream.call
+        self._endpoint = endpoint = stream.endpoint
+        self._token = stream.token
         if self._broke:
             self._broke = False
             _metrics.sink().watch_reconnected()
@@ -258,7 +254,7 @@ class WatchHub:
         self, call: Any, endpoint: Endpoint, outbox: asyncio.Queue[_Outgoing]
     ) -> None:
         """The one writer of a stream: sends queued requests one at a time, in order."""
-        timeout = self._client.config.stream_timeout
+        timeout = self._transport.config.stream_timeout
         while True:
             item = await outbox.get()
             watch = item.watch
@@ -270,7 +266,7 @@ class WatchHub:
                 self._pending.append(watch)
             self._writing = item
             try:
-                await _write(call, item.request, timeout)
+                await _rpc.write_before(call, item.request, timeout)
             except TimeoutError:
                 self._break(
                     RequestTimeout(f"watch stream to {endpoint} is stuck", endpoint=str(endpoint)),
@@ -300,8 +296,10 @@ class WatchHub:
                 # Not us: gRPC cut the stream with its connection. Fail the watches loudly.
                 self._break(ConnectionFailed(f"watch stream to {endpoint} was reset"), call)
                 return
-            except grpc.aio.AioRpcError as exc:
-                self._break(_rpc.map_rpc_error(exc, str(endpoint), write=False), call)
+            except grpc.aio.AioRpcError:
+                # The stream's status, mapped; a bare INTERNAL is gRPC hiding it behind a write
+                # that lost the race with the stream's end: for the watches, the stream broke.
+                self._break(await _rpc.finished_stream_error(call, str(endpoint), "watch"), call)
                 return
             except Exception as exc:  # the call object broke in another way
                 self._break(ConnectionFailed(f"watch stream to {endpoint} broke: {exc}"), call)
@@ -315,12 +313,12 @@ class WatchHub:
                 )
                 return
             self._last_heard = _clock.now()
-            self._client.pool.answered(endpoint)
-            self._dispatch(response)
+            self._transport.answered(endpoint)
+            self._dispatch(response, endpoint)
 
     async def _monitor_loop(self, call: Any, endpoint: Endpoint) -> None:
         """A silent stream never fails by itself: probe it, and give up if even that is silent."""
-        timeout = self._client.config.stream_timeout
+        timeout = self._transport.config.stream_timeout
         half = timeout / 2
         probe_sent: float | None = None
         while call is self._call:
@@ -348,16 +346,16 @@ class WatchHub:
                 )
                 return
 
-    def _dispatch(self, response: rpc_pb2.WatchResponse) -> None:
+    def _dispatch(self, response: rpc_pb2.WatchResponse, endpoint: Endpoint) -> None:
         # A watch answer may lag behind what was read before: the guard checks its cluster id.
-        self._client.history.check(response.header, None, endpoint=str(self._endpoint))
+        self._transport.check_header(response.header, endpoint)
         if response.created:
             if not self._pending:
                 log.warning("etcd confirmed a watch nobody asked for (id %d)", response.watch_id)
                 return
             watch = self._pending.popleft()
             if response.canceled:
-                watch._fail(self._refusal(response) or self._cancel_error(response))
+                watch._fail(self._refused(response) or _rpc.watch_canceled_error(response))
                 return
             if watch._released:  # its caller gave up after the create was sent
                 self._enqueue(_cancel_request(response.watch_id))
@@ -374,7 +372,7 @@ class WatchHub:
             return  # a progress notice for the whole stream, or a watch already cancelled
         if response.canceled:
             del self._active[response.watch_id]
-            watch_or_none._fail(self._cancel_error(response))
+            watch_or_none._fail(_rpc.watch_canceled_error(response))
             return
         watch_or_none._deliver(
             WatchBatch(
@@ -383,41 +381,17 @@ class WatchHub:
             )
         )
 
-    def _refusal(self, response: rpc_pb2.WatchResponse) -> Exception | None:
-        """The error for a creation refused for want of access (None for other reasons)."""
-        raw = response.cancel_reason or ""
-        reason = bounded(raw)  # etcd's text, shown in a one-line message
-        where = f"etcd at {self._endpoint}"
-        error: TransportError
-        if _rpc.token_rejected(raw):
-            error = AuthenticationFailed(
-                f"{where} refused the watch's credentials: {reason}", endpoint=str(self._endpoint)
-            )
-        elif "permission denied" in raw.lower():
-            error = PermissionDenied(
-                f"{where} denied the watch: {reason}; grant the user's role read access to "
-                "the key range",
-                endpoint=str(self._endpoint),
-            )
-        else:
-            return None
-        return error if self._token is None else _Refused(error, self._token)
-
-    @staticmethod
-    def _cancel_error(response: rpc_pb2.WatchResponse) -> Exception:
-        if response.compact_revision:
-            _metrics.sink().watch_compacted()
-            return WatchCompacted(
-                f"watch start revision is compacted; etcd keeps history from revision "
-                f"{response.compact_revision}",
-                compact_revision=response.compact_revision,
-            )
-        reason = bounded(response.cancel_reason or "no reason given")
-        return WatchCanceled(f"etcd cancelled the watch: {reason}", reason=reason)
+    def _refused(self, response: rpc_pb2.WatchResponse) -> Exception | None:
+        """A creation refused for want of access (``None`` for other reasons); with a token,
+        maybe only for it: one more try with a fresh token settles it."""
+        error = _rpc.watch_refused_error(response.cancel_reason or "", str(self._endpoint))
+        if error is None or self._token is None:
+            return error
+        return _Refused(error, self._token)
 
     def _break(
         self,
-        error: TransportError,
+        error: TransportError | ClientClosed,
         call: Any = None,
         *,
         blame: bool = True,
@@ -431,15 +405,12 @@ class WatchHub:
             self._call.cancel()
         if not blame:
             log.debug("watch stream to %s closed: %s", self._endpoint, error)
-        elif self._endpoint is not None and not self._closed:
-            log.info(
-                "watch stream to %s failed: %s",
-                self._endpoint,
-                error,
-                extra={"endpoint": str(self._endpoint)},
+        elif self._endpoint is not None and isinstance(error, TransportError) and not self._closed:
+            log_event(
+                log, logging.INFO, "watch stream failed", endpoint=str(self._endpoint), detail=error
             )
             heard = self._last_heard if since is None else since
-            self._client.endpoint_failed(self._endpoint, error, since=heard)
+            self._transport.endpoint_failed(self._endpoint, error, since=heard)
             self._broke = True
         for task in (self._reader, self._monitor, self._writer):
             if task is not None and task is not asyncio.current_task():
@@ -464,29 +435,11 @@ class WatchHub:
     async def close(self) -> None:
         self._closed = True
         tasks = [t for t in (self._reader, self._monitor, self._writer) if t is not None]
-        self._break(ConnectionFailed("the client was closed"))
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._break(ClientClosed("the client was closed"))
+        errors = await cancel_all(tasks)
+        if errors:
+            raise errors[0]
 
 
 def _cancel_request(watch_id: int) -> rpc_pb2.WatchRequest:
     return rpc_pb2.WatchRequest(cancel_request=rpc_pb2.WatchCancelRequest(watch_id=watch_id))
-
-
-async def _write(call: Any, request: rpc_pb2.WatchRequest, timeout: float) -> None:
-    """Write with a deadline without cancelling the write itself (that would end the RPC)."""
-    write = asyncio.ensure_future(call.write(request))
-    try:
-        done, _ = await asyncio.wait([write], timeout=timeout)
-    finally:
-        if not write.done():  # timed out, or the writer was stopped with its stream
-            write.add_done_callback(_consume)
-    if not done:
-        raise TimeoutError
-    write.result()
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 __all__ = ["TokenFile", "TokenRecord"]
 

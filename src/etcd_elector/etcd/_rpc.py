@@ -12,8 +12,9 @@ from typing import Any
 
 import grpc
 
-from ._bounded import bounded
-from ._errors import (
+from .. import _metrics
+from .._bounded import bounded
+from .._errors import (
     AmbiguousResult,
     AuthenticationFailed,
     ConnectionFailed,
@@ -26,9 +27,12 @@ from ._errors import (
     RequestTimeout,
     RequestTooLarge,
     TransportError,
+    WatchCanceled,
+    WatchCompacted,
+    WatchError,
 )
-from ._proto import rpc_pb2
-from ._tls import handshake_error
+from .._proto import rpc_pb2
+from .._tls import handshake_error
 
 __all__ = [
     "Method",
@@ -38,6 +42,9 @@ __all__ = [
     "map_rpc_error",
     "map_status",
     "token_rejected",
+    "watch_canceled_error",
+    "watch_refused_error",
+    "write_before",
 ]
 
 
@@ -260,6 +267,58 @@ def map_status(
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return ConnectionFailed(f"cannot reach {where}: {details}", endpoint=endpoint)
     return EtcdServerError(f"{where} answered {code.name}: {details}", endpoint=endpoint)
+
+
+def watch_refused_error(cancel_reason: str, endpoint: str) -> TransportError | None:
+    """The error for a watch creation etcd refused for want of access, or ``None`` when it
+    refused for another reason (etcd 3.5 answers an expired token with "permission denied")."""
+    reason = bounded(cancel_reason)  # etcd's text, shown in a one-line message
+    where = f"etcd at {endpoint}"
+    if token_rejected(cancel_reason):
+        return AuthenticationFailed(
+            f"{where} refused the watch's credentials: {reason}", endpoint=endpoint
+        )
+    if "permission denied" in cancel_reason.lower():
+        return PermissionDenied(
+            f"{where} denied the watch: {reason}; grant the user's role read access to the "
+            "key range",
+            endpoint=endpoint,
+        )
+    return None
+
+
+def watch_canceled_error(response: rpc_pb2.WatchResponse) -> WatchError:
+    """The error for a watch etcd cancelled: compacted away, or for the reason it gives."""
+    if response.compact_revision:
+        _metrics.sink().watch_compacted()
+        return WatchCompacted(
+            f"watch start revision is compacted; etcd keeps history from revision "
+            f"{response.compact_revision}",
+            compact_revision=response.compact_revision,
+        )
+    reason = bounded(response.cancel_reason or "no reason given")
+    return WatchCanceled(f"etcd cancelled the watch: {reason}", reason=reason)
+
+
+async def write_before(call: Any, request: Any, timeout: float) -> None:
+    """Write ``request`` to a stream call within ``timeout`` seconds, without cancelling the
+    write itself (that would end the whole RPC).
+
+    :raises TimeoutError: if the write did not finish in time (it goes on meanwhile).
+    """
+    write = asyncio.ensure_future(call.write(request))
+    # Its error is read whatever becomes of us: the writer may be stopped with its stream at
+    # the very moment the write fails, and then nothing else would read it.
+    write.add_done_callback(_retrieve)
+    done, _ = await asyncio.wait([write], timeout=timeout)
+    if not done:
+        raise TimeoutError
+    write.result()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def cancelled_by_us() -> bool:

@@ -1,33 +1,23 @@
 """``AsyncElector``: run a piece of work only while leader, stop it on loss, and try again.
 
-Each term: campaign, call ``work(term)``, and wait for whichever comes first: the work returns
-(resign, fast handoff), leadership is lost (cancel the work at once; the loss fires at the
-session's local deadline, before etcd can elect anyone else), or the elector is closed.
-``on_lost`` is called exactly once for every term that was elected.
-
-Work that notices the loss itself (``term.check()`` raising ``LeadershipLost`` after the process
-was paused past its deadline, before the session's own timer has run) ends the term the same
-way: the loss, not a failure of the work.
+Each term is a :class:`~._lead.Lead`; between terms the elector keeps a live session,
+campaigns with backoff, and rides out what retrying can cure. ``on_lost`` is called exactly
+once for every term that was elected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import functools
 import inspect
 import logging
 import signal
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._backoff import Backoff
-from ._bounded import bounded
-from ._election import AsyncElection, Term
-from ._errors import (
+from .._backoff import Backoff
+from .._errors import (
     CampaignFailed,
     EtcdElectorError,
     LeadershipError,
@@ -35,50 +25,36 @@ from ._errors import (
     SessionLost,
     TransportError,
 )
-from ._identity import default_identity
-from ._keys import KeyLike, as_bytes
+from .._identity import default_identity
+from .._keys import KeyLike, as_bytes
+from .._log import log_event
+from .._reasons import EndReason
+from .._repeats import RepeatThrottle
+from .._stop_signals import StopSignals
+from .._tasks import Stopped, cancel_and_wait, unless
+from ._election import AsyncElection
+from ._lead import Lead, log_stop_error
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
-from ._repeats import RepeatThrottle
-from ._session import AsyncSession, LossReason, validate_timing
-from ._stop_signals import StopSignals
-from ._view import ElectionView, LeaderInfo
+from ._session import AsyncSession
+from ._states import ElectorEvent, ElectorState, StateStream
+from ._term import Term
+from ._timing import Timing
+from ._view import AsyncElectionView, LeaderInfo
+from ._work import Work, refuse_plain_function
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ..etcd._client import AsyncEtcdClient
 
 __all__ = ["AsyncElector", "ElectorEvent", "ElectorState", "Work"]
 
 log = logging.getLogger(__name__)
 
-Work = Callable[[Term], Awaitable[Any]]
-Callback = Callable[..., Any]
-
-
-class ElectorState(enum.Enum):
-    """Where an elector is: ``IDLE`` (between terms), ``CAMPAIGNING``, ``LEADING`` or
-    ``STOPPED`` (closed; ``states()`` ends after it)."""
-
-    IDLE = "idle"
-    CAMPAIGNING = "campaigning"
-    LEADING = "leading"
-    STOPPED = "stopped"
-
-
-class EndReason:
-    """Why a term ended, as passed to ``on_lost`` (besides the session's and election's)."""
-
-    WORK_DONE = "work_done"  # work returned; we resigned
-    WORK_FAILED = "work_failed"  # work raised; we resigned and re-raise
-    CLOSED = "closed"  # the elector was closed or run() cancelled; we resigned
-
-
-@dataclass(frozen=True)
-class ElectorEvent:
-    """A change of the elector's state; ``reason`` is set when a term ends."""
-
-    state: ElectorState
-    term: Term | None = None
-    reason: str | None = None
+T = TypeVar("T")
+#: ``on_elected(term)``, ``on_lost(term, reason)``, ``on_leader_change(leader)``: plain or
+#: async functions (what they return is awaited if it can be).
+OnElected = Callable[[Term], object]
+OnLost = Callable[[Term, EndReason], object]
+OnLeaderChange = Callable[[LeaderInfo | None], object]
 
 
 class AsyncElector:
@@ -109,7 +85,7 @@ class AsyncElector:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: AsyncEtcdClient,
         name: str,
         *,
         value: KeyLike | None = None,
@@ -118,29 +94,27 @@ class AsyncElector:
         keepalive_interval: float | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         requeue: bool = True,
-        on_elected: Callback | None = None,
-        on_lost: Callback | None = None,
-        on_leader_change: Callback | None = None,
+        on_elected: OnElected | None = None,
+        on_lost: OnLost | None = None,
+        on_leader_change: OnLeaderChange | None = None,
         backoff: tuple[float, float] = (0.1, 5.0),
         stop_on: tuple[type[Exception], ...] = (),
     ) -> None:
         self.client = client
         self.name = validate_name(name)
         self.namespace = validate_namespace(namespace)
-        self.ttl, self.margin = validate_timing(ttl, margin, keepalive_interval)
-        self.keepalive_interval = keepalive_interval
+        self.timing = Timing(ttl, margin, keepalive_interval)  # checked once, here
         self.value = as_bytes(value if value is not None else default_identity())
         self.requeue = requeue
         self.on_elected = on_elected
         self.on_lost = on_lost
         self.on_leader_change = on_leader_change
         self.backoff = backoff
-        self.view = ElectionView(client, self.name, namespace=self.namespace)
+        self.view = AsyncElectionView(client, self.name, namespace=self.namespace)
         self._session: AsyncSession | None = None
         self._retired: list[AsyncSession] = []
         self._election: AsyncElection | None = None
-        self._state = ElectorState.IDLE
-        self._subscribers: list[asyncio.Queue[ElectorEvent]] = []
+        self._states = StateStream()
         self._started = False
         self._closing = asyncio.Event()  # set: stop the work, resign, return from run()
         self._closed = False
@@ -154,18 +128,35 @@ class AsyncElector:
         self._failures = RepeatThrottle()
 
     def __repr__(self) -> str:
-        return f"<AsyncElector {self.name!r} state={self._state.value}>"
+        return f"<AsyncElector {self.name!r} state={self.state.value}>"
 
-    @property
-    def _identity(self) -> str:
-        """The value we campaign with, as logs show it (bounded: it may be large)."""
-        return bounded(self.value)
+    def _event(
+        self,
+        level: int,
+        message: str,
+        /,
+        *,
+        detail: object = None,
+        exc_info: bool = False,
+        **more: object,
+    ) -> None:
+        """A log line about this elector: the election, ``more``, and who we are."""
+        log_event(
+            log,
+            level,
+            message,
+            election=self.name,
+            **more,
+            identity=self.value,
+            detail=detail,
+            exc_info=exc_info,
+        )
 
     # -- local state ---------------------------------------------------------------------------
 
     @property
     def state(self) -> ElectorState:
-        return self._state
+        return self._states.current
 
     def is_leader(self) -> bool:
         """Local, no I/O: true only while a term holds and the session deadline has not passed."""
@@ -188,18 +179,9 @@ class AsyncElector:
         """The current leader of the election (a linearizable read)."""
         return await self.view.leader()
 
-    async def states(self) -> AsyncGenerator[ElectorEvent, None]:
+    def states(self) -> AsyncGenerator[ElectorEvent, None]:
         """Every state change from now on, ending after ``STOPPED``."""
-        queue: asyncio.Queue[ElectorEvent] = asyncio.Queue()
-        self._subscribers.append(queue)
-        try:
-            while True:
-                event = await queue.get()
-                yield event
-                if event.state is ElectorState.STOPPED:
-                    return
-        finally:
-            self._subscribers.remove(queue)
+        return self._states.follow()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -229,14 +211,12 @@ class AsyncElector:
         self._closing.set()
         await self._run_finished.wait()
         observer, self._observer = self._observer, None
-        if observer is not None:
-            observer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await observer
+        if observer is not None and (error := await cancel_and_wait(observer)) is not None:
+            raise error
         await self._close_sessions()
         self._closed = True
         self._restore_signals()
-        if self._state is not ElectorState.STOPPED:
+        if self.state is not ElectorState.STOPPED:
             self._publish(ElectorEvent(ElectorState.STOPPED))
 
     def stop_on_signals(self) -> None:
@@ -255,7 +235,7 @@ class AsyncElector:
         :raises RuntimeError: outside the main thread or outside a running event loop.
         """
         if self._stop_signals is None:
-            signals = StopSignals(asyncio.get_running_loop(), self._stop_on_signal)
+            signals = StopSignals(asyncio.get_running_loop(), self.on_stop_signal)
             signals.install()
             self._stop_signals = signals
 
@@ -266,20 +246,20 @@ class AsyncElector:
         if signals is not None:
             signals.restore()
 
-    def _stop_on_signal(self, signum: int) -> None:
-        """On the loop: a stop signal came (from either twin's handler)."""
+    @property
+    def stopping(self) -> bool:
+        """Whether the elector was told to stop (``close()``, a stop signal)."""
+        return self._closing.is_set()
+
+    def on_stop_signal(self, signum: int) -> None:
+        """What a stop signal does (either twin's :meth:`stop_on_signals` handler calls it, on
+        the event loop): the work stops, we resign, ``run()`` returns ``None``. Again while
+        stopping, nothing."""
         name = signal.Signals(signum).name
-        fields = {"election": self.name, "identity": self._identity, "signal": name}
         if self._closing.is_set():
-            log.info("%s again election=%s: already stopping", name, self.name, extra=fields)
+            self._event(logging.INFO, f"{name} again: already stopping", signal=name)
             return
-        log.info(
-            "%s: stopping election=%s identity=%s (the work stops, then we resign)",
-            name,
-            self.name,
-            self._identity,
-            extra=fields,
-        )
+        self._event(logging.INFO, f"{name}: stopping (the work stops, then we resign)", signal=name)
         self._closing.set()
 
     # -- the loop --------------------------------------------------------------------------------
@@ -303,7 +283,7 @@ class AsyncElector:
         :raises RuntimeError: if the elector is closed, or ``run()`` is already active on it.
         :raises Exception: whatever ``work`` or ``on_elected`` raised (after resigning).
         """
-        _refuse_plain_function(work)
+        refuse_plain_function(work)
         if self._closed:
             raise RuntimeError(
                 f"the elector for {self.name!r} is closed: make a new one with client.elector()"
@@ -324,7 +304,7 @@ class AsyncElector:
                         return result
                     if self._closing.is_set():
                         return None
-                    reason = term.end_reason or LossReason.DEADLINE
+                    reason = term.end_reason or EndReason.DEADLINE
                     raise LeadershipLost(
                         f"leadership of {self.name!r} ended ({reason}) before the work finished",
                         reason=reason,
@@ -345,7 +325,7 @@ class AsyncElector:
             return None
         election = self._election
         if election is None or election.session is not session:
-            election = session.election(self.name, namespace=self.namespace)
+            election = AsyncElection(session, self.name, namespace=self.namespace)
             self._election = election
         self._publish(ElectorEvent(ElectorState.CAMPAIGNING))
         try:
@@ -354,19 +334,11 @@ class AsyncElector:
             if self._gives_up_on(exc):
                 raise
             level, quiet = self._failures.level(("campaign", type(exc)))
-            log.log(
+            self._event(
                 level,
-                "campaign failed election=%s lease=%x identity=%s, trying again: %s%s",
-                self.name,
-                session.lease_id,
-                self._identity,
-                exc,
-                _quiet_note(quiet),
-                extra={
-                    "election": self.name,
-                    "lease": f"{session.lease_id:x}",
-                    "identity": self._identity,
-                },
+                "campaign failed, trying again",
+                lease=session.lease_hex,
+                detail=f"{exc}{_quiet_note(quiet)}",
             )
             await self._pause()
             return None
@@ -383,94 +355,15 @@ class AsyncElector:
     async def _lead(self, term: Term, work: Work) -> tuple[bool, Any]:
         """Run ``work`` for one term. Returns (work finished, its result)."""
         assert self._election is not None
-        election = self._election
-        self._publish(ElectorEvent(ElectorState.LEADING, term))
-        reason = EndReason.CLOSED
-        error: BaseException | None = None
-        result: Any = None
-        finished = False
-        ended: str | None = None
-        work_task: asyncio.Future[Any] | None = None
-        lost = asyncio.ensure_future(election.wait_lost())
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            try:
-                await self._call(self.on_elected, term, propagate=True)
-            except Exception as exc:
-                error, reason = exc, EndReason.WORK_FAILED
-            else:
-                work_task = asyncio.ensure_future(_start_work(work, term))
-                await asyncio.wait({work_task, lost, closing}, return_when=asyncio.FIRST_COMPLETED)
-                ended = _end_seen(term, lost)
-                if work_task.done() and work_task.cancelled():
-                    finished = True  # the work cancelled itself: it is over, with no result
-                elif work_task.done():
-                    failure = work_task.exception()
-                    if failure is None:
-                        finished, result = True, work_task.result()
-                        reason = EndReason.WORK_DONE
-                    elif ended is None or not _part_of_the_loss(failure):
-                        error, reason = failure, EndReason.WORK_FAILED
-                    elif not isinstance(failure, LeadershipError):
-                        self._log_stop_error(failure)
-                if ended is not None:
-                    # The loss wins: work that returned together with it (threaded work returns
-                    # when it sees term.lost), or raised because it saw it first (term.check()
-                    # after a pause, a call to etcd failing in the outage that ended the term),
-                    # did not end the term, the loss did.
-                    finished, reason = False, ended
-        finally:
-            # Stop the work first: leadership may already be gone.
-            if work_task is not None:
-                await _cancel_and_wait(work_task, self._log_stop_error)
-            for helper in (lost, closing):
-                helper.cancel()
-            if ended is None:
-                await asyncio.shield(self._resign(election))
-            await self._call(self.on_lost, term, reason)
-            self._publish(ElectorEvent(ElectorState.IDLE, term, reason))
-            log.info(
-                "term over election=%s key=%s lease=%x token=%d identity=%s reason=%s",
-                self.name,
-                bounded(term.key),
-                term.lease_id,
-                term.token,
-                self._identity,
-                reason,
-                extra={
-                    "election": self.name,
-                    "key": bounded(term.key),
-                    "lease": term.lease_hex,
-                    "token": term.token,
-                    "identity": self._identity,
-                    "reason": reason,
-                },
-            )
-        if error is not None:
-            raise error
-        return finished, result
-
-    def _log_stop_error(self, error: BaseException) -> None:
-        """An error from work whose term was over, or that was being stopped: one line."""
-        log.warning(
-            "election=%s: the work raised %s as its term ended: %s",
-            self.name,
-            type(error).__name__,
-            error,
-            extra={"election": self.name, "identity": self._identity},
+        lead = Lead(
+            self._election,
+            term,
+            closing=self._closing,
+            call=self._call,
+            publish=self._publish,
+            log=self._event,
         )
-
-    async def _resign(self, election: AsyncElection) -> None:
-        try:
-            await election.resign()
-        except TransportError as exc:
-            log.warning(
-                "resign failed election=%s lease=%x (%s); the key expires with its lease",
-                self.name,
-                election.session.lease_id,
-                exc,
-                extra={"election": self.name, "lease": f"{election.session.lease_id:x}"},
-            )
+        return await lead.run(work, self.on_elected, self.on_lost)
 
     async def _live_session(self) -> AsyncSession | None:
         """The current session if alive, else a new one (``None`` if etcd is unreachable)."""
@@ -483,22 +376,13 @@ class AsyncElector:
                 await self._election.close()  # its guard (and the guard's watch) goes too
             self._election = None
         try:
-            session = await self._unless_closing(
-                self.client.session(
-                    ttl=self.ttl, margin=self.margin, keepalive_interval=self.keepalive_interval
-                ).start()
-            )
+            session = await self._unless_closing(AsyncSession(self.client, self.timing).start())
         except TransportError as exc:
             if self._gives_up_on(exc):
                 raise
             level, quiet = self._failures.level(("session", type(exc)))
-            log.log(
-                level,
-                "cannot start a session election=%s, retrying: %s%s",
-                self.name,
-                exc,
-                _quiet_note(quiet),
-                extra={"election": self.name, "identity": self._identity},
+            self._event(
+                level, "cannot start a session, retrying", detail=f"{exc}{_quiet_note(quiet)}"
             )
             await self._pause()
             return None
@@ -507,23 +391,17 @@ class AsyncElector:
         self._session = session
         return session
 
-    async def _unless_closing(self, awaitable: Awaitable[Any]) -> Any:
+    async def _unless_closing(self, awaitable: Awaitable[T]) -> T | None:
         """Await ``awaitable`` unless the elector starts closing first (then ``None``)."""
-        task = asyncio.ensure_future(awaitable)
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closing.cancel()
-            if not task.done():
-                await _cancel_and_wait(task, self._log_stop_error)
-        if task.cancelled():
+        outcome = await unless(awaitable, self._closing.wait())
+        if isinstance(outcome, Stopped):
+            if outcome.error is not None and not isinstance(outcome.error, LeadershipError):
+                log_stop_error(self._event, outcome.error)
             return None
-        result = task.result()
-        if self._closing.is_set() and isinstance(result, AsyncSession):
-            await result.close()
+        if self._closing.is_set() and isinstance(outcome, AsyncSession):
+            await outcome.close()
             return None
-        return result
+        return outcome
 
     async def _pause(self) -> None:
         """Jittered exponential backoff, cut short by closing."""
@@ -547,18 +425,14 @@ class AsyncElector:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception(
-                "observing the leader of election=%s stopped",
-                self.name,
-                extra={"election": self.name},
-            )
+            self._event(logging.ERROR, "observing the leader stopped", exc_info=True)
 
     def _publish(self, event: ElectorEvent) -> None:
-        self._state = event.state
-        for queue in self._subscribers:
-            queue.put_nowait(event)
+        self._states.publish(event)
 
-    async def _call(self, callback: Callback | None, *args: Any, propagate: bool = False) -> None:
+    async def _call(
+        self, callback: Callable[..., object] | None, *args: object, propagate: bool = False
+    ) -> None:
         if callback is None:
             return
         try:
@@ -570,89 +444,9 @@ class AsyncElector:
         except Exception:
             if propagate:
                 raise
-            log.exception(
-                "elector callback %r failed election=%s",
-                callback,
-                self.name,
-                extra={"election": self.name},
-            )
+            self._event(logging.ERROR, f"elector callback {callback!r} failed", exc_info=True)
 
 
 def _quiet_note(quiet: int) -> str:
     """What a repeated warning adds: how often it failed since the last one."""
     return f" (failed {quiet} more times since the last warning)" if quiet else ""
-
-
-def _end_seen(term: Term, lost: asyncio.Future[str]) -> str | None:
-    """Why ``term`` is over, or ``None`` while it holds. Computed, not only remembered: after a
-    pause the work may see the deadline passed before the session's timer has said so."""
-    if lost.done() and not lost.cancelled():
-        return lost.result()
-    if term.is_leader():
-        return None
-    return term.end_reason or LossReason.DEADLINE
-
-
-_PLAIN_WORK = (
-    "work must be an async function (async def {name}(term): ...): the elector awaits it on "
-    "its event loop, where a plain function would stop keepalives until it returns. For "
-    "threaded work use the blocking Elector (Client(...).elector(...)), which calls plain "
-    "functions in your thread."
-)
-
-
-def _refuse_plain_function(work: Any) -> None:
-    """Refuse a ``def`` function before it runs: on the loop it would block the keepalives.
-
-    Lambdas, decorated async functions and builtins are let through (they may return an
-    awaitable); what they return is checked when they are called.
-    """
-    target = work
-    while isinstance(target, functools.partial):
-        target = target.func
-    if not callable(target):
-        raise TypeError(f"work must be callable, got {type(work).__name__}")
-    name = getattr(target, "__name__", "work")
-    if not (inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(target)):
-        name = f"{type(target).__name__}.__call__"
-        target = type(target).__call__  # a callable object: judge its __call__
-    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(inspect.unwrap(target)):
-        return
-    if (inspect.isfunction(target) or inspect.ismethod(target)) and name != "<lambda>":
-        raise TypeError(_PLAIN_WORK.format(name=name))
-
-
-async def _start_work(work: Work, term: Term) -> Any:
-    outcome = work(term)
-    if not inspect.isawaitable(outcome):
-        raise TypeError(_PLAIN_WORK.format(name=getattr(work, "__name__", "work")))
-    return await outcome
-
-
-def _part_of_the_loss(error: BaseException) -> bool:
-    """Whether work that raised ``error`` once its term was over failed because of that end:
-    it saw it (``LeadershipError``), or etcd went out of reach, which also ended the term."""
-    if isinstance(error, EtcdElectorError) and not error.retriable:
-        return False
-    return isinstance(error, LeadershipError | TransportError)
-
-
-async def _cancel_and_wait(
-    task: asyncio.Future[Any], report: Callable[[BaseException], None]
-) -> None:
-    """Cancel ``task`` and wait until it is over. An error it raises on its way out is
-    reported, not lost (one about the term ending is expected: the work saw the end it is
-    stopped for)."""
-    if task.done():
-        if not task.cancelled():
-            task.exception()  # the caller has read it; mark it retrieved
-        return
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    except LeadershipError:
-        pass
-    except Exception as exc:
-        report(exc)

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from ._proto import kv_pb2, rpc_pb2
+from .._proto import kv_pb2, rpc_pb2
 
 __all__ = [
     "DeleteResult",

@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from . import _clock, _rpc
-from ._config import Endpoint, validate_timeout
-from ._errors import ConnectionFailed, NoLeader, RequestTimeout, TransportError
-from ._proto import rpc_pb2
+from .. import _clock
+from .._config import Endpoint
+from .._errors import ConnectionFailed, NoLeader, RequestTimeout, TransportError
+from .._proto import rpc_pb2
+from .._seconds import seconds
+from . import _rpc
 from ._types import KeepAliveAnswer
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ._transport import Transport
 
 __all__ = ["KeepAliveStream"]
 
@@ -33,8 +35,8 @@ _SEND_ATTEMPTS = 3
 class KeepAliveStream:
     """Keeps one lease alive on demand: ``answer = await stream.ping()``."""
 
-    def __init__(self, client: AsyncClient, lease_id: int) -> None:
-        self._client = client
+    def __init__(self, transport: Transport, lease_id: int) -> None:
+        self._transport = transport
         self.lease_id = lease_id
         self._call: Any = None
         self._endpoint: Endpoint | None = None
@@ -54,13 +56,13 @@ class KeepAliveStream:
         :raises NoLeader: the member lost quorum (the next ping uses another endpoint).
         :raises RequestTimeout: no answer within ``timeout`` (default: the stream timeout).
         """
-        seconds = (
-            self._client.config.stream_timeout
+        budget = (
+            self._transport.config.stream_timeout
             if timeout is None
-            else validate_timeout(timeout, "keepalive timeout")
+            else seconds(timeout, "keepalive timeout")
         )
         async with self._lock:
-            deadline = _clock.now() + seconds
+            deadline = _clock.now() + budget
             request = rpc_pb2.LeaseKeepAliveRequest(ID=self.lease_id)
             unsent: list[TransportError] = []
             renewed = False
@@ -113,7 +115,7 @@ class KeepAliveStream:
                 except TimeoutError:
                     error: Exception = RequestTimeout(
                         f"lease {self.lease_id:x}: no keepalive answer from etcd at {endpoint} "
-                        f"within {seconds:g}s",
+                        f"within {budget:g}s",
                         endpoint=str(endpoint),
                     )
                     self._fail(endpoint, error)
@@ -136,9 +138,9 @@ class KeepAliveStream:
                 self._fail(endpoint, mapped)
                 raise mapped
             received_at = _clock.now()
-            self._client.pool.answered(endpoint)
+            self._transport.answered(endpoint)
             # A keepalive answer comes from one member's local state: cluster id only.
-            self._client.history.check(response.header, None, endpoint=str(endpoint))
+            self._transport.check_header(response.header, endpoint)
             log.debug(
                 "keepalive lease=%x ttl=%d rtt=%.1fms via %s",
                 self.lease_id,
@@ -155,23 +157,20 @@ class KeepAliveStream:
             )
 
     async def _open(self, deadline: float) -> None:
-        self._endpoint = await self._client.connect(deadline)
-        await self._client.authenticate(deadline)
-        stub = self._client.pool.callable(self._endpoint, _rpc.LEASE_KEEPALIVE, "stream")
-        self._token = self._client.token
-        self._call = stub(metadata=self._client.metadata())
+        stream = await self._transport.open_stream(_rpc.LEASE_KEEPALIVE, deadline)
+        self._call, self._endpoint, self._token = stream.call, stream.endpoint, stream.token
 
     async def _renew_token(self, details: str | None, deadline: float) -> bool:
         """If etcd ended the stream for its auth token: get a new one (the stream is reopened
         with it). False when the failure was something else or there are no credentials."""
-        return _rpc.token_rejected(details) and await self._client.renew_token(
+        return _rpc.token_rejected(details) and await self._transport.renew_token(
             self._token, deadline
         )
 
     def _fail(self, endpoint: Endpoint, error: Exception) -> None:
         self._drop_call()
         if isinstance(error, ConnectionFailed | RequestTimeout):
-            self._client.endpoint_failed(endpoint, error, since=self._sent_at)
+            self._transport.endpoint_failed(endpoint, error, since=self._sent_at)
 
     def _drop_call(self) -> None:
         if self._call is not None:

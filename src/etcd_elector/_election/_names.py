@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_NAMESPACE",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._clock import Clock
+from .._clock import Clock
 
 __all__ = ["LeaseDeadline"]
 

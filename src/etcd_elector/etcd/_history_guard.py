@@ -41,8 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import _clock, _metrics, _rpc
-from ._errors import ConfigurationError, EtcdElectorError
+from .. import _clock, _metrics
+from .._errors import ConfigurationError, EtcdElectorError
+from .._log import log_event
+from . import _rpc
 from ._token_file import TokenFile, TokenRecord
 
 __all__ = ["Expectation", "HistoryGuard", "HistoryLoss", "is_linearizable"]
@@ -284,38 +286,37 @@ class HistoryGuard:
 
     def _report(self, loss: HistoryLoss, listeners: list[Listener]) -> None:
         self._persist_now(loss.floor, loss.cluster_id)
-        fields = {
-            "revision": loss.revision,
-            "previous_revision": loss.previous_revision,
-            "cluster_id": f"{loss.cluster_id:x}",
-            "previous_cluster_id": (
-                None if loss.previous_cluster_id is None else f"{loss.previous_cluster_id:x}"
-            ),
-            "endpoint": loss.endpoint,
-            "floor": loss.floor,
-        }
+        seen = "recorded in the token file" if loss.from_token_file else "seen before"
         if loss.kind == HistoryLoss.REVISION_WENT_BACK:
-            log.error(
-                "etcd history lost: %s: etcd's data was wiped or restored from an older "
-                "snapshot. Every session on this client ended (etcd_history_lost); revisions "
-                "%d..%d are gone and will be issued again, so leadership with a fencing token "
-                "at or below %d is refused. Remedy: %s",
-                loss.describe(),
-                loss.revision + 1,
-                loss.previous_revision,
-                loss.floor,
-                REMEDY,
-                extra=fields,
+            message = (
+                f"etcd history lost: its revision went back below the highest {seen}, so its "
+                "data was wiped or restored from an older snapshot. Every session on this "
+                "client ended (etcd_history_lost); the revisions above the current one will be "
+                "issued again, so leadership with a fencing token at or below the floor is "
+                "refused"
             )
+            remedy: str | None = f"remedy: {REMEDY}"
         else:
-            log.error(
-                "etcd history changed: %s: this is another etcd cluster (restored with a new "
+            message = (
+                "etcd history changed: another etcd cluster answers (restored with a new "
                 "cluster token, or the endpoints reach another cluster). Every session on this "
-                "client ended (etcd_history_lost); tokens remain above %d, so campaigns go on",
-                loss.describe(),
-                loss.floor,
-                extra=fields,
+                "client ended (etcd_history_lost); tokens remain above the floor, so campaigns "
+                "go on"
             )
+            remedy = None
+        previous_cluster = loss.previous_cluster_id
+        log_event(
+            log,
+            logging.ERROR,
+            message,
+            revision=loss.revision,
+            previous_revision=loss.previous_revision,
+            cluster_id=f"{loss.cluster_id:x}",
+            previous_cluster_id=None if previous_cluster is None else f"{previous_cluster:x}",
+            endpoint=loss.endpoint,
+            floor=loss.floor,
+            detail=remedy,
+        )
         _metrics.sink().history_lost(loss.kind)
         for listener in listeners:
             try:
@@ -342,12 +343,13 @@ class HistoryGuard:
         try:
             self._file.raise_to(token, cluster_id)
         except (OSError, ConfigurationError) as exc:
-            log.error(
-                "cannot write token file %s (%s): a restarted process would not know token %d",
-                self._file.path,
-                exc,
-                token,
-                extra={"token": token},
+            log_event(
+                log,
+                logging.ERROR,
+                "cannot write the token file: a restarted process would not know the token",
+                token_file=str(self._file.path),
+                token=token,
+                detail=exc,
             )
 
     def accept_reset(self) -> int:
@@ -366,11 +368,12 @@ class HistoryGuard:
             self._epoch += 1
         if self._file is not None:
             self._file.reset(TokenRecord(0, None))
-        log.warning(
-            "accepted etcd's current history: fencing tokens at or below %d are no longer "
-            "refused; outside systems that keep the highest token must be reset too",
-            dropped,
-            extra={"floor": dropped},
+        log_event(
+            log,
+            logging.WARNING,
+            "accepted etcd's current history: fencing tokens at or below the floor are no "
+            "longer refused; outside systems that keep the highest token must be reset too",
+            floor=dropped,
         )
         return dropped
 
