@@ -14,14 +14,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from etcd_elector import AsyncClient, Client, Term
+from etcd_elector import AsyncClient, Client, Term, TransportError
 from etcd_elector.integrations.starlette import LeaderLifespan
 from etcd_elector.testing import free_port
 
@@ -298,3 +298,75 @@ def test_a_leadership_started_before_a_fork_is_refused_in_the_child(
     assert "was forked from it" in refused and "start_on_request()" in refused
     assert "child exit 0" in lines and "parent leads True" in lines
     assert candidate_keys(etcd_endpoint, f"{namespace}/forked/") == []
+
+
+async def test_a_starlette_apps_own_lifespan_enters_it_and_errors_are_never_silent(
+    etcd_endpoint: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real Starlette app with a lifespan of its own that enters ``leader(app)`` inside it;
+    then an elector told to stop on transport errors, with nobody at the endpoint: the error
+    reaches ``term`` and ``is_leader()`` instead of a leadership that never comes."""
+    from starlette.applications import Starlette
+
+    leader = LeaderLifespan(
+        "own", client=lambda: AsyncClient(etcd_endpoint), namespace=namespace, ttl=2
+    )
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        events.append("app starts")
+        async with leader(app):
+            yield
+        events.append("app stopped")
+
+    app = Starlette(lifespan=lifespan)
+    async with app.router.lifespan_context(app):
+        await wait_async(leader.is_leader, "leads")
+        assert app.state.leadership is leader
+    assert events == ["app starts", "app stopped"]
+    assert candidate_keys(etcd_endpoint, f"{namespace}/own/") == []
+
+    nobody = f"127.0.0.1:{free_port()}"
+    failing = LeaderLifespan(
+        "own",
+        client=lambda: AsyncClient(nobody, timeout=0.5, connect_timeout=0.5),
+        namespace=namespace,
+        ttl=2,
+        stop_on=(TransportError,),
+    )
+    async with failing(object()):
+
+        def raises() -> bool:
+            try:
+                failing.is_leader()
+            except TransportError:
+                return True
+            return False
+
+        await wait_async(raises, "the error reaches is_leader()")
+        with pytest.raises(TransportError):
+            failing.term  # noqa: B018
+    assert "leadership of election=own stopped" in caplog.text
+
+
+def test_django_workers_campaign_before_any_request_with_the_gunicorn_hook(
+    etcd_endpoint: str, namespace: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    prefix = f"{namespace}/django-reports/"
+    env = clean_env(etcd_endpoint, namespace, EXAMPLE_GROUP_LOCK=str(tmp_path / "group.lock"))
+    env["ETCD_ELECTOR_TTL"] = "60"  # a key gone at exit was withdrawn, not expired
+    args = [*gunicorn(port, workers=2), "--config", "django_leader/gunicorn_conf.py"]
+    with server(args, env, EXAMPLES) as master:
+        # No request sent: the post_worker_init hook started a candidate (one per group).
+        eventually(lambda: len(candidate_keys(etcd_endpoint, prefix)) == 1, "a candidate")
+        status, body = eventually(
+            lambda: (answer := get(f"http://127.0.0.1:{port}/leader"))[0] and answer, "serves"
+        )
+        assert status in (200, 503) and body["pid"] != master.pid
+        assert len(candidate_keys(etcd_endpoint, prefix)) == 1
+        os.kill(master.pid, signal.SIGTERM)
+        out, _ = master.communicate(timeout=WAIT_S)
+        assert master.returncode == 0, out
+    assert candidate_keys(etcd_endpoint, prefix) == []  # the worker resigned as it exited

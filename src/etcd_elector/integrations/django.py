@@ -35,6 +35,7 @@ exits, however it exits, and another process of the group takes it over and camp
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import logging
@@ -133,6 +134,9 @@ class ProcessLeadership:
                 return self
             self._started_in = os.getpid()
             self._closing.clear()
+            # A worker that exits normally (gunicorn's SIGTERM) resigns: the next candidate
+            # takes over at once, not a TTL later. In any other process close() does nothing.
+            atexit.register(self.close)
             if self.group_lock is None:
                 self._campaign()
             else:
@@ -161,7 +165,7 @@ class ProcessLeadership:
 
     def close(self) -> None:
         """Resign (the next candidate takes over at once) and release the group lock.
-        Idempotent; a no-op in a process that did not start it."""
+        Idempotent; a no-op in a process that did not start it. Called at exit too."""
         with self._lock:
             if self._started_in != os.getpid():
                 return
