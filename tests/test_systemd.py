@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import socket
@@ -26,7 +27,7 @@ from helpers.election_kit import wait_until as until
 from helpers.notify_socket import NotifyListener
 
 from etcd_elector import AsyncClient, Client, ConfigurationError, SystemdNotifier, _clock
-from etcd_elector._systemd import watchdog_seconds
+from etcd_elector._systemd import watchdog_hint, watchdog_seconds
 from etcd_elector.testing import FaultProxy
 
 pytestmark = pytest.mark.timeout(90)
@@ -57,6 +58,21 @@ def test_the_watchdog_interval_comes_from_the_environment() -> None:
     for bad in ("0", "-5", "1.5", "soon"):
         with pytest.raises(ConfigurationError, match="WATCHDOG_USEC"):
             watchdog_seconds({"WATCHDOG_USEC": bad})
+
+
+def test_check_config_suggests_a_watchdog_sec() -> None:
+    for ttl, interval, suggested, gapless in (
+        (10, 10 / 3, 3, 6.667),
+        (3, 1, 1, 2),
+        (2, 2 / 3, 0.6, 1.333),
+    ):
+        hint, limit = watchdog_hint(ttl, interval)
+        assert hint == suggested and abs(limit - gapless) < 1e-3
+    done = run_cli("--ttl", "10", "check-config")
+    assert done.returncode == 0
+    assert "  systemd WatchdogSec   3 s (a leader pings without gaps up to 6.67 s" in done.stdout
+    as_json = run_cli("--json", "--ttl", "30", "check-config")
+    assert json.loads(as_json.stdout)["watchdog_sec"] == 10
 
 
 async def test_without_notify_socket_nothing_is_sent(etcd_endpoint: str, etcd_prefix: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -30,7 +31,7 @@ from ._election._elector import AsyncElector, ElectorState
 from ._errors import ConfigurationError
 from ._log import log_event
 
-__all__ = ["SystemdNotifier", "watchdog_seconds"]
+__all__ = ["SystemdNotifier", "watchdog_hint", "watchdog_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,20 @@ def watchdog_seconds(environ: Mapping[str, str] | None = None) -> float | None:
             f"WATCHDOG_USEC must be a positive whole number of microseconds, got {usec[:40]!r}"
         )
     return int(usec) / 1_000_000
+
+
+def watchdog_hint(granted_ttl: float, keepalive_interval: float) -> tuple[float, float]:
+    """``(suggested WatchdogSec, gapless limit)`` for a TTL, in seconds.
+
+    A leader pings while ``remaining >= WatchdogSec - margin``; between renewals its remaining
+    time falls to about ``ttl - margin - keepalive interval``. Up to ``ttl - keepalive
+    interval`` a healthy leader therefore pings without gaps; half of that leaves room for
+    late renewals and loop hiccups while still catching a stall within a few seconds.
+    """
+    gapless = granted_ttl - keepalive_interval
+    half = gapless / 2
+    suggested = math.floor(half) if half >= 2 else max(math.floor(half * 10) / 10, 0.1)
+    return suggested, gapless
 
 
 def _socket_address(path: str) -> str:
