@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Awaitable, Callable
 
 import pytest
 from helpers.cli_process import CliProcess
@@ -14,7 +15,7 @@ from helpers.election_kit import namespace_of
 from helpers.election_kit import wait_until as until
 from test_health import http_get
 
-from etcd_elector import AsyncClient, Client, ConfigurationError, HealthServer
+from etcd_elector import AsyncClient, Client, ConfigurationError, HealthServer, Term, _clock
 from etcd_elector.testing import FaultProxy, free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -150,3 +151,77 @@ def test_the_blocking_elector_is_probed_on_its_clients_loop(
         elector.run(work)
         assert seen == [200, 200]
         assert status_of(f"{health.url}/leader") == 503  # resigned when the work returned
+
+
+async def test_leader_follows_fifty_role_changes(etcd_endpoint: str, etcd_prefix: str) -> None:
+    """Two electors hand leadership back and forth 50 times (each resigns as its work
+    returns) while a thread polls both ``/leader`` endpoints: no probe that began after a
+    term ended says 200, none says 200 outside a term, and each term is seen as 200. The
+    delay from each change to the first probe showing it is printed (it is bounded by the
+    polling interval: the answer is computed at each request)."""
+    namespace = namespace_of(etcd_prefix)
+    terms: dict[str, list[Term]] = {"a": [], "b": []}
+    changes = 50
+
+    def hold(who: str) -> Callable[[Term], Awaitable[None]]:
+        async def work(term: Term) -> None:
+            terms[who].append(term)
+            await asyncio.sleep(0.15)  # then return: resign, the other one leads
+
+        return work
+
+    async with AsyncClient(etcd_endpoint) as client:
+        electors = {
+            who: client.elector("pingpong", ttl=3, namespace=namespace, value=who) for who in terms
+        }
+        servers = {who: HealthServer(electors[who], "127.0.0.1:0").start() for who in terms}
+        probes: dict[str, list[tuple[float, float, int]]] = {who: [] for who in terms}
+        stop = threading.Event()
+
+        def poll() -> None:
+            for _ in range(200_000):
+                if stop.is_set():
+                    return
+                for who, health in servers.items():
+                    started = _clock.now()
+                    status = status_of(f"{health.url}/leader")
+                    probes[who].append((started, _clock.now(), status))
+
+        poller = threading.Thread(target=poll, name="leader-poller", daemon=True)
+        poller.start()
+        runners = [asyncio.create_task(electors[who].run(hold(who))) for who in terms]
+        try:
+            await until(lambda: sum(map(len, terms.values())) > changes, "50 role changes", 90)
+        finally:
+            for elector in electors.values():
+                await elector.close()
+            await asyncio.gather(*runners, return_exceptions=True)
+            stop.set()
+            poller.join(10)
+            for health in servers.values():
+                health.close()
+
+    delays_on: list[float] = []
+    delays_off: list[float] = []
+    for who, held in terms.items():
+        spans = [(t.elected_at, t.ended_at) for t in held if t.ended_at is not None]
+        for started, finished, status in probes[who]:
+            if status == 200:
+                # Answered while a term held, and not asked after it ended.
+                assert any(a <= finished and started <= b for a, b in spans), f"{who}: 200"
+        for elected, ended in spans[:-1]:
+            on = [s for s, _, status in probes[who] if status == 200 and elected <= s <= ended]
+            assert on, f"{who}: a term never seen as 200"
+            delays_on.append(on[0] - elected)
+            off = [s for s, _, status in probes[who] if status == 503 and s >= ended]
+            if off:
+                delays_off.append(off[0] - ended)
+    delays_on.sort()
+    delays_off.sort()
+    print(
+        f"\n/leader after {len(delays_on)} elections and {len(delays_off)} ends: "
+        f"to 200 p50 {delays_on[len(delays_on) // 2] * 1000:.1f} ms, "
+        f"p99 {delays_on[int(len(delays_on) * 0.99)] * 1000:.1f} ms; "
+        f"to 503 p50 {delays_off[len(delays_off) // 2] * 1000:.1f} ms, "
+        f"p99 {delays_off[int(len(delays_off) * 0.99)] * 1000:.1f} ms"
+    )
