@@ -106,8 +106,9 @@ class SystemdNotifier:
 
     Without ``NOTIFY_SOCKET`` (not started by systemd, or not ``Type=notify``) it does
     nothing. ``READY=1`` is sent once the elector campaigns with a live session;
-    ``WATCHDOG=1`` every quarter of ``WatchdogSec`` (at most every 0.5 s) while the event loop
-    runs and, while leading, only as the module's docs say. A blocking :class:`Elector` works
+    ``WATCHDOG=1`` every quarter of ``WatchdogSec`` or of the margin, whichever is shorter
+    (between 0.05 and 0.5 s), while the event loop runs and, while leading, only as the
+    module's docs say. A blocking :class:`Elector` works
     too (``with SystemdNotifier(elector):``): the pings run on its client's loop.
 
     :param elector: an ``AsyncElector`` or a blocking ``Elector``.
