@@ -370,3 +370,22 @@ def test_django_workers_campaign_before_any_request_with_the_gunicorn_hook(
         out, _ = master.communicate(timeout=WAIT_S)
         assert master.returncode == 0, out
     assert candidate_keys(etcd_endpoint, prefix) == []  # the worker resigned as it exited
+
+
+def test_django_runserver_autoreloader_campaigns_only_in_the_serving_child(
+    etcd_endpoint: str, namespace: str, tmp_path: Path
+) -> None:
+    """``ready()`` runs in both processes of the autoreloader; only the child serves, so only
+    the child campaigns."""
+    port = free_port()
+    prefix = f"{namespace}/django-reports/"
+    env = clean_env(etcd_endpoint, namespace, EXAMPLE_GROUP_LOCK=str(tmp_path / "group.lock"))
+    env["DJANGO_SETTINGS_MODULE"] = "django_leader.settings"
+    args = [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}"]
+    with server(args, env, EXAMPLES) as reloader:
+        body = eventually(
+            lambda: (answer := get(f"http://127.0.0.1:{port}/leader"))[0] == 200 and answer[1],
+            "the server leads",
+        )
+        assert body["pid"] != reloader.pid  # the child serves; the parent only reloads
+        assert len(candidate_keys(etcd_endpoint, prefix)) == 1
