@@ -201,8 +201,11 @@ def test_kubernetes_probes_use_the_health_endpoint(manifests: list[dict[str, Any
         assert "--" in command
         port = container["ports"][0]["containerPort"]
         assert port == 8080
-        assert container["readinessProbe"]["httpGet"] == {"path": "/leader", "port": port}
-        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
+        # Readiness on /ready (any healthy candidate), never /leader: rolling updates work.
+        assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": port}
+        liveness = container["livenessProbe"]
+        assert liveness["httpGet"] == {"path": "/live", "port": port}
+        assert liveness["timeoutSeconds"] > 0.5  # above the health server's loop_stall
         # Long enough to stop the command (grace) and resign before SIGKILL.
     pod_specs = [d["spec"]["template"]["spec"] for d in manifests if d["kind"] == "Deployment"]
     assert all(spec["terminationGracePeriodSeconds"] >= 10 for spec in pod_specs)
@@ -220,5 +223,11 @@ def test_systemd_unit_runs_the_command_under_the_supervisor() -> None:
     assert service["Restart"] == "on-failure"
     assert "143" in service["SuccessExitStatus"].split()
     assert service.get("KillMode", "control-group") in ("mixed", "control-group")
+    # Type=notify: READY=1 and watchdog pings (tests/test_systemd.py); a frozen supervisor
+    # is killed by a signal that a stopped process cannot hold off.
+    assert (service["Type"], service["NotifyAccess"]) == ("notify", "main")
+    assert service["WatchdogSignal"] == "SIGKILL"
+    assert 0 < float(service["WatchdogSec"]) <= 10 - 10 / 3  # ttl - keepalive interval
+    assert "ETCD_ELECTOR_TTL=10" in service["Environment"]
     assert "network-online.target" in unit["Unit"]["After"]
     assert unit["Install"]["WantedBy"] == "multi-user.target"

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
-FRAMEWORKS = {"apscheduler": "apscheduler", "celery": "celery"}
+# Integrations that import their framework (a missing one names its extra).
+FRAMEWORKS = {"apscheduler": "apscheduler", "celery": "celery", "django": "django"}
+# Extras: the framework each pulls in. The Starlette lifespan imports nothing from Starlette,
+# so its extras only pin a framework that takes lifespan=.
+EXTRAS = {**FRAMEWORKS, "starlette": "starlette", "fastapi": "fastapi"}
 
 
 def requirements() -> list[str]:
@@ -22,7 +26,7 @@ def requirements() -> list[str]:
 
 def test_frameworks_are_extras_not_core_dependencies() -> None:
     core = [r for r in requirements() if "extra ==" not in r]
-    for extra, package in FRAMEWORKS.items():
+    for extra, package in EXTRAS.items():
         assert not [r for r in core if r.lower().startswith(package)], core
         in_extra = [r for r in requirements() if re.search(rf"extra == ['\"]{extra}['\"]", r)]
         assert any(r.lower().startswith(package) for r in in_extra), (extra, in_extra)
@@ -34,10 +38,12 @@ def run(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_core_and_leader_only_import_no_framework() -> None:
+def test_the_core_leader_only_and_the_lifespan_import_no_framework() -> None:
     done = run(
         "import sys, etcd_elector, etcd_elector.integrations.leader_only\n"
-        "print(sorted(m for m in ('celery', 'apscheduler', 'kombu') if m in sys.modules))"
+        "import etcd_elector.integrations.starlette\n"
+        "frameworks = ('celery', 'apscheduler', 'kombu', 'django', 'starlette', 'fastapi')\n"
+        "print(sorted(m for m in frameworks if m in sys.modules))"
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -71,6 +71,7 @@ TOP_LEVEL = [
     "Session",
     "SessionLost",
     "SessionState",
+    "SystemdNotifier",
     "TLSHandshakeFailed",
     "Term",
     "TimingReport",

@@ -61,6 +61,7 @@ from ._secret import Secret
 from ._sync._client import Client, Watch
 from ._sync._elector import Elector
 from ._sync._session import Election, ElectionView, Session
+from ._systemd import SystemdNotifier
 from .etcd import AsyncWatch, Compare, HistoryLoss, KeyValue, Op, TxnResult
 
 __version__ = "0.1.0"
@@ -117,6 +118,7 @@ __all__ = [
     "Session",
     "SessionLost",
     "SessionState",
+    "SystemdNotifier",
     "TLSHandshakeFailed",
     "Term",
     "TimingReport",

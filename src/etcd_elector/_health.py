@@ -4,16 +4,30 @@ Every answer is computed from local state at request time (the session's deadlin
 clock, as ``is_leader()`` does); no request does etcd I/O, so a probe can never pile load on
 etcd or hang on it.
 
+Kubernetes probes, one question each:
+
+* ``/live`` (liveness): 200 while the event loop the elector runs on answers within
+  ``loop_stall`` seconds; 503 once it does not (a blocked or wedged loop: restart the pod).
+  An etcd outage never makes it fail, so it never restarts every replica at once.
+* ``/ready`` (readiness): 200 while this replica is a healthy candidate in any role (session
+  alive and renewing, elector campaigning or leading, loop answering); 503 otherwise.
+  Leader or not does not matter, so rolling updates keep working.
+* ``/leader``: 200 only while this process leads inside its safe window (before the local
+  deadline), 503 otherwise: for a Service that routes to the leader alone.
+
+And:
+
 * ``/healthz``: 200 while the session is alive and renewing; 503 when keepalives are failing
   (``uncertain``), the local deadline has passed, or there is no session.
-* ``/leader``: 200 while this process leads, 503 otherwise (route traffic to the leader).
 * ``/metrics``: Prometheus text, when ``prometheus-client`` is installed (else 404).
 
-Bodies of ``/healthz`` and ``/leader`` are small JSON objects describing the state.
+Bodies other than ``/metrics`` are small JSON objects describing the state.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -24,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _metrics
 from ._election._election import AsyncElection
-from ._election._elector import AsyncElector
+from ._election._elector import AsyncElector, ElectorState
 from ._election._session import AsyncSession, SessionState
 from ._election._term import Term
 from ._errors import ConfigurationError
@@ -40,6 +54,9 @@ log = logging.getLogger(__name__)
 
 _TEXT = "text/plain; charset=utf-8"
 _POLL_INTERVAL = 0.1  # how long close() may wait for the server thread to notice
+_LOOP_STALL = 0.5  # /live: how long the event loop may take to run a callback
+_READY_STATES = (ElectorState.CAMPAIGNING, ElectorState.LEADING)
+_PATHS = "/live, /ready, /leader, /healthz or /metrics"
 _NO_METRICS = b"metrics need the prometheus-client package: pip install 'etcd-elector[metrics]'\n"
 
 
@@ -64,6 +81,9 @@ class BlockingTwin(Protocol):
     @property
     def aio(self) -> Watched: ...
 
+    @property
+    def portal(self) -> Any: ...
+
 
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0 picks a free one) as a tuple.
@@ -79,7 +99,7 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 class HealthServer:
-    """Serve ``/healthz``, ``/leader`` and ``/metrics`` for ``target`` on ``address``.
+    """Serve ``/live``, ``/ready``, ``/leader``, ``/healthz`` and ``/metrics`` for ``target``.
 
     ::
 
@@ -92,7 +112,10 @@ class HealthServer:
         :attr:`address` once started).
     :param registry: the Prometheus registry ``/metrics`` shows (default: the registry of the
         installed :class:`PrometheusMetrics` sink, else prometheus_client's default registry).
-    :raises ConfigurationError: for a malformed address.
+    :param loop_stall: seconds the event loop may take to run a callback before ``/live``
+        and ``/ready`` answer 503 (keep the probe's ``timeoutSeconds`` above it).
+    :raises ConfigurationError: for a malformed address, or a ``loop_stall`` that is not a
+        positive number.
     """
 
     def __init__(
@@ -101,13 +124,19 @@ class HealthServer:
         address: str | tuple[str, int] = "127.0.0.1:0",
         *,
         registry: CollectorRegistry | None = None,
+        loop_stall: float = _LOOP_STALL,
     ) -> None:
         inner: Any = getattr(target, "aio", target)  # the sync twins wrap the async objects
         if not isinstance(inner, AsyncElector | AsyncElection):
             raise TypeError(f"HealthServer needs an elector or an election, got {target!r}")
+        if isinstance(loop_stall, bool) or not loop_stall > 0:
+            raise ConfigurationError(f"loop_stall must be a positive number, got {loop_stall!r}")
         self.target: AsyncElector | AsyncElection = inner
         self.requested = parse_address(address) if isinstance(address, str) else address
         self.registry = registry
+        self.loop_stall = float(loop_stall)
+        portal = getattr(target, "portal", None)  # a twin's loop runs on its client's thread
+        self._loop: asyncio.AbstractEventLoop | None = getattr(portal, "loop", None)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -122,6 +151,9 @@ class HealthServer:
         with self._lock:
             if self._server is not None:
                 return self
+            if self._loop is None:
+                with contextlib.suppress(RuntimeError):
+                    self._loop = asyncio.get_running_loop()
             server_class = _Server6 if ":" in self.requested[0] else _Server
             server = server_class(self.requested, _Handler)
             server.health = self
@@ -213,6 +245,55 @@ class HealthServer:
         body.update(healthy=False, reason=reason)
         return 503, body
 
+    def _event_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the target runs on: the one we were started on, or its session's."""
+        if self._loop is None:
+            session = self._session()
+            # The session's keepalive task runs on the loop that drives the whole elector.
+            keeper: asyncio.Task[None] | None = getattr(session, "_keeper", None)
+            if keeper is not None:
+                self._loop = keeper.get_loop()
+        return self._loop
+
+    def _loop_answers(self) -> tuple[bool, str]:
+        """Whether the event loop runs a callback within ``loop_stall`` (from this thread)."""
+        loop = self._event_loop()
+        if loop is None:
+            return True, "unknown"  # not started on a loop yet: nothing is stalled
+        if loop.is_closed():
+            return False, "closed"
+        answered = threading.Event()
+        try:
+            loop.call_soon_threadsafe(answered.set)
+        except RuntimeError:  # closed meanwhile
+            return False, "closed"
+        if answered.wait(self.loop_stall):
+            return True, "running"
+        return False, f"stalled (no answer within {self.loop_stall:g} s)"
+
+    def live(self) -> tuple[int, dict[str, Any]]:
+        """``/live``: (status, body); 503 only when the event loop does not answer."""
+        answers, loop = self._loop_answers()
+        body: dict[str, Any] = {"election": self.target.name, "live": answers, "loop": loop}
+        return (200 if answers else 503), body
+
+    def ready(self) -> tuple[int, dict[str, Any]]:
+        """``/ready``: (status, body); 200 for a healthy candidate, leader or not."""
+        status, body = self.health()
+        answers, loop = self._loop_answers()
+        body["loop"] = loop
+        reason = body.pop("reason", None)
+        if isinstance(self.target, AsyncElector) and self.target.state not in _READY_STATES:
+            reason = reason or f"elector {self.target.state.value}"
+        if not answers:
+            reason = f"event loop {loop}"
+        body.pop("healthy", None)
+        body["ready"] = status == 200 and reason is None
+        if not body["ready"]:
+            body["reason"] = reason
+            return 503, body
+        return 200, body
+
     def leader(self) -> tuple[int, dict[str, Any]]:
         """``/leader``: (status, body); 200 only while this process leads."""
         term = self.target.term
@@ -269,16 +350,19 @@ class _Handler(BaseHTTPRequestHandler):
         health = self.server.health
         path = self.path.split("?", 1)[0]
         try:
-            if path == "/healthz":
-                status, state = health.health()
-                self._send(status, _json(state), "application/json", body)
-            elif path == "/leader":
-                status, state = health.leader()
+            answer = {
+                "/live": health.live,
+                "/ready": health.ready,
+                "/leader": health.leader,
+                "/healthz": health.health,
+            }.get(path)
+            if answer is not None:
+                status, state = answer()
                 self._send(status, _json(state), "application/json", body)
             elif path == "/metrics":
                 self._send(*health.metrics(), body)
             else:
-                self._send(404, b"not found: try /healthz, /leader or /metrics\n", _TEXT, body)
+                self._send(404, f"not found: try {_PATHS}\n".encode(), _TEXT, body)
         except Exception:
             log.exception("health endpoint failed answering %s", path)
             self._send(500, b"internal error\n", _TEXT, body)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 
 from .._election._timing import TimingReport, check_timing
+from .._systemd import watchdog_hint
 from ._exit import ExitCode
 from ._options import Options, parse_seconds
 from ._output import Printer
@@ -36,6 +37,7 @@ def render(report: TimingReport) -> str:
         if report.granted_ttl != report.ttl
         else "granted as asked"
     )
+    suggested, gapless = watchdog_hint(report.granted_ttl, report.keepalive_interval)
     lines = [
         f"ttl {report.ttl} s ({granted}), margin {_seconds(report.margin)}, "
         f"keepalive every {_seconds(report.keepalive_interval)}",
@@ -63,6 +65,8 @@ def render(report: TimingReport) -> str:
         f"  clock-drift tolerance {report.drift_tolerance_ppm:.0f} ppm "
         f"({report.drift_tolerance_ppm / 1e4:.3g}%): margin / ttl, how much faster",
         "                        etcd's clock may run than ours",
+        f"  systemd WatchdogSec   {_seconds(suggested)} (a leader pings without gaps up to "
+        f"{_seconds(gapless)}: ttl - keepalive interval)",
         "",
     ]
     if report.warnings:
@@ -98,7 +102,8 @@ async def check_config(args: ParsedArgs, options: Options, printer: Printer) -> 
         heartbeat=parse_seconds(args.etcd_heartbeat_interval, "--etcd-heartbeat-interval"),
     )
     if options.json:
-        printer.event("check_config", text="", **report.to_json())
+        suggested, _ = watchdog_hint(report.granted_ttl, report.keepalive_interval)
+        printer.event("check_config", text="", **report.to_json(), watchdog_sec=suggested)
     else:
         for line in render(report).splitlines():
             printer.text(line)

@@ -27,6 +27,7 @@ from .._errors import ConfigurationError, DatabaseSpaceExceeded
 from .._health import HealthServer
 from .._reasons import EndReason
 from .._stop_signals import StopSignals
+from .._systemd import SystemdNotifier
 from .._tasks import cancel_all, cancel_and_wait, wait_first
 from ..etcd._history_guard import HistoryLoss
 from ._exit import ExitCode, signal_code
@@ -178,7 +179,10 @@ class Leadership:
         :raises EtcdElectorError: what the elector raised (credentials, permissions...).
         """
         signals.on_repeat(self._still_withdrawing)
+        # Under systemd (Type=notify): READY=1 once campaigning, WATCHDOG=1 as it allows.
+        notifier = SystemdNotifier(self.elector)  # checks NOTIFY_SOCKET and WATCHDOG_USEC
         health = self._start_health()
+        await notifier.start()
         reporter = asyncio.create_task(self._report_campaigning())
         runner = asyncio.create_task(self.elector.run(work))
         stop = asyncio.create_task(signals.wait())
@@ -187,9 +191,11 @@ class Leadership:
             await wait_first(runner, stop, requested)
         finally:
             await cancel_all([stop, requested])
+            notifier.stopping()
             await self.elector.close()
             await wait_first(runner)
             await cancel_and_wait(reporter)
+            await notifier.close()
             if health is not None:
                 health.close()
             self._stop_listening()

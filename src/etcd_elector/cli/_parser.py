@@ -205,6 +205,8 @@ environment:
   ETCD_ELECTOR_HEALTH_ADDR                 default for --health-addr (campaign, run)
   ETCD_ELECTOR_WAIT_FOR_ETCD               default for --wait-for-etcd (campaign, run)
   ETCD_ELECTOR_TOKEN_FILE                  default for --token-file
+  NOTIFY_SOCKET, WATCHDOG_USEC             set by systemd (Type=notify, WatchdogSec=): campaign
+                                           and run send READY=1 and watchdog pings
 """
 
 _RUN_HELP = """\
@@ -278,7 +280,7 @@ def _add_health(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--health-addr",
         metavar="HOST:PORT",
-        help="serve /healthz, /leader and /metrics over HTTP on this address, e.g. "
+        help="serve /live, /ready, /leader, /healthz and /metrics over HTTP on this address, e.g. "
         "127.0.0.1:8080 (env ETCD_ELECTOR_HEALTH_ADDR; default: not served)",
     )
 

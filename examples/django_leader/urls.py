@@ -1,0 +1,5 @@
+from django.urls import path
+
+from django_leader import views
+
+urlpatterns = [path("leader", views.leader)]
