@@ -1,0 +1,105 @@
+"""``OwnedShard``: one replica's ownership of one shard, from acquisition to release.
+
+Like a term of leadership it is checked locally and cheaply (``is_owned()``, from the session's
+deadline and the clock, no I/O, safe from any thread), and it carries the fencing token: the
+owner key's create revision, which strictly increases across the owners of the shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from etcd_elector import LeadershipLost
+
+__all__ = ["OwnedShard", "ReleaseReason"]
+
+
+class ReleaseReason:
+    """Why an ownership ended (besides the session's reasons: ``deadline``, ``expired``...)."""
+
+    MOVED = "moved"  # the plan gave the shard to another replica; drained, then released
+    CLOSED = "closed"  # this replica left the group; drained, then released
+    KEY_DELETED = "key_deleted"  # someone else deleted or replaced the owner key
+
+
+class _ShardState:
+    """Whether the ownership still holds, and the signals work waits on (set on the loop)."""
+
+    def __init__(self, holds: Callable[[], bool]) -> None:
+        self.holds = holds
+        self.stopping = threading.Event()
+        self.lost = threading.Event()
+        self.stopping_async = asyncio.Event()
+        self.reason: str | None = None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.stopping_async.set()
+
+    def end(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.stop()
+        self.lost.set()
+
+
+@dataclass(frozen=True)
+class OwnedShard:
+    """This replica owns ``shard`` with fencing token ``token`` until ``is_owned()`` turns
+    false. ``stopping`` is set when the work should wind down (the shard is moving away, the
+    replica is leaving, or the ownership ended); ``lost`` when the ownership has ended."""
+
+    group: str
+    shard: str
+    key: str
+    lease_id: int
+    token: int
+    acquired_at: float  # time.time() when acquired
+    _state: _ShardState = field(compare=False, repr=False)
+
+    @property
+    def lease_hex(self) -> str:
+        return f"{self.lease_id:x}"
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set when the work should stop: drain, then return."""
+        return self._state.stopping
+
+    @property
+    def lost(self) -> threading.Event:
+        """Set once the ownership has ended."""
+        return self._state.lost
+
+    @property
+    def end_reason(self) -> str | None:
+        """Why the ownership ended (a :class:`ReleaseReason` or session loss reason)."""
+        return self._state.reason
+
+    async def wait_stopping(self) -> None:
+        """Return once the work should stop (for async work: ``await shard.wait_stopping()``)."""
+        await self._state.stopping_async.wait()
+
+    def is_owned(self) -> bool:
+        """True while this replica owns the shard: computed from the session's deadline now."""
+        return not self._state.lost.is_set() and self._state.holds()
+
+    def check(self) -> None:
+        """:raises LeadershipLost: if this replica no longer owns the shard."""
+        if not self.is_owned():
+            reason = self._state.reason or "deadline"
+            raise LeadershipLost(
+                f"ownership of shard {self.shard!r} of group {self.group!r} (token "
+                f"{self.token}) is over ({reason})",
+                reason=reason,
+            )
+
+
+def new_owned(
+    group: str, shard: str, key: str, lease_id: int, token: int, holds: Callable[[], bool]
+) -> OwnedShard:
+    return OwnedShard(group, shard, key, lease_id, token, time.time(), _ShardState(holds))
