@@ -491,6 +491,7 @@ class AsyncShardGroup:
             session.lease_id,
             token,
             lambda: session.alive,
+            lambda: session.deadline,
         )
         self._held[shard] = owned
         log.info(

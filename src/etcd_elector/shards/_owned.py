@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from etcd_elector import LeadershipLost
+from etcd_elector import LeadershipLost, _clock
 
 __all__ = ["OwnedShard", "ReleaseReason"]
 
@@ -29,8 +28,10 @@ class ReleaseReason:
 class _ShardState:
     """Whether the ownership still holds, and the signals work waits on (set on the loop)."""
 
-    def __init__(self, holds: Callable[[], bool]) -> None:
+    def __init__(self, holds: Callable[[], bool], deadline: Callable[[], float]) -> None:
         self.holds = holds
+        self.deadline = deadline
+        self.ended_at: float | None = None
         self.stopping = threading.Event()
         self.lost = threading.Event()
         self.stopping_async = asyncio.Event()
@@ -43,6 +44,9 @@ class _ShardState:
     def end(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
+            # Belief ended now, or at the session's deadline if that came first (a paused
+            # process notices late, but is_owned() was false from the deadline on).
+            self.ended_at = min(_clock.now(), self.deadline())
         self.stop()
         self.lost.set()
 
@@ -58,7 +62,7 @@ class OwnedShard:
     key: str
     lease_id: int
     token: int
-    acquired_at: float  # time.time() when acquired
+    acquired_at: float  # on etcd_elector's clock (CLOCK_BOOTTIME), like Term.elected_at
     _state: _ShardState = field(compare=False, repr=False)
 
     @property
@@ -80,6 +84,12 @@ class OwnedShard:
         """Why the ownership ended (a :class:`ReleaseReason` or session loss reason)."""
         return self._state.reason
 
+    @property
+    def ended_at(self) -> float | None:
+        """When the ownership ended, on the same clock as ``acquired_at`` (``None`` while it
+        holds): the moment it was ended, or the session's deadline if that came first."""
+        return self._state.ended_at
+
     async def wait_stopping(self) -> None:
         """Return once the work should stop (for async work: ``await shard.wait_stopping()``)."""
         await self._state.stopping_async.wait()
@@ -100,6 +110,13 @@ class OwnedShard:
 
 
 def new_owned(
-    group: str, shard: str, key: str, lease_id: int, token: int, holds: Callable[[], bool]
+    group: str,
+    shard: str,
+    key: str,
+    lease_id: int,
+    token: int,
+    holds: Callable[[], bool],
+    deadline: Callable[[], float],
 ) -> OwnedShard:
-    return OwnedShard(group, shard, key, lease_id, token, time.time(), _ShardState(holds))
+    state = _ShardState(holds, deadline)
+    return OwnedShard(group, shard, key, lease_id, token, _clock.now(), state)

@@ -1,0 +1,141 @@
+"""A shard-group replica process for fault runs and benchmarks
+(``python -m etcd_elector.testing._shard_replica``).
+
+It joins a group through the public API. For every shard it owns it does fenced writes (a
+guarded transaction putting the token on a per-shard key) until told to stop, and it prints one
+JSON :class:`Record` per event on stdout, the shard in ``detail``: ``elected`` (acquired, at
+the moment it started believing), ``lost`` (``until`` = when it stopped believing), each
+write, and a clean exit with its lease. SIGTERM leaves the group gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from etcd_elector import AsyncClient, LeadershipError, Op, TransportError, _clock
+from etcd_elector.shards import AsyncShardGroup, OwnedShard
+from etcd_elector.testing._history import Record, RecordKind
+
+
+def emit(record: Record) -> None:
+    sys.stdout.write(record.to_json() + "\n")
+    sys.stdout.flush()
+
+
+def writes_key(namespace: str, group: str, shard: str) -> str:
+    """Where replicas of ``group`` write for ``shard`` (outside the group's own keys)."""
+    return f"{namespace}/{group}-writes/{shard}"
+
+
+async def main(args: argparse.Namespace) -> None:
+    me = args.id
+    leases: set[int] = set()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    def acquired(shard: OwnedShard) -> None:
+        leases.add(shard.lease_id)
+        emit(
+            Record(
+                RecordKind.ELECTED,
+                shard.acquired_at,
+                candidate=me,
+                token=shard.token,
+                detail=shard.shard,
+            )
+        )
+
+    def released(shard: OwnedShard, reason: str) -> None:
+        emit(
+            Record(
+                RecordKind.LOST,
+                _clock.now(),
+                candidate=me,
+                token=shard.token,
+                until=shard.ended_at or _clock.now(),
+                reason=reason,
+                detail=shard.shard,
+            )
+        )
+
+    async with AsyncClient(args.endpoints, timeout=2.0, stream_timeout=1.0) as client:
+        group = AsyncShardGroup(
+            client,
+            args.group,
+            shards=args.shards,
+            weight=args.weight,
+            identity=me,
+            namespace=args.namespace,
+            ttl=args.ttl,
+            drain=args.drain,
+            on_acquired=acquired,
+            on_released=released,
+        )
+
+        async def work(shard: OwnedShard) -> None:
+            if args.write_every <= 0:
+                await shard.wait_stopping()
+                return
+            key = writes_key(args.namespace, args.group, shard.shard)
+            while not shard.stopping.is_set():
+                try:
+                    result = await group.txn(shard.shard, [], [Op.put(key, str(shard.token))])
+                    emit(
+                        Record(
+                            RecordKind.WRITE,
+                            _clock.now(),
+                            candidate=me,
+                            token=shard.token,
+                            ok=result.succeeded,
+                            revision=result.revision,
+                            detail=shard.shard,
+                        )
+                    )
+                except LeadershipError:
+                    emit(
+                        Record(
+                            RecordKind.WRITE,
+                            _clock.now(),
+                            candidate=me,
+                            token=shard.token,
+                            detail=shard.shard,
+                        )
+                    )
+                except TransportError:
+                    pass  # unknown outcome or unreachable: no claim either way
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(shard.wait_stopping(), args.write_every)
+
+        async with group:
+            runner = asyncio.create_task(group.run(work))
+            await asyncio.wait(
+                {runner, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
+            await group.close()
+            with contextlib.suppress(Exception):
+                await runner
+    emit(Record(RecordKind.EXITED, _clock.now(), candidate=me, leases=tuple(sorted(leases))))
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--endpoints", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--ttl", type=int, required=True)
+    parser.add_argument("--shards", type=int, required=True)
+    parser.add_argument("--id", required=True)
+    parser.add_argument("--weight", type=int, default=1)
+    parser.add_argument("--drain", type=float, default=1.0)
+    parser.add_argument("--write-every", type=float, default=0.1, help="0: no writes")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))
