@@ -459,6 +459,8 @@ class AsyncShardGroup:
         return shard in self._held or shard in self._claiming or shard in self._releasing
 
     async def _claim(self, session: AsyncSession, shard: str, work: ShardWork) -> None:
+        """Create the owner key if nobody has it. A refused claim waits for the watch to
+        show why (someone else's key) instead of asking again at once."""
         key = self.keys.owner(shard)
         member = self.keys.member(session.lease_id)
         token = 0
@@ -477,9 +479,9 @@ class AsyncShardGroup:
         except TransportError as exc:
             log.info("claim of shard=%s in group=%s failed: %s", shard, self.group, exc)
             await asyncio.sleep(_RETRY[0] * random.uniform(1, 4))
+            self._changed.set()
         finally:
             self._claiming.pop(shard, None)
-            self._changed.set()
         if token and session.alive and self._session is session:
             self._acquire(session, shard, token, work)
 

@@ -188,5 +188,5 @@ class AsyncShardView:
                 members[lease] = member
             return
         shard = self.keys.owner_shard(kv.key)
-        if shard is not None and kv.lease:
+        if shard is not None:  # even one on no lease (put by hand): it blocks the shard
             owners[shard] = ShardOwner.from_kv(shard, kv)
