@@ -127,7 +127,8 @@ async def etcd_owners(client: AsyncClient, namespace: str) -> dict[str, tuple[in
     """shard -> (owner lease, token) as etcd holds them."""
     keys = GroupKeys(namespace, "orders")
     result = await client.get_prefix(keys.owners)
-    return {kv.key.decode()[len(keys.owners) :]: (kv.lease, kv.create_revision) for kv in result.kvs}
+    start = len(keys.owners)
+    return {kv.key.decode()[start:]: (kv.lease, kv.create_revision) for kv in result.kvs}
 
 
 def settled(replicas: list[Replica], total: int, sizes: list[int]) -> Callable[[], bool]:
@@ -223,7 +224,7 @@ async def test_a_replica_past_its_deadline_owns_nothing_before_anyone_else_owns(
         proxy.blackhole()
         # Freeze this process's loop past the deadline, as a paused process would be: nothing
         # in the group runs, so only the clock can say that the shards are no longer ours.
-        time.sleep(session.remaining() + 0.05)  # the fault itself, not a wait for an event
+        time.sleep(session.remaining() + 0.05)  # noqa: ASYNC251 - the fault, not a wait
         assert cut.group.owned() == {} and not any(o.is_owned() for o in held.values())
         await until(lambda: len(other.working()) == 12, "the other replica owning everything")
         for name, old in held.items():
@@ -264,7 +265,7 @@ async def test_a_crashed_replica_loses_only_its_shards(
 ) -> None:
     survivor = replicas()
     await until(lambda: len(survivor.owned()) == 12, "the survivor owning everything")
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, never waited on here
         dies_with_parent(
             [
                 sys.executable,

@@ -134,7 +134,7 @@ def test_shard_names_are_validated() -> None:
     assert shard_names(["eu", "us"]) == ("eu", "us")
     for bad in (0, -1, True, "abc", ["a", "a"], ["a/b"], [""], [" a"], 10**6):
         with pytest.raises(ConfigurationError):
-            shard_names(bad)  # type: ignore[arg-type]
+            shard_names(bad)
 
 
 def test_member_records_from_etcd_are_untrusted() -> None:
