@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ._exit import EXIT_CODES_HELP, ExitCode
+from ._shards_args import add_parser as add_shards_parser
 
 __all__ = ["LOG_FORMATS", "LOG_LEVELS", "ParsedArgs", "UsageError", "parse_args"]
 
@@ -292,6 +293,7 @@ def _build() -> argparse.ArgumentParser:
     chaos.add_argument("--seed", type=int, default=1, help="seed of the fault schedule")
     chaos.add_argument("--candidates", type=int, default=3, help="candidate processes (2-9)")
     chaos.add_argument("--members", type=int, choices=(1, 3), default=1, help="etcd members")
+    add_shards_parser(command, _add_globals, EXIT_CODES_HELP)
     return parser
 
 
@@ -310,6 +312,12 @@ def parse_args(argv: Sequence[str] | None = None) -> ParsedArgs:
     if parsed.command == "run":
         if not trailing:
             raise UsageError("run needs a command: etcd-elector run NAME -- COMMAND [ARGS...]")
+        parsed.argv = trailing
+    elif parsed.command == "shards" and parsed.shards_command == "run":
+        if not trailing:
+            raise UsageError(
+                "shards run needs a command: etcd-elector shards run GROUP --shards N -- COMMAND"
+            )
         parsed.argv = trailing
     elif trailing is not None:
         raise UsageError(f"'--' is only used with 'run', not with '{parsed.command}'")

@@ -1,0 +1,77 @@
+"""Command-line syntax of ``etcd-elector shards status|observe|run`` (the commands live in
+:mod:`._shards`; this module stays light so that parsing imports nothing heavy)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+__all__ = ["add_parser"]
+
+_RUN_HELP = """\
+COMMAND runs once per shard this replica owns, each in its own process group, with
+ETCD_ELECTOR_GROUP, ETCD_ELECTOR_SHARD, ETCD_ELECTOR_TOKEN (the shard's fencing
+token), ETCD_ELECTOR_KEY and ETCD_ELECTOR_LEASE in its environment.
+
+When a shard moves to another replica (a replica joined, left or died), only that
+shard's command gets SIGTERM, then SIGKILL after the grace; the owner key is
+released after it exited. When lease renewals stop, every command is stopped
+before the session's local deadline, as with 'etcd-elector run'. On SIGTERM/SIGINT
+all commands are stopped and the shards released; a second signal SIGKILLs them.
+
+Every replica of a group must give the same --shards."""
+
+
+def add_parser(
+    command: Callable[..., argparse.ArgumentParser],
+    add_globals: Callable[..., None],
+    epilog: str,
+) -> None:
+    """Register ``shards status|observe|run`` under the top-level parser."""
+    parent = command(
+        "shards",
+        "share P shards among replicas: status, observe, run a command per owned shard",
+        "See 'etcd-elector shards ACTION --help'.",
+    )
+    actions = parent.add_subparsers(
+        dest="shards_command", metavar="ACTION", parser_class=type(parent)
+    )
+    actions.required = True
+
+    def action(name: str, help_text: str, more: str | None = None) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=(more + "\n\n" if more else "") + epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_globals(sub, top=False)
+        sub.add_argument("group", help="shard group name")
+        return sub
+
+    action("status", "list members, each shard's owner and token, and pending moves")
+    action("observe", "print the group's members and owners, then every change")
+    run = action(
+        "run",
+        "run COMMAND for each owned shard: etcd-elector shards run GROUP --shards N -- COMMAND",
+        _RUN_HELP,
+    )
+    run.add_argument(
+        "--shards", required=True, metavar="N|NAME,NAME...", help="shard count or names"
+    )
+    run.add_argument("--weight", type=int, default=1, help="share relative to others (1-1000)")
+    run.add_argument("--value", help="identity shown to others (default: hostname:pid)")
+    run.add_argument(
+        "--grace",
+        metavar="SECONDS",
+        default="2",
+        help="time between SIGTERM and SIGKILL (default 2; capped as for 'run')",
+    )
+    run.add_argument(
+        "--restart",
+        choices=("never", "on-failure", "always"),
+        default="on-failure",
+        help="when a shard's command exits by itself: never (the shard stays owned and idle "
+        "until it moves), on-failure (default: restart on a non-zero exit), always",
+    )
