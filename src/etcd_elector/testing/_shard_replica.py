@@ -3,9 +3,10 @@
 
 It joins a group through the public API. For every shard it owns it does fenced writes (a
 guarded transaction putting the token on a per-shard key) until told to stop, and it prints one
-JSON :class:`Record` per event on stdout, the shard in ``detail``: ``elected`` (acquired, at
-the moment it started believing), ``lost`` (``until`` = when it stopped believing), each
-write, and a clean exit with its lease. SIGTERM leaves the group gracefully.
+JSON :class:`Record` per event on stdout, the shard in ``detail``: ``joined`` (its member key
+is in etcd), ``elected`` (acquired, at the moment it started believing), ``lost`` (``until`` =
+when it stopped believing), each write, and a clean exit with its lease.
+SIGTERM leaves the group gracefully.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import signal
 import sys
 
 from etcd_elector import AsyncClient, LeadershipError, Op, TransportError, _clock
-from etcd_elector.shards import AsyncShardGroup, OwnedShard
+from etcd_elector.shards import AsyncShardGroup, OwnedShard, ShardEventKind
 from etcd_elector.testing._history import Record, RecordKind
 
 
@@ -64,7 +65,11 @@ async def main(args: argparse.Namespace) -> None:
             )
         )
 
-    async with AsyncClient(args.endpoints, timeout=2.0, stream_timeout=1.0) as client:
+    # Fault runs detect a dead connection fast; benchmarks measure the library's defaults.
+    fast = not args.library_defaults
+    async with AsyncClient(
+        args.endpoints, timeout=2.0 if fast else None, stream_timeout=1.0 if fast else None
+    ) as client:
         group = AsyncShardGroup(
             client,
             args.group,
@@ -112,7 +117,13 @@ async def main(args: argparse.Namespace) -> None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(shard.wait_stopping(), args.write_every)
 
+        async def report_joins() -> None:
+            async for event in group.events():
+                if event.kind is ShardEventKind.JOINED:
+                    emit(Record("joined", _clock.now(), candidate=me, leases=(event.lease,)))
+
         async with group:
+            reporter = asyncio.create_task(report_joins())
             runner = asyncio.create_task(group.run(work))
             await asyncio.wait(
                 {runner, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
@@ -120,6 +131,7 @@ async def main(args: argparse.Namespace) -> None:
             await group.close()
             with contextlib.suppress(Exception):
                 await runner
+            reporter.cancel()
     emit(Record(RecordKind.EXITED, _clock.now(), candidate=me, leases=tuple(sorted(leases))))
 
 
@@ -134,6 +146,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weight", type=int, default=1)
     parser.add_argument("--drain", type=float, default=1.0)
     parser.add_argument("--write-every", type=float, default=0.1, help="0: no writes")
+    parser.add_argument("--library-defaults", action="store_true", help="default client timeouts")
     return parser.parse_args(argv)
 
 
