@@ -400,3 +400,23 @@ def test_the_sync_twin_runs_work_in_threads(etcd_endpoint: str, namespace: str) 
         assert group.owned() == {}
         assert not group.read().owners
         events.close()
+
+
+async def test_a_catching_up_watch_claims_no_more_than_its_events_show(
+    client: AsyncClient, namespace: str
+) -> None:
+    """etcd stamps a watch batch with its current revision, ahead of the batch's events while
+    the watcher catches up; a view that took that stamp as "known up to" would judge keys
+    created in between as deleted (and end ownerships that hold)."""
+    keys = GroupKeys(namespace, "orders")
+    view = AsyncShardView(client, "orders", namespace=namespace)
+    follower = view.follow()
+    first = await anext(follower)  # suspended before its watch exists
+    lease = (await client.lease_grant(30)).id
+    created = (await client.put(keys.owners + "1", "x", lease=lease)).revision
+    later = (await client.put(f"{namespace}/elsewhere", "y")).revision  # outside the group
+    second = await anext(follower)
+    await follower.aclose()
+    assert first.revision < created <= second.revision < later
+    assert second.owners["1"].token == created
+    await client.lease_revoke(lease)

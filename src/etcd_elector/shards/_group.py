@@ -232,7 +232,7 @@ class AsyncShardGroup:
             return result
         own: RangeResult = result.responses[-1]
         if not own.kvs or own.kvs[0].create_revision != held.token:
-            self._lose(shard, ReleaseReason.KEY_DELETED)
+            self._lose(held, ReleaseReason.KEY_DELETED)
             held.check()
         return TxnResult(succeeded=False, revision=result.revision, responses=result.responses[:-1])
 
@@ -437,7 +437,7 @@ class AsyncShardGroup:
             owner = owners.get(shard)
             gone = owner is None or owner.token != held.token
             if gone and snapshot.revision >= held.token and shard not in self._releasing:
-                self._lose(shard, ReleaseReason.KEY_DELETED)
+                self._lose(held, ReleaseReason.KEY_DELETED)
         for shard, owner in owners.items():
             # A key of ours we do not hold, newer than any we gave up: a claim whose answer
             # was lost. (An older one is a stale view of a key we already released.)
@@ -595,18 +595,26 @@ class AsyncShardGroup:
         self._publish(ShardEvent(kind, shard, owned.token, owned.lease_id, reason))
         return owned
 
-    def _lose(self, shard: str, reason: str) -> None:
-        """An ownership ended without a drain (found from a sync context): end it now, stop
-        its work and tell the callback in the background."""
-        owned = self._end(shard, reason)
-        if owned is not None:
-            task = asyncio.ensure_future(self._forget(owned, reason))
-            self._forgetting.add(task)
-            task.add_done_callback(self._forgetting.discard)
+    def _lose(self, owned: OwnedShard, reason: str) -> None:
+        """This ownership (not a newer one of the same shard) ended without a drain, found
+        from a sync context: end it now, stop its work and tell the callback in the
+        background."""
+        if self._held.get(owned.shard) is not owned or self._end(owned.shard, reason) is None:
+            return
+        task = asyncio.ensure_future(self._forget(owned, reason, delete=True))
+        self._forgetting.add(task)
+        task.add_done_callback(self._forgetting.discard)
 
-    async def _forget(self, owned: OwnedShard, reason: str) -> None:
-        """After an ownership ended: stop its work, drop it, tell the callback."""
+    async def _forget(self, owned: OwnedShard, reason: str, *, delete: bool = False) -> None:
+        """After an ownership ended: stop its work, drop it, tell the callback. With
+        ``delete``, also remove the owner key if it is still this one: ownership has ended
+        here, so a key we judged gone but that is not must not block the shard."""
         await self._stop_work(owned.shard)
+        if delete and self._session is not None and self._session.alive:
+            with contextlib.suppress(TransportError):
+                await self.client.txn(
+                    [Compare.create_revision(owned.key) == owned.token], [Op.delete(owned.key)]
+                )
         if self._held.get(owned.shard) is owned:
             del self._held[owned.shard]
         self._released[owned.shard] = max(self._released.get(owned.shard, 0), owned.token)

@@ -69,7 +69,7 @@ class ShardOwner:
 
 @dataclass(frozen=True)
 class GroupSnapshot:
-    """The group at one etcd revision."""
+    """The group as of etcd revision ``revision``: every change up to it is included."""
 
     revision: int
     members: Mapping[int, MemberInfo] = field(default_factory=dict)
@@ -152,11 +152,18 @@ class AsyncShardView:
                     self.keys.base, prefix=True, start_revision=snapshot.revision + 1
                 ) as watch:
                     failures = 0
+                    known = snapshot.revision
                     async for batch in watch:
+                        if not batch.events:
+                            continue
                         for event in batch.events:
                             self._apply(event, members, owners)
-                        last_revision = max(last_revision, batch.revision)
-                        yield GroupSnapshot(batch.revision, dict(members), dict(owners))
+                        # A batch's header revision is etcd's revision when it was sent, which
+                        # runs ahead of its events while a watcher catches up: what we know
+                        # is the state as of the newest event, not as of the header.
+                        known = max(known, *(e.kv.mod_revision for e in batch.events))
+                        last_revision = max(last_revision, known)
+                        yield GroupSnapshot(known, dict(members), dict(owners))
             except FATAL_ERRORS:
                 raise
             except (WatchError, TransportError) as exc:
