@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -126,7 +126,7 @@ class AsyncShardView:
         kv = (await self.client.get(self.keys.owner(shard))).kv
         return ShardOwner.from_kv(shard, kv) if kv is not None else None
 
-    async def follow(self) -> AsyncIterator[GroupSnapshot]:
+    async def follow(self) -> AsyncGenerator[GroupSnapshot, None]:
         """Yield the group now, then again after every change, in revision order.
 
         Raises only for errors retrying cannot cure (permissions, credentials).
