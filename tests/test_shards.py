@@ -258,6 +258,10 @@ async def test_fenced_transactions_commit_only_while_the_shard_is_owned(
     assert (await client.get(counter)).kv.value == b"1"  # type: ignore[union-attr]
     await until(lambda: "0" in owner.owned(), "the shard claimed again")
     assert owner.group.owned()["0"].token > shard.token
+    # Work left over from the first ownership cannot write under the second one.
+    with pytest.raises(NotLeader):
+        await owner.group.txn(shard, [], [Op.put(counter, "stale")])
+    assert (await owner.group.txn(owner.group.owned()["0"], [], [Op.put(counter, "3")])).succeeded
     with pytest.raises(NotLeader):
         await owner.group.txn("nope", [], [Op.put(counter, "3")])
 

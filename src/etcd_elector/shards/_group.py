@@ -206,23 +206,32 @@ class AsyncShardGroup:
 
     async def txn(
         self,
-        shard: str,
+        shard: str | OwnedShard,
         compares: Sequence[Compare] = (),
         on_success: Sequence[Op] = (),
         on_failure: Sequence[Op] = (),
     ) -> TxnResult:
         """A transaction that commits only while this replica owns ``shard``.
 
-        The owner key's create revision (our token) is added to ``compares``. If only the
-        user's compares fail, ``succeeded`` is false; if our ownership is gone, it ends
-        locally and ``LeadershipLost`` is raised.
+        Pass the :class:`OwnedShard` your work was given: the write is then fenced by *that*
+        ownership's token, so work left over from an earlier ownership of the same shard
+        cannot commit under a newer one. (A shard name means the current ownership.) The
+        owner key's create revision is added to ``compares``. If only the user's compares
+        fail, ``succeeded`` is false; if the ownership is gone, it ends locally and
+        ``LeadershipLost`` is raised.
 
-        :raises NotLeader: if we do not own the shard locally. :raises AmbiguousResult: as any
-            transaction.
+        :raises NotLeader: if that ownership does not hold locally. :raises AmbiguousResult:
+            as any transaction.
         """
-        held = self._held.get(shard)
+        name = shard.shard if isinstance(shard, OwnedShard) else shard
+        held = self._held.get(name)
+        if isinstance(shard, OwnedShard) and held is not shard:
+            held = None
         if held is None or not held.is_owned():
-            raise NotLeader(f"this replica does not own shard {shard!r} of group {self.group!r}")
+            raise NotLeader(
+                f"this replica does not own shard {name!r} of group {self.group!r}"
+                + (f" with token {shard.token}" if isinstance(shard, OwnedShard) else "")
+            )
         key = held.key.encode()
         guard = Compare.create_revision(key) == held.token
         result = await self.client.txn(

@@ -38,7 +38,7 @@ from etcd_elector.shards import GroupKeys
 
 from ._checker import CheckReport, Violation, check_history
 from ._cluster import EtcdCluster
-from ._history import Record, RecordKind
+from ._history import Record, RecordKind, dump_records
 from ._proxy import FaultProxy
 
 __all__ = ["SHARD_FAULTS", "ShardChaosResult", "ShardChaosSettings", "run_shard_chaos"]
@@ -296,7 +296,9 @@ def run_shard_chaos(
     if result.ok:
         shutil.rmtree(run.log_dir, ignore_errors=True)
     else:
-        progress(f"replica logs kept in {run.log_dir}")
+        with open(os.path.join(run.log_dir, "history.jsonl"), "w") as history:
+            history.write(dump_records(sorted(run.records, key=lambda r: r.time)))
+        progress(f"replica logs and the history kept in {run.log_dir}")
     return result
 
 

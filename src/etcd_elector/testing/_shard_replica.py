@@ -90,7 +90,7 @@ async def main(args: argparse.Namespace) -> None:
             key = writes_key(args.namespace, args.group, shard.shard)
             while not shard.stopping.is_set():
                 try:
-                    result = await group.txn(shard.shard, [], [Op.put(key, str(shard.token))])
+                    result = await group.txn(shard, [], [Op.put(key, str(shard.token))])
                     emit(
                         Record(
                             RecordKind.WRITE,
