@@ -71,6 +71,18 @@ from ._types import (
 from ._view import ElectionView as AsyncElectionView
 from ._view import LeaderInfo
 from ._watch import Watch
+from .shards import (
+    AsyncShardGroup,
+    AsyncShardView,
+    GroupSnapshot,
+    OwnedShard,
+    ReleaseReason,
+    ShardEvent,
+    ShardEventKind,
+    ShardGroup,
+    ShardOwner,
+    ShardView,
+)
 
 __version__ = "0.1.0"
 """The version of etcd-elector."""
@@ -82,6 +94,8 @@ __all__ = [
     "AsyncElectionView",
     "AsyncElector",
     "AsyncSession",
+    "AsyncShardGroup",
+    "AsyncShardView",
     "AuthenticationFailed",
     "CampaignFailed",
     "Client",
@@ -103,6 +117,7 @@ __all__ = [
     "EventType",
     "FencedResult",
     "GetResult",
+    "GroupSnapshot",
     "HealthServer",
     "JsonLogFormatter",
     "KeepAliveAnswer",
@@ -121,15 +136,22 @@ __all__ = [
     "NoopMetrics",
     "NotLeader",
     "Op",
+    "OwnedShard",
     "PermissionDenied",
     "PrometheusMetrics",
     "PutResult",
     "RangeResult",
+    "ReleaseReason",
     "RequestTimeout",
     "Secret",
     "Session",
     "SessionLost",
     "SessionState",
+    "ShardEvent",
+    "ShardEventKind",
+    "ShardGroup",
+    "ShardOwner",
+    "ShardView",
     "Status",
     "TLSHandshakeFailed",
     "Term",

@@ -65,6 +65,8 @@ _RETRY = (0.05, 2.0)
 
 
 class ShardEventKind(enum.Enum):
+    """What a :class:`ShardEvent` reports."""
+
     JOINED = "joined"  # this replica registered as a member (``lease`` set)
     ACQUIRED = "acquired"  # a shard is ours (``shard``, ``token``)
     DRAINING = "draining"  # its work was told to stop; release follows
@@ -76,6 +78,9 @@ class ShardEventKind(enum.Enum):
 
 @dataclass(frozen=True)
 class ShardEvent:
+    """One change seen by a replica (from :meth:`AsyncShardGroup.events`): ``shard`` and
+    ``token`` for the shard events, ``lease`` (this replica's), ``reason`` for ends."""
+
     kind: ShardEventKind
     shard: str | None = None
     token: int = 0
