@@ -158,9 +158,7 @@ async def test_a_join_moves_only_the_newcomers_share_and_interrupts_nothing_else
     replicas: Callable[..., Replica],
 ) -> None:
     first, second = replicas(), replicas()
-    await until(
-        lambda: len(first.working()) == len(second.working()) == 6, "two balanced replicas"
-    )
+    await until(lambda: len(first.working()) == len(second.working()) == 6, "two balanced replicas")
     before = {**first.group.owned(), **second.group.owned()}
     acquisitions = len(first.acquired + second.acquired)
     third = replicas()
