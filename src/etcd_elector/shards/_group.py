@@ -179,6 +179,15 @@ class AsyncShardGroup:
         held = self._held.get(shard)
         return held is not None and held.is_owned()
 
+    def debug_state(self) -> dict[str, list[str]]:
+        """For diagnosis: the shards in each internal state (held, claiming, releasing)."""
+        return {
+            "held": sorted(self._held),
+            "claiming": sorted(self._claiming),
+            "releasing": sorted(self._releasing),
+            "working": sorted(s for s, t in self._work.items() if not t.done()),
+        }
+
     @property
     def snapshot(self) -> GroupSnapshot | None:
         """The latest state of the group this replica has seen (not a fresh read)."""

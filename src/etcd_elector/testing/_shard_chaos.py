@@ -36,6 +36,7 @@ from etcd_elector import AsyncClient, _clock
 from etcd_elector._orphans import dies_with_parent
 from etcd_elector.shards import GroupKeys
 
+from ._binary import etcd_version, find_etcd_binary
 from ._checker import CheckReport, Violation, check_history
 from ._cluster import EtcdCluster
 from ._history import Record, RecordKind, dump_records
@@ -73,6 +74,7 @@ class ShardChaosResult:
     faults: Counter[str] = field(default_factory=Counter)
     trials: int = 0
     elapsed: float = 0.0
+    etcd: str = ""  # the etcd version the run used
 
     @property
     def violations(self) -> list[Violation]:
@@ -93,6 +95,7 @@ class ShardChaosResult:
         worst = max((r.worst_failover or 0.0 for r in reports), default=0.0)
         rows = [
             ("seed", str(self.settings.seed)),
+            ("etcd", self.etcd),
             ("duration", f"{self.elapsed:.0f}s"),
             ("ttl", f"{self.settings.ttl}s"),
             ("shards / etcd members", f"{self.settings.shards} / {self.settings.members}"),
@@ -109,6 +112,7 @@ class ShardChaosResult:
             ("token order violations", str(self.count("token"))),
             ("slow recoveries", str(self.count("failover"))),
             ("leaks", str(self.count("leak"))),
+            ("etcd members disagreeing", str(self.count("etcd_inconsistent"))),
             ("worst gap between owners", f"{worst:.3f}s"),
         ]
         width = max(len(name) for name, _ in rows)
@@ -289,9 +293,12 @@ def run_shard_chaos(
             for replica in run.replicas:
                 replica.finish(timeout=15)
         run.extra.extend(asyncio.run(_leaks(cluster.endpoint_string, run.records)))
+        if settings.members > 1:
+            run.extra.extend(asyncio.run(_divergence(cluster.endpoints)))
     reports = _check(run.records, settings.shards)
+    version = ".".join(map(str, etcd_version(find_etcd_binary())))
     result = ShardChaosResult(
-        settings, reports, run.extra, run.faults, trials, time.monotonic() - began
+        settings, reports, run.extra, run.faults, trials, time.monotonic() - began, version
     )
     if result.ok:
         shutil.rmtree(run.log_dir, ignore_errors=True)
@@ -380,6 +387,37 @@ async def _leaks(endpoints: str, records: list[Record]) -> list[Violation]:
                     Violation("leak", f"{record.candidate} exited cleanly but lease {leases} lives")
                 )
     return violations
+
+
+async def _divergence(endpoints: list[str]) -> list[Violation]:
+    """Whether etcd's members hold the same data once quiet. They must; etcd 3.5.0 to 3.5.2
+    can diverge after a member is killed under load (etcd-io/etcd#13766), and then no client
+    can be safe: a history checked against such a cluster says nothing about the client."""
+    views: dict[str, tuple[int, tuple[tuple[bytes, int, int, bytes], ...]]] = {}
+    for _ in range(50):  # bounded: until every member reports the same revision
+        views = {}
+        for endpoint in endpoints:
+            with contextlib.suppress(Exception):
+                async with AsyncClient(endpoint, timeout=2.0) as client:
+                    read = await client.get_prefix(NAMESPACE, serializable=True)
+                    content = tuple(
+                        (kv.key, kv.create_revision, kv.mod_revision, kv.value) for kv in read.kvs
+                    )
+                    views[endpoint] = (read.revision, content)
+        if len(views) == len(endpoints) and len({v[0] for v in views.values()}) == 1:
+            break
+        await asyncio.sleep(0.2)
+    if len({v[1] for v in views.values()}) <= 1 and len({v[0] for v in views.values()}) <= 1:
+        return []
+    seen = ", ".join(f"{e} at revision {v[0]}" for e, v in views.items())
+    return [
+        Violation(
+            "etcd_inconsistent",
+            f"etcd's members disagree about the data ({seen}); etcd 3.5.0-3.5.2 can diverge "
+            "after a member is killed under load (etcd-io/etcd#13766): use etcd 3.4.22+ or "
+            "3.5.3+ (ETCD_BINARY)",
+        )
+    ]
 
 
 def _duration(text: str) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 
@@ -122,6 +123,19 @@ async def main(args: argparse.Namespace) -> None:
                 if event.kind is ShardEventKind.JOINED:
                     emit(Record("joined", _clock.now(), candidate=me, leases=(event.lease,)))
 
+        def dump_state() -> None:
+            """SIGUSR1: what this replica holds and sees, on stderr (its log)."""
+            snapshot = group.snapshot
+            logging.getLogger(__name__).warning(
+                "state: session=%r owned=%s internals=%s snapshot_revision=%s tasks=%d",
+                group.session,
+                sorted(group.owned()),
+                group.debug_state(),
+                snapshot.revision if snapshot else None,
+                len(asyncio.all_tasks()),
+            )
+
+        loop.add_signal_handler(signal.SIGUSR1, dump_state)
         async with group:
             reporter = asyncio.create_task(report_joins())
             runner = asyncio.create_task(group.run(work))
@@ -151,4 +165,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     asyncio.run(main(parse()))
