@@ -15,13 +15,17 @@ from etcd_elector.testing._shard_chaos import (
 
 
 @pytest.mark.slow
-def test_a_short_run_has_no_double_owner_no_stale_write_and_no_leak() -> None:
-    settings = ShardChaosSettings(
-        duration=25,
-        seed=11,
-        shards=8,
-        faults=("join", "leave", "crash", "pause_long", "partition"),
-    )
+@pytest.mark.parametrize(
+    ("seed", "members", "faults"),
+    [
+        (11, 1, ("join", "leave", "crash", "pause_long", "partition")),
+        (12, 3, ("crash", "pause_short", "partition", "member_restart", "etcd_leader_kill")),
+    ],
+)
+def test_a_short_run_has_no_double_owner_no_stale_write_and_no_leak(
+    seed: int, members: int, faults: tuple[str, ...]
+) -> None:
+    settings = ShardChaosSettings(duration=20, seed=seed, shards=8, members=members, faults=faults)
     result = run_shard_chaos(settings)
     assert result.ok, result.summary()
     assert result.trials >= 3

@@ -51,6 +51,7 @@ from etcd_elector import (
 from ._owned import OwnedShard, ReleaseReason, new_owned
 from ._spec import DEFAULT_NAMESPACE, MemberInfo, shard_names, validate_weight
 from ._view import FATAL_ERRORS, AsyncShardView, GroupSnapshot, ShardOwner
+from ._writes import BATCH, Releaser, claim
 
 if TYPE_CHECKING:
     from etcd_elector import AsyncClient
@@ -153,6 +154,7 @@ class AsyncShardGroup:
         self._claiming: dict[str, asyncio.Task[None]] = {}
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._forgetting: set[asyncio.Task[None]] = set()
+        self._releaser = Releaser(client, self.keys.group)
         self._released: dict[str, int] = {}  # shard -> the newest token we gave up
         self._subscribers: list[asyncio.Queue[ShardEvent]] = []
         self._changed = asyncio.Event()
@@ -426,6 +428,7 @@ class AsyncShardGroup:
             await asyncio.gather(follower, lost, *self._claiming.values(), return_exceptions=True)
             self._claiming.clear()
             await self._lose_all(reason)  # nothing left if we left cleanly
+            await self._releaser.close()
             self._snapshot = None
             self._session = None
             self._publish(ShardEvent(ShardEventKind.LEFT, lease=session.lease_id, reason=reason))
@@ -472,41 +475,40 @@ class AsyncShardGroup:
         for shard in list(self._held):
             if target.get(shard) != me and shard not in self._releasing:
                 self._release(session, shard, ReleaseReason.MOVED)
-        for shard, wanted in target.items():
-            if wanted != me or shard in owners or shard in self._held:
-                continue
-            if not self._busy(shard):
-                self._claiming[shard] = asyncio.ensure_future(self._claim(session, shard, work))
+        wanted = [
+            shard
+            for shard, who in target.items()
+            if who == me and shard not in owners and not self._busy(shard)
+        ]
+        for start in range(0, len(wanted), BATCH):
+            chunk = wanted[start : start + BATCH]
+            task = asyncio.ensure_future(self._claim(session, chunk, work))
+            for shard in chunk:
+                self._claiming[shard] = task
 
     def _busy(self, shard: str) -> bool:
         return shard in self._held or shard in self._claiming or shard in self._releasing
 
-    async def _claim(self, session: AsyncSession, shard: str, work: ShardWork) -> None:
-        """Create the owner key if nobody has it. A refused claim waits for the watch to
-        show why (someone else's key) instead of asking again at once."""
-        key = self.keys.owner(shard)
-        member = self.keys.member(session.lease_id)
-        token = 0
+    async def _claim(self, session: AsyncSession, shards: list[str], work: ShardWork) -> None:
+        """Create the owner keys of free shards the plan gives us. A refused claim waits for
+        the watch to show why (someone else's key) instead of asking again at once; one with
+        an unknown outcome is settled by the watch too (a key of ours we do not hold is
+        adopted)."""
+        tokens: dict[str, int] = {}
         try:
-            result = await self.client.txn(
-                [Compare.create_revision(key) == 0, Compare.version(member) > 0],
-                [Op.put(key, self.identity, lease=session.lease_id)],
-            )
-            if result.succeeded:
-                token = result.revision
-        except AmbiguousResult:
-            with contextlib.suppress(TransportError):
-                kv = (await self.client.get(key)).kv
-                if kv is not None and kv.lease == session.lease_id:
-                    token = kv.create_revision
+            tokens = await claim(self.client, self.keys, session, self.identity, shards)
+        except AmbiguousResult as exc:
+            log.info("claim in group=%s has an unknown outcome: %s", self.group, exc)
         except TransportError as exc:
-            log.info("claim of shard=%s in group=%s failed: %s", shard, self.group, exc)
+            log.info("claim in group=%s failed: %s", self.group, exc)
             await asyncio.sleep(_RETRY[0] * random.uniform(1, 4))
             self._changed.set()
         finally:
-            self._claiming.pop(shard, None)
-        if token and session.alive and self._session is session:
-            self._acquire(session, shard, token, work)
+            for shard in shards:
+                self._claiming.pop(shard, None)
+        if session.alive and self._session is session:
+            for shard, token in tokens.items():
+                self._acquire(session, shard, token, work)
 
     def _acquire(self, session: AsyncSession, shard: str, token: int, work: ShardWork) -> None:
         owned = new_owned(
@@ -570,31 +572,10 @@ class AsyncShardGroup:
             # Ownership ends here, before the key goes: nobody else can own it before that.
             self._end(shard, reason)
             await self._stop_work(shard)
-            await self._delete_owner_key(session, owned)
+            await self._releaser.delete(session, owned)
         finally:
             self._releasing.pop(shard, None)
         await self._forget(owned, reason)
-
-    async def _delete_owner_key(self, session: AsyncSession, owned: OwnedShard) -> None:
-        """Delete our owner key (only if it is still ours); retried while the session lives,
-        since nobody else can take the shard before it goes."""
-        attempt = 0
-        while session.alive:
-            try:
-                await self.client.txn(
-                    [Compare.create_revision(owned.key) == owned.token], [Op.delete(owned.key)]
-                )
-                return
-            except TransportError as exc:
-                attempt += 1
-                log.warning(
-                    "releasing shard=%s of group=%s failed, retrying: %s",
-                    owned.shard,
-                    self.group,
-                    exc,
-                    extra=self._fields(owned),
-                )
-                await self._pause(attempt)
 
     def _end(self, shard: str, reason: str) -> OwnedShard | None:
         """End an ownership locally (idempotent): ``is_owned()`` is false from here on."""
@@ -634,10 +615,7 @@ class AsyncShardGroup:
         here, so a key we judged gone but that is not must not block the shard."""
         await self._stop_work(owned.shard)
         if delete and self._session is not None and self._session.alive:
-            with contextlib.suppress(TransportError):
-                await self.client.txn(
-                    [Compare.create_revision(owned.key) == owned.token], [Op.delete(owned.key)]
-                )
+            await self._releaser.delete(self._session, owned)
         if self._held.get(owned.shard) is owned:
             del self._held[owned.shard]
         self._released[owned.shard] = max(self._released.get(owned.shard, 0), owned.token)

@@ -157,6 +157,8 @@ class _Replica:
             str(settings.shards),
             "--id",
             ident,
+            "--log-level",
+            "info",  # the logs are kept when the checker finds a violation
         ]
         self.process = subprocess.Popen(
             dies_with_parent(argv),

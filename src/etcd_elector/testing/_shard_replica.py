@@ -161,11 +161,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain", type=float, default=1.0)
     parser.add_argument("--write-every", type=float, default=0.1, help="0: no writes")
     parser.add_argument("--library-defaults", action="store_true", help="default client timeouts")
+    parser.add_argument("--log-level", default="warning", choices=("info", "warning"))
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
+    arguments = parse()
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=arguments.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(main(parse()))
+    asyncio.run(main(arguments))
