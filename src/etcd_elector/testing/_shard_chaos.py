@@ -64,6 +64,7 @@ class ShardChaosSettings:
     shards: int = 12
     members: int = 1
     faults: tuple[str, ...] = ()  # default: every fault that makes sense for ``members``
+    write_every: float = 0.1  # seconds between one shard's fenced writes
 
 
 @dataclass
@@ -159,6 +160,8 @@ class _Replica:
             ident,
             "--log-level",
             "info",  # the logs are kept when the checker finds a violation
+            "--write-every",
+            str(settings.write_every),
         ]
         self.process = subprocess.Popen(
             dies_with_parent(argv),
