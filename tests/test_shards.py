@@ -22,6 +22,7 @@ import pytest
 
 from etcd_elector import (
     AsyncClient,
+    AsyncSession,
     Client,
     ConfigurationError,
     LeadershipError,
@@ -33,11 +34,14 @@ from etcd_elector.shards import (
     AsyncShardGroup,
     AsyncShardView,
     GroupKeys,
+    MemberInfo,
     OwnedShard,
     ReleaseReason,
     ShardEventKind,
     ShardGroup,
 )
+from etcd_elector.shards._owned import new_owned
+from etcd_elector.shards._writes import Releaser, claim
 from etcd_elector.testing import FaultProxy, dies_with_parent
 
 TTL = 2
@@ -424,3 +428,33 @@ async def test_a_catching_up_watch_claims_no_more_than_its_events_show(
     assert first.revision < created <= second.revision < later
     assert second.owners["1"].token == created
     await client.lease_revoke(lease)
+
+
+async def test_a_claim_never_overwrites_an_owner_and_a_release_never_deletes_a_newer_one(
+    client: AsyncClient, namespace: str
+) -> None:
+    """The two compare-and-swaps the exclusivity rests on, exercised directly: the plan
+    never asks a replica to claim an owned shard, so nothing else would notice them gone."""
+    keys = GroupKeys(namespace, "orders")
+    other = (await client.lease_grant(30)).id
+    await client.put(keys.owners + "1", "someone else", lease=other)
+    async with AsyncSession(client, ttl=TTL) as session:
+        member = MemberInfo(session.lease_id, "me", 1, ("0", "1", "2"), 0)
+        await client.put(keys.member(session.lease_id), member.encode(), lease=session.lease_id)
+        tokens = await claim(client, keys, session, "me", ["0", "1", "2"])
+        assert set(tokens) == {"0", "2"}  # the batch was refused; each shard tried alone
+        taken = (await client.get(keys.owners + "1")).kv
+        assert taken is not None and taken.lease == other and taken.value == b"someone else"
+
+        first = (await client.get(keys.owners + "0")).kv
+        assert first is not None and first.create_revision == tokens["0"]
+        stale = new_owned("orders", "0", keys.owner("0"), session.lease_id, tokens["0"],
+                          lambda: True, lambda: session.deadline)  # fmt: skip
+        await client.delete(keys.owner("0"))
+        renewed = await claim(client, keys, session, "me", ["0"])
+        releaser = Releaser(client, "orders")
+        await releaser.delete(session, stale)  # the ownership before the renewed one
+        current = (await client.get(keys.owners + "0")).kv
+        assert current is not None and current.create_revision == renewed["0"]
+        await releaser.close()
+    await client.lease_revoke(other)
