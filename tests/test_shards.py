@@ -39,6 +39,7 @@ from etcd_elector.shards import (
     ReleaseReason,
     ShardEventKind,
     ShardGroup,
+    ShardView,
 )
 from etcd_elector.shards._owned import new_owned
 from etcd_elector.shards._writes import Releaser, claim
@@ -403,6 +404,10 @@ def test_the_sync_twin_runs_work_in_threads(etcd_endpoint: str, namespace: str) 
             assert sorted(seen) == [("0", 1), ("1", 1), ("2", 1)]
             assert set(group.owned()) == {"0", "1", "2"}
             assert group.owner("1") is not None
+            view = ShardView(client, "orders", namespace=namespace)
+            lease = group.owned()["1"].lease_id
+            assert {o.lease for o in view.snapshot().owners.values()} == {lease}
+            assert view.owner("2") == group.owner("2")
         runner.join(WAIT)
         assert not runner.is_alive()
         assert group.owned() == {}
