@@ -32,7 +32,7 @@ import os
 import random
 import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -79,14 +79,17 @@ class ShardEventKind(enum.Enum):
 
 @dataclass(frozen=True)
 class ShardEvent:
-    """One change seen by a replica (from :meth:`AsyncShardGroup.events`): ``shard`` and
-    ``token`` for the shard events, ``lease`` (this replica's), ``reason`` for ends."""
+    """One change seen by a replica (from :meth:`AsyncShardGroup.events`): ``shard``,
+    ``token`` and the ownership itself (``owned``) for the shard events, ``lease`` (this
+    replica's), ``reason`` for ends. Events are published the moment they happen: a
+    ``released`` event comes before the owner key is deleted."""
 
     kind: ShardEventKind
     shard: str | None = None
     token: int = 0
     lease: int = 0
     reason: str | None = None
+    owned: OwnedShard | None = field(default=None, compare=False, repr=False)
 
 
 class _Rejoin(Exception):
@@ -530,7 +533,9 @@ class AsyncShardGroup:
             self.identity,
             extra=self._fields(owned),
         )
-        self._publish(ShardEvent(ShardEventKind.ACQUIRED, shard, token, session.lease_id))
+        self._publish(
+            ShardEvent(ShardEventKind.ACQUIRED, shard, token, session.lease_id, None, owned)
+        )
         task = asyncio.ensure_future(self._run_work(owned, work))
         self._work[shard] = task
 
@@ -564,7 +569,9 @@ class AsyncShardGroup:
         owned = self._held[shard]
         try:
             owned._state.stop()
-            self._publish(ShardEvent(ShardEventKind.DRAINING, shard, owned.token, owned.lease_id))
+            self._publish(
+                ShardEvent(ShardEventKind.DRAINING, shard, owned.token, owned.lease_id, None, owned)
+            )
             task = self._work.get(shard)
             if task is not None and not task.done():
                 budget = min(self.drain, session.remaining())
@@ -596,7 +603,7 @@ class AsyncShardGroup:
             reason,
             extra={**self._fields(owned), "reason": reason},
         )
-        self._publish(ShardEvent(kind, shard, owned.token, owned.lease_id, reason))
+        self._publish(ShardEvent(kind, shard, owned.token, owned.lease_id, reason, owned))
         return owned
 
     def _lose(self, owned: OwnedShard, reason: str) -> None:

@@ -41,31 +41,6 @@ async def main(args: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    def acquired(shard: OwnedShard) -> None:
-        leases.add(shard.lease_id)
-        emit(
-            Record(
-                RecordKind.ELECTED,
-                shard.acquired_at,
-                candidate=me,
-                token=shard.token,
-                detail=shard.shard,
-            )
-        )
-
-    def released(shard: OwnedShard, reason: str) -> None:
-        emit(
-            Record(
-                RecordKind.LOST,
-                _clock.now(),
-                candidate=me,
-                token=shard.token,
-                until=shard.ended_at or _clock.now(),
-                reason=reason,
-                detail=shard.shard,
-            )
-        )
-
     # Fault runs detect a dead connection fast; benchmarks measure the library's defaults.
     fast = not args.library_defaults
     async with AsyncClient(
@@ -80,8 +55,6 @@ async def main(args: argparse.Namespace) -> None:
             namespace=args.namespace,
             ttl=args.ttl,
             drain=args.drain,
-            on_acquired=acquired,
-            on_released=released,
         )
 
         async def work(shard: OwnedShard) -> None:
@@ -118,10 +91,36 @@ async def main(args: argparse.Namespace) -> None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(shard.wait_stopping(), args.write_every)
 
-        async def report_joins() -> None:
+        async def report() -> None:
+            """Records from the group's events, published the moment things happen: an end
+            is recorded before the owner key is deleted, so a kill cannot lose it."""
             async for event in group.events():
+                owned = event.owned
                 if event.kind is ShardEventKind.JOINED:
+                    leases.add(event.lease)
                     emit(Record("joined", _clock.now(), candidate=me, leases=(event.lease,)))
+                elif event.kind is ShardEventKind.ACQUIRED and owned is not None:
+                    emit(
+                        Record(
+                            RecordKind.ELECTED,
+                            owned.acquired_at,
+                            candidate=me,
+                            token=owned.token,
+                            detail=owned.shard,
+                        )
+                    )
+                elif event.kind in (ShardEventKind.RELEASED, ShardEventKind.LOST) and owned:
+                    emit(
+                        Record(
+                            RecordKind.LOST,
+                            _clock.now(),
+                            candidate=me,
+                            token=owned.token,
+                            until=owned.ended_at or _clock.now(),
+                            reason=event.reason or "",
+                            detail=owned.shard,
+                        )
+                    )
 
         def dump_state() -> None:
             """SIGUSR1: what this replica holds and sees, on stderr (its log)."""
@@ -137,7 +136,7 @@ async def main(args: argparse.Namespace) -> None:
 
         loop.add_signal_handler(signal.SIGUSR1, dump_state)
         async with group:
-            reporter = asyncio.create_task(report_joins())
+            reporter = asyncio.create_task(report())
             runner = asyncio.create_task(group.run(work))
             await asyncio.wait(
                 {runner, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
