@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,10 +59,25 @@ class Consumer:
         ]
 
     def stop(self) -> tuple[int, str]:
+        """SIGTERM, as a service manager stops it; its exit code and stderr."""
         self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=30)
-        self._reader.join(5)
-        return self.process.returncode, err
+        code = self.process.wait(30)
+        self._reader.join(10)  # stdout is this reader's alone: every line is in self.lines
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self.process.stdout.close()
+        with self.process.stderr as stderr:
+            return code, stderr.read()
+
+
+@pytest.fixture
+def consumers() -> Iterator[list[Consumer]]:
+    """Every copy started by the test; any left running at teardown is killed."""
+    started: list[Consumer] = []
+    yield started
+    for consumer in started:
+        if consumer.process.poll() is None:
+            consumer.process.kill()
+            consumer.process.wait(10)
 
 
 def wait_for(condition: object, what: str, timeout: float = 30.0) -> None:
@@ -78,13 +94,17 @@ def offsets(client: Client, namespace: str) -> list[int]:
     return [found.get(str(p), 0) for p in range(PARTITIONS)]
 
 
-def test_two_copies_share_the_partitions_and_commit_each_message_once(etcd_endpoint: str) -> None:
+def test_two_copies_share_the_partitions_and_commit_each_message_once(
+    etcd_endpoint: str, consumers: list[Consumer]
+) -> None:
     namespace = f"/test-examples/{uuid.uuid4().hex}"
     with Client(etcd_endpoint) as client:
         first = Consumer(etcd_endpoint, namespace, "--produce", "5")
+        consumers.append(first)
         wait_for(lambda: offsets(client, namespace) == [5] * PARTITIONS, "the first batch")
         assert first.owned() == {str(p) for p in range(PARTITIONS)}
         second = Consumer(etcd_endpoint, namespace)
+        consumers.append(second)
         wait_for(lambda: len(first.owned()) == len(second.owned()) == 2, "an even split")
         assert first.owned().isdisjoint(second.owned())
         for partition in range(PARTITIONS):  # a second batch, consumed by both copies
