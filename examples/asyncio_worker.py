@@ -4,9 +4,10 @@
     ETCD_ENDPOINTS=127.0.0.1:2379 python examples/asyncio_worker.py --iterations 5
 
 Start it in two or three terminals: one copy leads and works, the others wait. Stop the
-leader (Ctrl-C resigns at once; ``kill -9`` leaves its lease to expire after the TTL) and
-another copy takes over. With ``--iterations N`` (or ``EXAMPLE_ITERATIONS=N``) a leader
-stops after N units of work, resigns and exits.
+leader (Ctrl-C or SIGTERM resigns at once; ``kill -9`` leaves its lease to expire after the
+TTL) and another copy takes over. A copy that loses its term (paused past its deadline, etcd
+unreachable) stops its work and campaigns again. With ``--iterations N`` (or
+``EXAMPLE_ITERATIONS=N``) a leader stops after N units of work, resigns and exits.
 
 Each unit of work is a *fenced* write (``election.txn``): it commits only while this term
 holds, so a leader that lost its term in the middle of a step cannot overwrite the progress
@@ -18,10 +19,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 
-from etcd_elector import AsyncClient, AsyncElector, LeadershipLost, Op, Term
+from etcd_elector import (
+    AmbiguousResult,
+    AsyncClient,
+    AsyncElector,
+    ConnectionFailed,
+    LeadershipLost,
+    Op,
+    RequestTimeout,
+    Term,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,10 +55,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> int:
-    # SIGTERM (docker stop, systemd, Kubernetes) stops the work and resigns, like Ctrl-C.
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     progress_key = f"{args.namespace}/{args.name}.progress"  # outside the election's prefix
 
     async with AsyncClient() as client:  # endpoints from ETCD_ENDPOINTS
@@ -66,27 +71,39 @@ async def main(args: argparse.Namespace) -> int:
             assert election is not None
             done = 0
             while args.iterations == 0 or done < args.iterations:
-                term.check()  # raises LeadershipLost; the elector also cancels us on loss
-                result = await election.txn(
-                    on_success=[Op.put(progress_key, f"token={term.token} unit={done + 1}")]
-                )
+                # Raises LeadershipLost once the term is over, even right after a pause, before
+                # the elector has cancelled us: the elector takes it as the loss it is.
+                term.check()
+                try:
+                    result = await election.txn(
+                        success=[Op.put(progress_key, f"token={term.token} unit={done + 1}")]
+                    )
+                except (ConnectionFailed, RequestTimeout, AmbiguousResult) as exc:
+                    # etcd out of reach: the unit may or may not have committed (fenced, so
+                    # only while our term held); write it again next time, if we still lead.
+                    print(f"unit {done + 1} not confirmed, trying again: {exc}", flush=True)
+                    await asyncio.sleep(args.every)
+                    continue
                 done += 1
                 print(f"unit {done} committed at revision {result.revision}", flush=True)
                 await asyncio.sleep(args.every)
             return done
 
         async with elector:
+            # SIGTERM (docker stop, systemd, Kubernetes) and Ctrl-C stop the work and resign;
+            # run() then returns None.
+            elector.stop_on_signals()
             try:
                 done = await elector.run(work)
             except LeadershipLost as exc:
                 print(f"lost leadership before finishing: {exc}", flush=True)
                 return 1
-    print(f"done: {done} units, resigned", flush=True)
+    if done is None:
+        print("stopped, resigned", flush=True)
+    else:
+        print(f"done: {done} units, resigned", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(asyncio.run(main(parse_args())))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("stopped, resigned", flush=True)
+    sys.exit(asyncio.run(main(parse_args())))

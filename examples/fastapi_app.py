@@ -61,7 +61,7 @@ def create_app(
         while True:
             term.check()
             # Fenced: commits only while this term holds.
-            await election.txn(on_success=[Op.put(progress_key, f"token={term.token}")])
+            await election.txn(success=[Op.put(progress_key, f"token={term.token}")])
             units += 1
             await asyncio.sleep(every)
 

@@ -18,6 +18,7 @@ from helpers.security import ROOT_PASSWORD, enable_auth
 
 from etcd_elector import (
     AsyncClient,
+    AsyncElection,
     AuthenticationFailed,
     ClientConfig,
     ConfigurationError,
@@ -26,8 +27,8 @@ from etcd_elector import (
     Secret,
     Term,
 )
-from etcd_elector._auth import AuthManager
 from etcd_elector.cli._process import child_environment
+from etcd_elector.etcd._auth import AuthManager
 from etcd_elector.testing import EtcdCluster
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,7 +51,7 @@ def alice(endpoint: str, password: str = PASSWORD) -> AsyncClient:
 
 
 def authentications(client: AsyncClient) -> int:
-    auth = client._auth
+    auth = client._transport._auth
     assert isinstance(auth, AuthManager)
     return auth.authentications
 
@@ -68,7 +69,7 @@ async def test_a_candidate_campaigns_inside_its_prefix(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with alice(auth_etcd) as client, client.session(ttl=5) as session:
-        election = session.election("inside", namespace=NAMESPACE)
+        election = AsyncElection(session, "inside", namespace=NAMESPACE)
         term = await election.campaign("a")
         assert term.key.startswith(f"{NAMESPACE}/inside/")
         assert election.is_leader() and await election.verify()
@@ -83,7 +84,7 @@ async def test_a_candidate_campaigns_inside_its_prefix(
 
 async def test_outside_its_prefix_is_permission_denied(auth_etcd: str) -> None:
     async with alice(auth_etcd) as client, client.session(ttl=5) as session:
-        election = session.election("outside", namespace="/apps/other")
+        election = AsyncElection(session, "outside", namespace="/apps/other")
         with pytest.raises(PermissionDenied, match="denied") as campaign:
             await election.campaign("a")
         with pytest.raises(PermissionDenied):
@@ -160,8 +161,8 @@ async def test_expired_tokens_are_renewed_without_losing_the_session_or_leadersh
         client_a.session(ttl=3) as session_a,
         client_b.session(ttl=3) as session_b,
     ):
-        election_a = session_a.election(name, namespace=NAMESPACE)
-        election_b = session_b.election(name, namespace=NAMESPACE)
+        election_a = AsyncElection(session_a, name, namespace=NAMESPACE)
+        election_b = AsyncElection(session_b, name, namespace=NAMESPACE)
         term_a = await election_a.campaign("a")
         campaign_b: asyncio.Task[Term] = asyncio.create_task(election_b.campaign("b"))
         view = client_a.election_view(name, namespace=NAMESPACE)

@@ -6,9 +6,13 @@ seeds run briefly on every submission.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from etcd_elector._errors import ConfigurationError
 from etcd_elector.testing import ChaosSettings, run_chaos
+from etcd_elector.testing._chaos import PEER_FAULTS
 
 
 @pytest.mark.timeout(300)
@@ -19,3 +23,30 @@ def test_no_split_brain_under_random_faults(seed: int, members: int) -> None:
     assert result.trials >= 3
     assert result.report.writes_committed > 0, "leaders did no fenced work"
     assert len(result.report.intervals) >= 2, "no failover happened at all"
+
+
+@pytest.mark.timeout(300)
+def test_no_split_brain_when_etcd_members_are_cut_off_from_their_peers() -> None:
+    # Every fault comes once before any comes twice: two trials cover both partitions, the
+    # member the leader talks to and the member a standby talks to.
+    result = run_chaos(
+        ChaosSettings(duration=8, seed=14, ttl=2, candidates=3, members=3, faults=PEER_FAULTS)
+    )
+    assert result.report.ok, result.summary()
+    assert all(result.faults[fault] >= 1 for fault in PEER_FAULTS), result.faults
+    assert result.report.writes_committed > 0, "leaders did no fenced work"
+
+
+@pytest.mark.parametrize(
+    ("faults", "members", "message"),
+    [
+        (("partition_leader_member",), 1, "'partition_leader_member' needs three etcd members"),
+        (("quorum_loss",), 1, "'quorum_loss' needs three etcd members"),
+        (("kill", "unplug"), 3, "unknown chaos fault 'unplug': choose from kill, "),
+    ],
+)
+def test_faults_that_cannot_run_are_refused_before_starting(
+    faults: tuple[str, ...], members: int, message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        run_chaos(ChaosSettings(duration=1, members=members, faults=faults))

@@ -32,3 +32,35 @@ def test_bad_duration_is_one_line_and_code_4() -> None:
     done = chaos("--duration", "soon")
     assert done.returncode == 4
     assert done.stderr.count("\n") == 1 and "duration 'soon' is malformed" in done.stderr
+
+
+def test_peer_partitions_alone_with_three_members() -> None:
+    done = chaos(
+        "--duration",
+        "3s",
+        "--seed",
+        "6",
+        "--members",
+        "3",
+        "--faults",
+        "partition_standby_member",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[0]["faults"] == ["partition_standby_member"]
+    cut = [e["detail"] for e in events if e["event"] == "progress" and "cut off" in e["detail"]]
+    assert cut and all("from its peers (used by" in line for line in cut), cut
+    finished = events[-1]
+    assert finished["violations"] == []
+    assert finished["faults"] == {"partition_standby_member": finished["trials"]}
+
+
+def test_faults_that_do_not_fit_are_one_line_and_code_4() -> None:
+    unknown = chaos("--faults", "kill,unplug")
+    assert unknown.returncode == 4
+    assert unknown.stderr.count("\n") == 1
+    assert "unknown chaos fault 'unplug': choose from kill, " in unknown.stderr
+    one_member = chaos("--faults", "partition_leader_member")
+    assert one_member.returncode == 4
+    assert "'partition_leader_member' needs three etcd members" in one_member.stderr

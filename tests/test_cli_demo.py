@@ -97,10 +97,10 @@ def test_the_demo_check_flags_overlapping_leaders() -> None:
 
 
 def test_grace_cap_leaves_room_for_late_renewals() -> None:
-    from etcd_elector._session import default_margin
+    from etcd_elector._election._timing import Timing
     from etcd_elector.cli._supervisor import grace_cap
 
     # TTL 10: margin 1.5, keepalive every 3.33 s: up to 3.5 s of grace.
-    assert grace_cap(10, default_margin(10), 10 / 3) == pytest.approx(3.5)
+    assert grace_cap(Timing(10), 10) == pytest.approx(3.5)
     # TTL 2: margin 0.5, keepalive every 0.67 s: 0.5 s.
-    assert grace_cap(2, default_margin(2), 2 / 3) == pytest.approx(0.5)
+    assert grace_cap(Timing(2), 2) == pytest.approx(0.5)

@@ -42,7 +42,7 @@ def _assert_one_error_line(done: subprocess.CompletedProcess[str], code: int, *w
         (["leader", "a/b"], {}, ExitCode.CONFIGURATION, ["'a/b'"]),
         (["leader", " "], {}, ExitCode.CONFIGURATION, ["empty"]),
         (["--namespace", "a//b", "leader", "x"], {}, ExitCode.CONFIGURATION, ["--namespace"]),
-        (["--ttl", "0", "campaign", "x"], {}, ExitCode.CONFIGURATION, ["--ttl"]),
+        (["--ttl", "0", "campaign", "x"], {}, ExitCode.CONFIGURATION, ["--ttl '0' cannot"]),
         (["--ttl", "1.5", "campaign", "x"], {}, ExitCode.CONFIGURATION, ["whole"]),
         (["--ttl", "ten", "campaign", "x"], {}, ExitCode.CONFIGURATION, ["--ttl"]),
         (
@@ -61,12 +61,50 @@ def _assert_one_error_line(done: subprocess.CompletedProcess[str], code: int, *w
         ([], {}, ExitCode.USAGE, ["COMMAND"]),
         (["run", "x", "--", "no-such-command-here"], {}, ExitCode.NOT_FOUND, ["not found"]),
         (["demo", "--candidates", "1"], {}, ExitCode.CONFIGURATION, ["--candidates"]),
+        (["leader", "é"], {}, ExitCode.CONFIGURATION, ["ASCII letters"]),
+        (["--namespace", "", "leader", "x"], {}, ExitCode.CONFIGURATION, ["write '/'"]),
+        (["--namespace", "/a//", "leader", "x"], {}, ExitCode.CONFIGURATION, ["as '/a'"]),
+        (["--namespace", "/a/../b", "leader", "x"], {}, ExitCode.CONFIGURATION, ["'..'"]),
+        (["--namespace", "/a\x7f", "leader", "x"], {}, ExitCode.CONFIGURATION, ["\\x7f"]),
+        (
+            ["leader", "x"],
+            {"ETCD_ELECTOR_NAMESPACE": "/" + "n" * 100_000},
+            ExitCode.CONFIGURATION,
+            ["ETCD_ELECTOR_NAMESPACE", "100001 characters long: the limit is 256"],
+        ),
+        (["--ttl", "0.0", "campaign", "x"], {}, ExitCode.CONFIGURATION, ["--ttl '0.0' cannot"]),
+        (
+            ["--ttl", "9223372036854775807", "campaign", "x"],
+            {},
+            ExitCode.CONFIGURATION,
+            ["--ttl '9223372036854775807' cannot be granted"],
+        ),
+        (["campaign", "x", "--value", "a\nb"], {}, ExitCode.CONFIGURATION, ["--value", "\\n"]),
+        (
+            ["run", "x", "--", "true"],
+            {"ETCD_ELECTOR_IDENTITY": "host\x1b[2J"},
+            ExitCode.CONFIGURATION,
+            ["ETCD_ELECTOR_IDENTITY", "\\x1b"],
+        ),
+        (["--timeout", "inf", "leader", "x"], {}, ExitCode.CONFIGURATION, ["between 0.01 and"]),
+        (["leader", "x"], {"ETCD_ENDPOINTS": "u:pw@h:1"}, ExitCode.CONFIGURATION, ["***@h:1"]),
     ],
 )
 def test_errors_are_one_line_with_their_exit_code(
     argv: list[str], env: dict[str, str], code: int, words: list[str]
 ) -> None:
-    _assert_one_error_line(run_cli(*argv, env=env), code, *words)
+    done = run_cli(*argv, env=env)
+    _assert_one_error_line(done, code, *words)
+    assert len(done.stderr) < 400
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["alice:Pw-9c1f@127.0.0.1:2379", "https://alice:Pw-9c1f@etcd:2379", "Pw-9c1f@h:1"]
+)
+def test_a_password_in_an_endpoint_is_never_echoed(endpoint: str) -> None:
+    done = run_cli("--endpoints", endpoint, "leader", "x")
+    _assert_one_error_line(done, ExitCode.CONFIGURATION, "carries credentials", "--user")
+    assert "Pw-9c1f" not in done.stderr
 
 
 def test_a_command_that_is_not_executable_is_126(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from helpers.cli_process import run_cli
 from helpers.security import Certs, enable_auth, make_certs
 
-from etcd_elector import AsyncClient
+from etcd_elector import AsyncClient, AsyncElection
 from etcd_elector.cli._exit import ExitCode
 from etcd_elector.testing import EtcdCluster, EtcdTLS
 
@@ -62,7 +62,7 @@ async def test_leader_over_mtls_with_cacert_cert_and_key(mtls_etcd: str, certs: 
         ) as client,
         client.session(ttl=10) as session,
     ):
-        await session.election("web").campaign("leader-over-mtls")
+        await AsyncElection(session, "web").campaign("leader-over-mtls")
         done = await asyncio.to_thread(run_cli, "--endpoints", mtls_etcd, *tls, "leader", "web")
         assert done.returncode == 0, done.stderr
         assert "leader-over-mtls" in done.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -13,10 +14,13 @@ from etcd_elector import (
     Compare,
     ConfigurationError,
     ConnectionFailed,
-    Endpoint,
     Op,
 )
 from etcd_elector._config import DEFAULT_ENDPOINT, parse_endpoints
+from etcd_elector._election._timing import validate_ttl
+from etcd_elector._environ import without_etcd_settings
+from etcd_elector._seconds import seconds
+from etcd_elector.etcd import Endpoint
 from etcd_elector.testing import free_port
 
 # -- endpoints -----------------------------------------------------------------------------------
@@ -49,6 +53,22 @@ def test_malformed_endpoints_are_refused(text: str, problem: str) -> None:
         # The message quotes the bad entry, so the user can find it.
         bad = text.split(",")[-1]
         assert repr(bad) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("alice:S3cr3t@127.0.0.1:2379", "'***@127.0.0.1:2379'"),
+        ("http://alice:S3cr3t@etcd:2379", "'http://***@etcd:2379'"),
+        ("https://S3cr3t@[::1]:2379", "'https://***@[::1]:2379'"),
+        ("ok:1,alice:S3cr3t@bad", "'***@bad'"),
+        ("a:S3cr3t@b@c:1", "'***@c:1'"),
+    ],
+)
+def test_credentials_in_an_endpoint_are_refused_and_never_echoed(text: str, shown: str) -> None:
+    with pytest.raises(ConfigurationError, match="carries credentials") as info:
+        parse_endpoints(text)
+    assert shown in str(info.value) and "S3cr3t" not in str(info.value)
 
 
 def test_endpoint_lists_must_hold_strings() -> None:
@@ -246,3 +266,47 @@ async def test_client_calls_check_key_types(etcd_endpoint: str) -> None:
             await client.get(7)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="str or bytes"):
             client.watch(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("ttl", "typed", "message"),
+    [
+        (0.0, None, "ttl 0 cannot be granted"),
+        (1.5, None, "ttl 1.5 is not whole"),
+        (9.223372036854776e18, "9223372036854775807", "--ttl '9223372036854775807' cannot"),
+        (0.0, "0.0", "--ttl '0.0' cannot be granted"),
+    ],
+)
+def test_ttl_errors_show_the_value_as_written(ttl: float, typed: str | None, message: str) -> None:
+    what = "ttl" if typed is None else "--ttl"
+    with pytest.raises(ConfigurationError) as info:
+        validate_ttl(ttl, what=what, typed=typed)
+    assert str(info.value).startswith(message)
+    assert "e+18" not in str(info.value)
+
+
+def test_one_check_for_a_number_of_seconds() -> None:
+    """Every setting in seconds (timeouts, margins, etcd's election timeout, a CLI's --grace)
+    goes through one check, with one wording."""
+    for bad in (True, "1", None, math.nan, -1, 0, math.inf):
+        with pytest.raises(ConfigurationError, match=r"^wait must be a positive number of seconds"):
+            seconds(bad, "wait")
+    with pytest.raises(ConfigurationError, match="non-negative number of seconds, got '-1'"):
+        seconds(-1.0, "--grace", allow_zero=True, shown="'-1'")
+    assert seconds(0, "margin", allow_zero=True) == 0.0
+    assert seconds(math.inf, "margin", allow_infinite=True) == math.inf
+    assert seconds(2, "wait") == 2.0 and type(seconds(2, "wait")) is float
+
+
+def test_child_environments_lose_the_callers_etcd_settings() -> None:
+    environ = {
+        "ETCD_ENDPOINTS": "a:1",
+        "ETCDCTL_CACERT": "ca",
+        "ETCD_UNSUPPORTED_ARCH": "x",
+        "PATH": "/bin",
+    }
+    assert without_etcd_settings(environ) == {"PATH": "/bin"}
+    assert without_etcd_settings(environ, keep=["ETCD_UNSUPPORTED_ARCH"]) == {
+        "ETCD_UNSUPPORTED_ARCH": "x",
+        "PATH": "/bin",
+    }

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from etcd_elector._deadline import LeaseDeadline
+from etcd_elector._election._deadline import LeaseDeadline
 
 
 class FakeClock:

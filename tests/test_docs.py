@@ -5,8 +5,12 @@ timing pages match the code that produces them.
 Code blocks: every ```python block in README.md and docs/*.md must compile (top-level
 ``await`` allowed: such snippets live inside a coroutine). A block whose first line is
 ``# run`` is executed as a script against the test etcd (``ETCD_ENDPOINTS``) and must exit 0
-by itself. A block holding only a ``--8<-- "path"`` line includes that file (an example that
-tests/test_examples.py runs).
+by itself.
+
+The pages read the same on a code host as on the site: no snippet includes (they show as a
+bare ``--8<--`` line there) and no admonitions; a block that shows a repository file is a copy,
+marked ``<!-- copy of <path>: ... -->``, and must equal the file. The API page lists every
+public name in plain Markdown before the generated reference.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from pathlib import Path
 import pytest
 
 import etcd_elector
-from etcd_elector._tuning import check_timing
+from etcd_elector._election._timing import check_timing
+from etcd_elector._environ import without_etcd_settings
 from etcd_elector.cli._checkconfig import render
 from etcd_elector.cli._exit import EXIT_CODES_HELP, ExitCode
 from etcd_elector.cli._parser import _ENV_HELP, _build
@@ -33,21 +38,18 @@ pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
-PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
-SNIPPET = re.compile(r'^--8<-- "([^"]+)"\s*$')
+COPY = re.compile(r"^<!-- copy of (\S+): [^\n]*-->\n```\w*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 def python_blocks() -> list[tuple[str, str]]:
-    """(``page:line``, source) of every python block, with snippet includes resolved."""
+    """(``page:line``, source) of every python block."""
     blocks = []
     for page in PAGES:
         text = page.read_text()
         for match in BLOCK.finditer(text):
             source = match.group(1)
-            include = SNIPPET.match(source.strip())
-            if include:
-                source = (ROOT / include.group(1)).read_text()
             line = text.count("\n", 0, match.start()) + 1
             blocks.append((f"{page.relative_to(ROOT)}:{line}", source))
     return blocks
@@ -148,8 +150,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_site_builds_strictly_and_has_every_page(site: Path) -> None:
-    for page in DOCS.glob("*.md"):
-        built = "index.html" if page.stem == "index" else f"{page.stem}/index.html"
+    for page in DOCS.rglob("*.md"):
+        path = page.relative_to(DOCS).with_suffix("")
+        built = "index.html" if path.name == "index" else f"{path}/index.html"
         assert (site / built).exists(), page.name
 
 
@@ -157,6 +160,34 @@ def test_every_public_name_is_in_the_api_reference(site: Path) -> None:
     html = (site / "api" / "index.html").read_text()
     anchors = set(re.findall(r'id="etcd_elector\.([A-Za-z_]+)"', html))
     assert set(etcd_elector.__all__) <= anchors
+
+
+# -- pages read as plain Markdown (a code host shows them without the site's extensions) -----
+
+
+def test_pages_have_no_include_or_admonition_that_a_code_host_shows_raw() -> None:
+    for page in PAGES:
+        text = page.read_text()
+        assert "--8<--" not in text, page.name
+        assert not re.search(r"^(!!!|\?\?\?) ", text, re.MULTILINE), page.name
+
+
+def test_copies_of_repository_files_equal_the_files() -> None:
+    copies = [(page, path, body) for page in PAGES for path, body in COPY.findall(page.read_text())]
+    shown = {path for _, path, _ in copies}
+    assert {"examples/asyncio_worker.py", "examples/kubernetes/deployment.yaml"} <= shown
+    for page, path, body in copies:
+        assert body == (ROOT / path).read_text(), f"{page.name}: the copy of {path} is stale"
+
+
+def test_the_api_page_lists_every_public_name_in_plain_markdown() -> None:
+    """Before the generated reference (a bare directive on a code host), every public name
+    is listed by what it is for."""
+    text = (DOCS / "api.md").read_text()
+    listed, directive = text.split("\n::: etcd_elector\n", 1)
+    assert "\n:::" not in listed and "options:" in directive
+    missing = [name for name in etcd_elector.__all__ if f"`{name}`" not in listed]
+    assert not missing
 
 
 # -- code blocks -----------------------------------------------------------------------------
@@ -173,7 +204,7 @@ def test_some_blocks_are_runnable() -> None:
 
 @pytest.mark.parametrize(("where", "source"), RUNNABLE, ids=[where for where, _ in RUNNABLE])
 def test_runnable_blocks_run(where: str, source: str, etcd_endpoint: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
+    env = without_etcd_settings(os.environ)
     done = subprocess.run(
         [sys.executable, "-c", source],
         env={**env, "ETCD_ENDPOINTS": etcd_endpoint},

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from etcd_elector import AsyncClient, PermissionDenied
+from etcd_elector import AsyncClient, AsyncElection, PermissionDenied
+from etcd_elector._environ import without_etcd_settings
 from etcd_elector.testing import EtcdMember
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,9 +34,7 @@ def documented_script() -> str:
 def run_documented_commands(endpoint: str, etcd_binary: str) -> None:
     etcdctl = Path(etcd_binary).with_name("etcdctl")
     assert etcdctl.exists(), f"etcdctl is expected next to {etcd_binary}"
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(("ETCD_", "ETCDCTL_"))
-    }
+    env = without_etcd_settings(os.environ)
     env.update(PASSWORDS, PATH=f"{etcdctl.parent}{os.pathsep}{env.get('PATH', '')}")
     env["ETCDCTL_ENDPOINTS"] = endpoint
     done = subprocess.run(
@@ -66,12 +65,12 @@ async def test_the_documented_roles_give_exactly_the_documented_access(
 
     async with AsyncClient(endpoint, **candidate) as client:
         async with client.session(ttl=5) as session:
-            election = session.election("scheduler")
+            election = AsyncElection(session, "scheduler")
             term = await election.campaign("candidate-1")
             assert term.key.startswith("/etcd-elector/scheduler/")
             assert await election.verify()
             with pytest.raises(PermissionDenied):
-                await session.election("another").campaign("candidate-1")
+                await AsyncElection(session, "another").campaign("candidate-1")
             async with AsyncClient(endpoint, **observer) as watcher:
                 view = watcher.election_view("scheduler")
                 leader = await view.leader()
@@ -81,7 +80,7 @@ async def test_the_documented_roles_give_exactly_the_documented_access(
                     break
                 async with watcher.session(ttl=5) as observer_session:
                     with pytest.raises(PermissionDenied):
-                        await observer_session.election("scheduler").campaign("intruder")
+                        await AsyncElection(observer_session, "scheduler").campaign("intruder")
         # Closing the session revoked its lease: the key is gone at once.
         assert (await client.election_view("scheduler").leader()) is None
     assert "could not revoke" not in caplog.text

@@ -1,5 +1,6 @@
-"""``AsyncElection`` and ``ElectionView`` against a healthy etcd: order, handover, re-entry,
-no phantom leaders, fencing, clean cancellation, and an observer that misses nothing."""
+"""``AsyncElection`` and ``ElectionView`` against a healthy etcd: order, handover, proclaim,
+no phantom leaders, fencing, clean cancellation, and an observer that misses nothing.
+(One candidacy per election and session: tests/test_misuse.py.)"""
 
 from __future__ import annotations
 
@@ -16,18 +17,18 @@ from etcd_elector import (
     AsyncClient,
     AsyncElection,
     AsyncSession,
+    AsyncWatch,
     CampaignFailed,
     Compare,
+    EndReason,
     LeaderInfo,
     LeadershipLost,
     NotLeader,
     Op,
     SessionLost,
     Term,
-    TermEndReason,
-    Watch,
-    WatchBatch,
 )
+from etcd_elector.etcd import WatchBatch
 from etcd_elector.testing import EtcdMember, FaultProxy
 
 NAME = "job"
@@ -60,7 +61,7 @@ async def test_candidates_win_in_create_revision_order(
     namespace = namespace_of(etcd_prefix)
     async with AsyncClient(etcd_endpoint) as client, contextlib.AsyncExitStack() as stack:
         sessions = [await stack.enter_async_context(client.session(ttl=10)) for _ in range(5)]
-        elections = [s.election(NAME, namespace=namespace) for s in sessions]
+        elections = [AsyncElection(s, NAME, namespace=namespace) for s in sessions]
         first = await elections[0].campaign("c0")
         tasks: list[asyncio.Task[Term]] = []
         try:
@@ -99,13 +100,13 @@ async def test_a_resign_wakes_exactly_one_of_50_waiters(
     sentinel = f"{etcd_prefix}sentinel"
     prefix = f"{namespace}/{NAME}/".encode()
     delivered: list[tuple[Any, bytes, WatchBatch]] = []
-    original = Watch._deliver
+    original = AsyncWatch._deliver
 
-    def counting(watch: Watch, batch: WatchBatch) -> None:
+    def counting(watch: AsyncWatch, batch: WatchBatch) -> None:
         delivered.append((watch._hub, watch.request.key, batch))
         original(watch, batch)
 
-    monkeypatch.setattr(Watch, "_deliver", counting)
+    monkeypatch.setattr(AsyncWatch, "_deliver", counting)
 
     async with contextlib.AsyncExitStack() as stack:
         leader_client = await stack.enter_async_context(AsyncClient(etcd_endpoint))
@@ -114,14 +115,14 @@ async def test_a_resign_wakes_exactly_one_of_50_waiters(
         ]
         hubs = [c._watch_hub for c in waiter_clients]
         leader_session = await stack.enter_async_context(leader_client.session(ttl=10))
-        leader = leader_session.election(NAME, namespace=namespace)
+        leader = AsyncElection(leader_session, NAME, namespace=namespace)
         await leader.campaign("leader")
 
         sessions: list[AsyncSession] = [waiter_clients[i % 5].session(ttl=10) for i in range(50)]
         for session in sessions:
             stack.push_async_callback(session.close)
         await asyncio.gather(*(s.start() for s in sessions))
-        waiters = [s.election(NAME, namespace=namespace) for s in sessions]
+        waiters = [AsyncElection(s, NAME, namespace=namespace) for s in sessions]
         tasks = [asyncio.create_task(w.campaign(f"w{i}")) for i, w in enumerate(waiters)]
         stack.push_async_callback(finish, tasks)
         # One watch per waiter client that sees a write made after the resign: once every
@@ -151,7 +152,7 @@ async def test_a_resign_wakes_exactly_one_of_50_waiters(
         before = len(delivered)
 
         await leader.resign()
-        winner = next(i for i, w in enumerate(waiters) if w.session.lease_id == successor.lease)
+        winner = next(i for i, w in enumerate(waiters) if w.session.lease_id == successor.lease_id)
         term = await asyncio.wait_for(tasks[winner], WAIT_S)
         assert term.token == successor.token
         await leader_client.put(sentinel, "barrier")
@@ -179,7 +180,7 @@ async def test_a_resign_wakes_exactly_one_of_50_waiters(
         current = winner
         for expected in listed[2:4]:
             await waiters[current].resign()
-            nxt = next(i for i, w in enumerate(waiters) if w.session.lease_id == expected.lease)
+            nxt = next(i for i, w in enumerate(waiters) if w.session.lease_id == expected.lease_id)
             term = await asyncio.wait_for(tasks[nxt], WAIT_S)
             assert term.token == expected.token
             assert [w.is_leader() for w in waiters].count(True) == 1
@@ -187,32 +188,7 @@ async def test_a_resign_wakes_exactly_one_of_50_waiters(
         assert sum(t.done() for t in tasks) == 3
 
 
-# -- re-entry, proclaim, resign --------------------------------------------------------------
-
-
-async def test_reentrant_campaign_adopts_the_key(etcd_endpoint: str, etcd_prefix: str) -> None:
-    namespace = namespace_of(etcd_prefix)
-    async with AsyncClient(etcd_endpoint) as client, client.session(ttl=10) as session:
-        election = session.election(NAME, namespace=namespace)
-        first = await election.campaign("v1")
-        assert election.term == first
-        again = await election.campaign("v1")
-        assert again == first
-        updated = await election.campaign("v2")
-        assert updated.token == first.token and updated.key == first.key
-        assert updated.value == b"v2"
-        leader = await election.leader()
-        assert leader is not None and leader.value == b"v2" and leader.token == first.token
-
-        # Another election object on the same session adopts the same key.
-        twin = session.election(NAME, namespace=namespace)
-        adopted = await twin.campaign("v3")
-        assert adopted.token == first.token and adopted.key == first.key
-        assert adopted.value == b"v3"
-        assert await candidate_count(election) == 1
-        leader = await election.leader()
-        assert leader is not None and leader.value == b"v3"
-        assert twin.is_leader()
+# -- proclaim, resign --------------------------------------------------------------------
 
 
 async def test_proclaim_and_check_need_leadership(etcd_endpoint: str, etcd_prefix: str) -> None:
@@ -222,8 +198,8 @@ async def test_proclaim_and_check_need_leadership(etcd_endpoint: str, etcd_prefi
         client.session(ttl=10) as session_a,
         client.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         with pytest.raises(NotLeader):
             await b.proclaim("never campaigned")
         with pytest.raises(NotLeader):
@@ -260,25 +236,25 @@ async def test_proclaim_and_check_need_leadership(etcd_endpoint: str, etcd_prefi
 async def test_term_end_is_signalled_with_its_reason(etcd_endpoint: str, etcd_prefix: str) -> None:
     namespace = namespace_of(etcd_prefix)
     async with AsyncClient(etcd_endpoint) as client, client.session(ttl=10) as session:
-        election = session.election(NAME, namespace=namespace)
+        election = AsyncElection(session, NAME, namespace=namespace)
         ended: list[tuple[int, str]] = []
         election.add_term_end_callback(lambda term, reason: ended.append((term.token, reason)))
 
         term = await election.campaign("x")
         assert term.is_leader() and not term.lost.is_set()
         await election.resign()
-        assert await election.wait_lost() == TermEndReason.RESIGNED
-        assert not term.is_leader() and term.end_reason == TermEndReason.RESIGNED
-        assert ended == [(term.token, TermEndReason.RESIGNED)]
+        assert await election.wait_lost() == EndReason.RESIGNED
+        assert not term.is_leader() and term.end_reason == EndReason.RESIGNED
+        assert ended == [(term.token, EndReason.RESIGNED)]
 
         # Someone else deletes our key: the term ends at once, without a call from us.
         term2 = await election.campaign("x")
         assert term2.token > term.token
         await client.delete(term2.key)
         reason = await asyncio.wait_for(election.wait_lost(), WAIT_S)
-        assert reason == TermEndReason.KEY_DELETED
+        assert reason == EndReason.KEY_DELETED
         assert not election.is_leader()
-        assert ended[-1] == (term2.token, TermEndReason.KEY_DELETED)
+        assert ended[-1] == (term2.token, EndReason.KEY_DELETED)
         assert not await election.verify()
 
         # The session closing ends the term too.
@@ -303,8 +279,8 @@ async def test_revoked_waiter_raises_instead_of_leading(
         client.session(ttl=10) as session_a,
         client.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         await a.campaign("a")
         waiting = asyncio.create_task(b.campaign("b"))
         try:
@@ -330,8 +306,8 @@ async def test_waiter_whose_key_vanishes_with_its_predecessor_fails_the_recheck(
         client.session(ttl=10) as session_a,
         client.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         term_a = await a.campaign("a")
         waiting = asyncio.create_task(b.campaign("b"))
         try:
@@ -358,8 +334,8 @@ async def test_cancelled_campaign_leaves_no_key(etcd_endpoint: str, etcd_prefix:
         client.session(ttl=10) as session_a,
         client.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         await a.campaign("a")
         waiting = asyncio.create_task(b.campaign("b"))
         await wait_for_candidates(a, 2)
@@ -386,8 +362,8 @@ async def test_tokens_strictly_increase_across_terms(etcd_endpoint: str, etcd_pr
         client.session(ttl=10) as session_a,
         client.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         tokens: list[int] = []
         for round_ in range(3):
             for election in (a, b):
@@ -414,8 +390,8 @@ async def test_fenced_txn_fails_once_the_term_is_over_at_etcd(
         slow.session(ttl=10) as session_a,
         direct.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         term_a = await a.campaign("a")
         ok = await a.txn([], [Op.put(fenced, "a1")])
         assert ok.succeeded
@@ -429,10 +405,10 @@ async def test_fenced_txn_fails_once_the_term_is_over_at_etcd(
             assert a.is_leader(), "A should not have heard of its loss yet"
             with pytest.raises(LeadershipLost) as caught:
                 await a.txn([], [Op.put(fenced, "a2")])
-            assert caught.value.reason == TermEndReason.KEY_DELETED
+            assert caught.value.reason == EndReason.KEY_DELETED
             assert not a.is_leader()
             assert not term_a.is_leader() and term_a.lost.is_set()
-            assert term_a.end_reason == TermEndReason.KEY_DELETED
+            assert term_a.end_reason == EndReason.KEY_DELETED
             with pytest.raises(LeadershipLost):
                 term_a.check()
             assert term_b.is_leader()
@@ -470,7 +446,7 @@ async def test_observe_sees_every_change_and_no_leader(
         client = await stack.enter_async_context(AsyncClient(etcd_endpoint))
         watcher = await stack.enter_async_context(AsyncClient(etcd_endpoint))
         sessions = [await stack.enter_async_context(client.session(ttl=10)) for _ in range(4)]
-        a, b, c, d = (s.election(NAME, namespace=namespace) for s in sessions)
+        a, b, c, d = (AsyncElection(s, NAME, namespace=namespace) for s in sessions)
         recorder = Recorder(watcher.election_view(NAME, namespace=namespace).observe())
         stack.push_async_callback(recorder.close)
         tasks: list[asyncio.Task[Term]] = []
@@ -531,7 +507,7 @@ async def test_observe_does_not_miss_a_leader_elected_while_it_starts(
         recorder = Recorder(watcher.election_view(NAME, namespace=namespace).observe())
         try:
             await asyncio.wait_for(reached.wait(), WAIT_S)
-            term = await session.election(NAME, namespace=namespace).campaign("late")
+            term = await AsyncElection(session, NAME, namespace=namespace).campaign("late")
             gate.set()
             await recorder.wait_latest(
                 lambda x: info(x) == (b"late", term.token), "the observer reports the leader"
@@ -548,10 +524,10 @@ async def test_observe_does_not_miss_a_leader_elected_while_it_starts(
 class GatedWatch:
     """Holds a watch's creation until the gate opens: the observer falls behind etcd."""
 
-    def __init__(self, inner: Watch, reached: asyncio.Event, gate: asyncio.Event) -> None:
+    def __init__(self, inner: AsyncWatch, reached: asyncio.Event, gate: asyncio.Event) -> None:
         self.inner, self.reached, self.gate = inner, reached, gate
 
-    async def __aenter__(self) -> Watch:
+    async def __aenter__(self) -> AsyncWatch:
         self.reached.set()
         await self.gate.wait()
         return await self.inner.__aenter__()
@@ -569,7 +545,7 @@ async def test_observe_survives_compaction_while_behind(
         client = await stack.enter_async_context(AsyncClient(endpoint))
         watcher = await stack.enter_async_context(AsyncClient(endpoint))
         sessions = [await stack.enter_async_context(client.session(ttl=10)) for _ in range(4)]
-        a, b, c, d = (s.election(NAME, namespace=namespace) for s in sessions)
+        a, b, c, d = (AsyncElection(s, NAME, namespace=namespace) for s in sessions)
         tasks: list[asyncio.Task[Term]] = []
         stack.push_async_callback(finish, tasks)
 
@@ -647,13 +623,13 @@ async def test_observe_starts_with_the_current_leader(etcd_endpoint: str, etcd_p
             assert await asyncio.wait_for(observe_first(stream), WAIT_S) is None
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
-        term = await session.election(NAME, namespace=namespace).campaign("x")
+        term = await AsyncElection(session, NAME, namespace=namespace).campaign("x")
         stream = view.observe()
         try:
             first = await asyncio.wait_for(observe_first(stream), WAIT_S)
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
         assert info(first) == (b"x", term.token)
-        assert first is not None and first.lease == session.lease_id
+        assert first is not None and first.lease_id == session.lease_id
         assert await view.leader() == first
         assert [c.token for c in await view.candidates()] == [term.token]

@@ -19,18 +19,9 @@ from typing import Any
 import pytest
 from helpers.election_kit import WAIT_S, Recorder, namespace_of, wait_until
 
-from etcd_elector import (
-    AsyncClient,
-    AsyncElection,
-    GetResult,
-    KeepAliveAnswer,
-    LossReason,
-    Term,
-    TermEndReason,
-    TransportError,
-    _clock,
-)
+from etcd_elector import AsyncClient, AsyncElection, EndReason, Term, TransportError, _clock
 from etcd_elector._keys import as_bytes
+from etcd_elector.etcd import GetResult, KeepAliveAnswer
 from etcd_elector.testing import EtcdCluster, EtcdMember, FaultProxy
 
 ProxyFactory = Callable[[str], FaultProxy]
@@ -71,8 +62,8 @@ async def zombie_trial(
         cut.session(ttl=2, margin=0.5) as zombie_session,
         direct.session(ttl=10) as successor_session,
     ):
-        zombie = zombie_session.election(name, namespace=namespace)
-        successor = successor_session.election(name, namespace=namespace)
+        zombie = AsyncElection(zombie_session, name, namespace=namespace)
+        successor = AsyncElection(successor_session, name, namespace=namespace)
         loss_stamps: list[float] = []
         zombie.add_term_end_callback(lambda _term, _reason: loss_stamps.append(_clock.now()))
         answered = asyncio.Event()
@@ -109,7 +100,7 @@ async def zombie_trial(
             )
             assert waited.done(), f"trial {trial}: wait_lost() still waiting"
             assert waited.result() < term.elected_at
-            assert zombie_session.loss_reason == LossReason.DEADLINE
+            assert zombie_session.loss_reason == EndReason.DEADLINE
             assert successor.is_leader()
             return loss_stamps[0], term.elected_at
         finally:
@@ -195,7 +186,7 @@ async def test_paused_leader_process_sees_it_is_not_leader_first_thing_after_res
         child_token = int(elected[0].split()[1])
 
         async with AsyncClient(etcd_endpoint) as client, client.session(ttl=10) as session:
-            other = session.election(NAME, namespace=namespace)
+            other = AsyncElection(session, NAME, namespace=namespace)
             waiting = asyncio.create_task(other.campaign("test-process"))
             try:
                 await wait_for_candidates(other, 2)
@@ -244,7 +235,7 @@ async def test_paused_leader_process_sees_it_is_not_leader_first_thing_after_res
     straddling = [c for c in parsed if c[0] <= stopped_at < c[1]]
     assert len(straddling) <= 1
     lost = next(line for line in lines if line.startswith("LOST"))
-    assert lost.split()[1] in (LossReason.DEADLINE, LossReason.EXPIRED)
+    assert lost.split()[1] in (EndReason.DEADLINE, EndReason.EXPIRED)
 
 
 # -- etcd member restart --------------------------------------------------------------------------
@@ -263,8 +254,8 @@ async def test_leader_waiter_and_observer_survive_a_member_restart(
         watcher = await stack.enter_async_context(fast_client(endpoint))
         session_a = await stack.enter_async_context(ca.session(ttl=10))
         session_b = await stack.enter_async_context(cb.session(ttl=10))
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         recorder = Recorder(watcher.election_view(NAME, namespace=namespace).observe())
         stack.push_async_callback(recorder.close)
         tasks: list[asyncio.Task[Term]] = []
@@ -282,7 +273,7 @@ async def test_leader_waiter_and_observer_survive_a_member_restart(
         async with fast_client(endpoint) as admin:
             await admin.delete(term_a.key)
         # A's guard must still be watching, B must still be waiting.
-        assert await asyncio.wait_for(a.wait_lost(), WAIT_S) == TermEndReason.KEY_DELETED
+        assert await asyncio.wait_for(a.wait_lost(), WAIT_S) == EndReason.KEY_DELETED
         term_b = await asyncio.wait_for(tasks[0], WAIT_S)
         assert term_b.token > term_a.token
         assert b.is_leader() and not a.is_leader()
@@ -309,8 +300,8 @@ async def test_waiter_sees_its_predecessor_go_between_its_re_reads(
         direct.session(ttl=10) as session_a,
         cut.session(ttl=10) as session_b,
     ):
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         term_a = await a.campaign("a")
         waiting = asyncio.create_task(b.campaign("b"))
         try:
@@ -353,8 +344,8 @@ async def test_observer_survives_a_blackhole_and_heal(
         )
         session_a = await stack.enter_async_context(client.session(ttl=10))
         session_b = await stack.enter_async_context(client.session(ttl=10))
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         recorder = Recorder(watcher.election_view(NAME, namespace=namespace).observe())
         stack.push_async_callback(recorder.close)
         tasks: list[asyncio.Task[Term]] = []
@@ -403,8 +394,8 @@ async def test_killing_the_etcd_leader_never_makes_two_leaders(
         cb = await stack.enter_async_context(fast_client(endpoints))
         session_a = await stack.enter_async_context(ca.session(ttl=2, margin=0.5))
         session_b = await stack.enter_async_context(cb.session(ttl=2, margin=0.5))
-        a = session_a.election(NAME, namespace=namespace)
-        b = session_b.election(NAME, namespace=namespace)
+        a = AsyncElection(session_a, NAME, namespace=namespace)
+        b = AsyncElection(session_b, NAME, namespace=namespace)
         await a.campaign("a")
         tasks = [asyncio.create_task(b.campaign("b"))]
         stack.push_async_callback(finish, tasks)

@@ -15,7 +15,16 @@ from typing import Any, Protocol
 
 import pytest
 
-from etcd_elector import AsyncClient, Client, LeadershipLost, Term, _clock
+from etcd_elector import (
+    AsyncClient,
+    Client,
+    ConnectionFailed,
+    LeadershipLost,
+    PermissionDenied,
+    RequestTimeout,
+    Term,
+    _clock,
+)
 from etcd_elector._identity import default_identity
 from etcd_elector.testing import EtcdMember, FaultProxy
 
@@ -390,6 +399,144 @@ async def test_leader_change_callback_and_state_stream(
             assert (await first).state.value == "campaigning"
             await until(lambda: seen[-1:] == [None] and b"me" in seen, "leader seen, then none")
             await states.aclose()
+
+
+async def test_work_that_sees_its_loss_first_ends_the_term_and_campaigns_again(
+    etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """After a pause, the work's ``term.check()`` may see the deadline passed before the session
+    has run: that is the loss of the term, not a failure of the work (issue #13)."""
+    ended: list[str] = []
+    elected: asyncio.Queue[int] = asyncio.Queue()
+    async with AsyncClient(etcd_endpoint, timeout=2, stream_timeout=1) as client:
+        elector = client.elector(
+            "paused",
+            namespace=etcd_prefix.rstrip("/"),
+            ttl=TTL,
+            backoff=(0.05, 0.5),
+            on_elected=lambda term: elected.put_nowait(term.token),
+            on_lost=lambda term, reason: ended.append(reason),
+        )
+
+        async def work(term: Term) -> None:
+            if not ended:
+                # Hold the event loop, as a pause does, until the deadline has passed: no timer
+                # runs meanwhile, so the work is the first to see the term is over.
+                give_up = time.monotonic() + WAIT
+                while term.is_leader() and time.monotonic() < give_up:
+                    time.sleep(0.01)  # noqa: ASYNC251 - blocking the loop is the point
+                term.check()
+            await asyncio.Event().wait()
+
+        async with elector:
+            runner = asyncio.create_task(elector.run(work))
+            first = await asyncio.wait_for(elected.get(), WAIT)
+            second = await asyncio.wait_for(elected.get(), WAIT)
+            assert second > first
+            assert ended == ["deadline"]
+        assert await runner is None
+    assert ended == ["deadline", "closed"]
+
+
+@pytest.mark.parametrize(
+    ("error", "is_the_loss"),
+    [
+        (RequestTimeout("etcd did not answer"), True),  # the outage that ended the term
+        (ConnectionFailed("etcd is out of reach"), True),
+        (PermissionDenied("role lost access"), False),  # retrying cannot cure it
+        (ValueError("bug in the work"), False),
+    ],
+    ids=["timeout", "connection", "permission", "bug"],
+)
+async def test_work_failing_once_its_term_is_over(
+    error: Exception, is_the_loss: bool, etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """Raised after the term ended (the loop held past the deadline, as in a pause): a call to
+    etcd failing belongs to the loss, and the elector campaigns again; anything else is the
+    work's failure, and run() raises it."""
+    ended: list[str] = []
+    elected: asyncio.Queue[int] = asyncio.Queue()
+    async with AsyncClient(etcd_endpoint, timeout=2, stream_timeout=1) as client:
+        elector = client.elector(
+            "failing-late",
+            namespace=etcd_prefix.rstrip("/"),
+            ttl=TTL,
+            backoff=(0.05, 0.5),
+            on_elected=lambda term: elected.put_nowait(term.token),
+            on_lost=lambda term, reason: ended.append(reason),
+        )
+
+        async def work(term: Term) -> None:
+            if not ended:
+                give_up = time.monotonic() + WAIT
+                while term.is_leader() and time.monotonic() < give_up:
+                    time.sleep(0.01)  # noqa: ASYNC251 - blocking the loop is the point
+                raise error
+            await asyncio.Event().wait()
+
+        async with elector:
+            runner = asyncio.create_task(elector.run(work))
+            await asyncio.wait_for(elected.get(), WAIT)
+            if is_the_loss:
+                await asyncio.wait_for(elected.get(), WAIT)  # campaigned again, and won
+                assert ended == ["deadline"]
+            else:
+                with pytest.raises(type(error)):
+                    await asyncio.wait_for(runner, WAIT)
+                assert ended == ["deadline"]  # the loss ended the term; the error still counts
+        if is_the_loss:
+            assert await runner is None
+
+
+def test_sync_work_that_sees_its_loss_first_ends_the_term_and_campaigns_again(
+    etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """The same on the blocking API, where the work runs in the user's thread: the loop thread
+    is held (as a pause holds every thread) until the deadline has passed, then both go on."""
+    ended: list[str] = []
+    tokens: list[int] = []
+    outcome: list[Any] = []
+    second_term = threading.Event()
+    with Client(etcd_endpoint, timeout=2, stream_timeout=1) as client:
+        loop = client.portal.loop
+
+        def work(term: Term) -> None:
+            tokens.append(term.token)
+            if len(tokens) == 1:
+                frozen, resume = threading.Event(), threading.Event()
+
+                def hold_the_loop() -> None:
+                    frozen.set()
+                    resume.wait(WAIT)
+
+                loop.call_soon_threadsafe(hold_the_loop)
+                try:
+                    assert frozen.wait(WAIT)
+                    give_up = time.monotonic() + WAIT
+                    while term.is_leader() and time.monotonic() < give_up:
+                        time.sleep(0.01)
+                finally:
+                    resume.set()
+                term.check()  # raises LeadershipLost: the term is over
+            second_term.set()
+            term.lost.wait(WAIT)
+
+        with client.elector(
+            "paused",
+            namespace=etcd_prefix.rstrip("/"),
+            ttl=TTL,
+            backoff=(0.05, 0.5),
+            on_lost=lambda term, reason: ended.append(reason),
+        ) as elector:
+            runner = threading.Thread(target=lambda: outcome.append(elector.run(work)))
+            runner.start()
+            assert second_term.wait(WAIT)
+            assert tokens[1] > tokens[0]
+            assert ended == ["deadline"]
+            elector.close()
+            runner.join(WAIT)
+    assert outcome == [None]
+    assert ended == ["deadline", "closed"]
 
 
 def test_sync_keepalive_continues_while_the_user_thread_sleeps(

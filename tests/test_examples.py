@@ -1,5 +1,6 @@
 """The examples in examples/ run as documented against a real etcd and stop by themselves;
-the Kubernetes manifest and the systemd unit parse and say what the docs promise."""
+the Kubernetes manifest and the systemd unit parse and say what the docs promise. (Stopped by
+signals and paused past their deadline, as replicas: tests/test_replicas.py.)"""
 
 from __future__ import annotations
 
@@ -67,27 +68,6 @@ def test_worker_runs_its_iterations_fenced_then_resigns(
     assert lines[-1] == "done: 3 units, resigned"
     assert progress(etcd_endpoint, namespace) == f"token={token} unit=3"
     with Client(etcd_endpoint) as client:  # resigned: no candidate key is left behind
-        assert client.get_prefix(f"{namespace}/scheduler/").kvs == ()
-
-
-def test_worker_stops_and_resigns_on_sigterm(etcd_endpoint: str, namespace: str) -> None:
-    child = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "asyncio_worker.py"), "--every", "0.05"],
-        env=example_env(etcd_endpoint, namespace),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().startswith("elected: ")
-        child.terminate()
-        out, err = child.communicate(timeout=15)
-    finally:
-        child.kill()
-    assert child.returncode == 0, out + err
-    assert out.splitlines()[-1] == "stopped, resigned"
-    with Client(etcd_endpoint) as client:
         assert client.get_prefix(f"{namespace}/scheduler/").kvs == ()
 
 

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from etcd_elector import (
     AsyncClient,
+    AsyncElection,
     Client,
     ConfigurationError,
     HealthServer,
@@ -101,7 +102,7 @@ async def test_leader_flips_within_one_renewal_of_a_loss_and_healthz_turns_503(
         AsyncClient(proxy.endpoint, timeout=2, connect_timeout=0.5, stream_timeout=1) as client,
         client.session(ttl=3) as session,
     ):
-        election = session.election("probed", namespace=namespace_of(etcd_prefix))
+        election = AsyncElection(session, "probed", namespace=namespace_of(etcd_prefix))
         with HealthServer(election, "127.0.0.1:0") as health:
             assert health.address[1] > 0
             status, body = await asyncio.to_thread(http_get, f"{health.url}/leader")
@@ -213,7 +214,7 @@ def test_cli_campaign_serves_leader_healthz_and_metrics(
         "--endpoints",
         etcd_endpoint,
         "--namespace",
-        etcd_prefix,
+        etcd_prefix.rstrip("/"),
         "campaign",
         "served",
         "--health-addr",
@@ -247,7 +248,7 @@ def test_cli_run_takes_the_health_address_from_the_environment(
         "--endpoints",
         etcd_endpoint,
         "--namespace",
-        etcd_prefix,
+        etcd_prefix.rstrip("/"),
         "run",
         "served-run",
         "--",

@@ -15,7 +15,9 @@ import pytest
 from helpers.cli_process import CliProcess, run_cli
 from helpers.election_kit import WAIT_S, namespace_of, wait_until
 
-from etcd_elector import AsyncClient, JsonLogFormatter, Term
+from etcd_elector import AsyncClient, AsyncElection, EndReason, JsonLogFormatter, Term
+from etcd_elector._bounded import bounded
+from etcd_elector._log import log_event
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,7 +39,7 @@ async def test_session_and_election_records_carry_the_structured_fields(
     async with AsyncClient(etcd_endpoint) as client:
         session = await client.session(ttl=2).start()
         lease = f"{session.lease_id:x}"
-        election = session.election("logged", namespace=namespace_of(etcd_prefix))
+        election = AsyncElection(session, "logged", namespace=namespace_of(etcd_prefix))
         term = await election.campaign("host-a")
         await wait_until(
             lambda: any(r.getMessage().startswith("lease renewed") for r in caplog.records),
@@ -49,7 +51,7 @@ async def test_session_and_election_records_carry_the_structured_fields(
     records = [r for r in caplog.records if r.name.startswith("etcd_elector")]
 
     started = one(records, "session started")
-    assert started.levelno == logging.INFO and started.name == "etcd_elector._session"
+    assert started.levelno == logging.INFO and started.name == "etcd_elector._election._session"
     assert fields(started, "lease", "ttl") == {"lease": lease, "ttl": session.ttl}
     assert f"lease={lease}" in started.getMessage()
 
@@ -101,7 +103,9 @@ async def test_the_elector_reports_each_term_with_its_fields(
                 return term.token
 
             token = await asyncio.wait_for(elector.run(work), WAIT_S)
-    over = one([r for r in caplog.records if r.name == "etcd_elector._elector"], "term over")
+    over = one(
+        [r for r in caplog.records if r.name == "etcd_elector._election._elector"], "term over"
+    )
     assert fields(over, "election", "token", "identity", "reason") == {
         "election": "logged-elector",
         "token": token,
@@ -114,7 +118,13 @@ async def test_the_elector_reports_each_term_with_its_fields(
 
 def test_the_json_formatter_keeps_every_field() -> None:
     record = logging.LogRecord(
-        "etcd_elector._election", logging.INFO, __file__, 1, "elected key=%s", ("/k",), None
+        "etcd_elector._election._election",
+        logging.INFO,
+        __file__,
+        1,
+        "elected key=%s",
+        ("/k",),
+        None,
     )
     for name, value in {"election": "e", "key": "/k", "lease": "1f", "token": 7}.items():
         setattr(record, name, value)
@@ -129,7 +139,7 @@ def test_the_json_formatter_keeps_every_field() -> None:
     assert parsed["time"].endswith("Z") and parsed["time"][10] == "T"
     assert (parsed["level"], parsed["logger"], parsed["message"]) == (
         "INFO",
-        "etcd_elector._election",
+        "etcd_elector._election._election",
         "elected key=/k",
     )
     assert {k: parsed[k] for k in ("election", "key", "lease", "token")} == {
@@ -152,7 +162,7 @@ def test_cli_log_format_json_writes_json_lines_with_the_fields(
         "--endpoints",
         etcd_endpoint,
         "--namespace",
-        etcd_prefix,
+        etcd_prefix.rstrip("/"),
         "--log-level",
         "info",
         "campaign",
@@ -169,7 +179,7 @@ def test_cli_log_format_json_writes_json_lines_with_the_fields(
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
     won = [line for line in lines if line["message"].startswith("elected ")]
     assert len(won) == 1
-    assert won[0]["level"] == "INFO" and won[0]["logger"] == "etcd_elector._election"
+    assert won[0]["level"] == "INFO" and won[0]["logger"] == "etcd_elector._election._election"
     assert {k: won[0][k] for k in ("election", "key", "lease", "token", "identity")} == {
         "election": "json-logs",
         "key": elected["key"],
@@ -201,3 +211,50 @@ def test_cli_log_format_from_the_environment(etcd_endpoint: str) -> None:
     assert bad.stderr == (
         "etcd-elector: error: ETCD_ELECTOR_LOG_FORMAT must be one of text, json, got 'xml'\n"
     )
+
+
+def test_log_event_states_each_field_once_in_the_text_and_as_an_attribute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One set of fields makes both the line and the record's attributes: values bounded and
+    printable, ``None`` left out, a float shown as seconds, an enum as its value, a ``%`` in a
+    value shown as it is."""
+    logger = logging.getLogger("etcd_elector.test_log_event")
+    caplog.set_level(logging.DEBUG, logger=logger.name)
+    huge = b"v" * 5000
+    log_event(
+        logger,
+        logging.INFO,
+        "elected",
+        election="e%s",
+        key="/k\x1b[2J",
+        lease="1f",
+        identity=huge,
+        token=81,
+        waited=0.0041,
+        reason=EndReason.RESIGNED,
+        floor=None,
+        detail=ValueError("x" * 2000),
+    )
+    (record,) = caplog.records
+    text = record.getMessage()
+    assert text.startswith(
+        "elected election=e%s key=/k\\x1b[2J lease=1f identity=" + "v" * 120 + "…[5000 bytes] "
+        "token=81 waited=0.004s reason=resigned: " + "x" * 500 + "…[2000 characters]"
+    )
+    assert fields(record, "election", "key", "lease", "token", "waited", "reason") == {
+        "election": "e%s",
+        "key": "/k\\x1b[2J",
+        "lease": "1f",
+        "token": 81,
+        "waited": 0.0041,
+        "reason": "resigned",
+    }
+    assert fields(record, "identity") == {"identity": bounded(huge)}
+    assert not hasattr(record, "floor") and not hasattr(record, "detail")
+    assert type(fields(record, "reason")["reason"]) is str  # a plain string for any handler
+
+    caplog.clear()
+    logger.setLevel(logging.WARNING)
+    log_event(logger, logging.INFO, "below the level", key=huge)
+    assert caplog.records == []

@@ -5,6 +5,7 @@ prometheus-client everything is a no-op."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import sys
 import urllib.error
@@ -20,8 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from etcd_elector import (
     AsyncClient,
+    AsyncElection,
     FencedResult,
     HealthServer,
+    MetricsSink,
     NoopMetrics,
     NotLeader,
     Op,
@@ -32,7 +35,8 @@ from etcd_elector import (
     get_metrics,
     set_metrics,
 )
-from etcd_elector._txn import Compare
+from etcd_elector._metrics import METHODS, _Guarded
+from etcd_elector.etcd._txn import Compare
 from etcd_elector.testing import EtcdMember, FaultProxy
 
 ProxyFactory = Callable[[str], FaultProxy]
@@ -204,7 +208,7 @@ async def test_a_failing_sink_never_breaks_the_election(
             AsyncClient(etcd_endpoint) as client,
             client.session(ttl=2) as session,
         ):
-            election = session.election("fragile", namespace=namespace_of(etcd_prefix))
+            election = AsyncElection(session, "fragile", namespace=namespace_of(etcd_prefix))
             await election.campaign("x")
             assert election.is_leader()
             renewed = sink.calls
@@ -231,7 +235,7 @@ def test_without_prometheus_client_metrics_are_a_no_op(
         PrometheusMetrics()
     assert type(get_metrics()) is NoopMetrics
 
-    election = AsyncClient("127.0.0.1:1").session(ttl=2).election("none")
+    election = AsyncElection(AsyncClient("127.0.0.1:1").session(ttl=2), "none")
     with HealthServer(election) as health:
         status, text = http_get(f"{health.url}/metrics")
     assert status == 404
@@ -252,9 +256,43 @@ async def test_the_documented_custom_sink_counts_terms(
     try:
         assert get_metrics() is counting
         async with AsyncClient(etcd_endpoint) as client, client.session(ttl=2) as session:
-            election = session.election("documented", namespace=namespace_of(etcd_prefix))
+            election = AsyncElection(session, "documented", namespace=namespace_of(etcd_prefix))
             await election.campaign("d")
             await election.resign()
         assert terms == {"documented": 1}
     finally:
         set_metrics(namespace.get("previous"))
+
+
+class Recorder:
+    """A sink that implements every method by hand, recording each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def __getattr__(self, method: str) -> Callable[..., None]:
+        if method not in METHODS:
+            raise AttributeError(method)
+        return lambda *args: self.calls.append((method, args))
+
+
+def test_the_interface_is_written_once_and_every_sink_implements_all_of_it() -> None:
+    """``MetricsSink`` is the one definition: ``NoopMetrics`` inherits it, and the guard the
+    library puts around an installed sink forwards every method of it, arguments and all."""
+    assert METHODS and set(METHODS) <= set(dir(MetricsSink))
+    for implementation in (NoopMetrics, PrometheusMetrics, _Guarded):
+        for method in METHODS:
+            ours = inspect.signature(getattr(implementation, method))
+            assert ours == inspect.signature(getattr(MetricsSink, method)), (implementation, method)
+    assert isinstance(NoopMetrics(), MetricsSink)
+    NoopMetrics().term_ended("e", "resigned", 1.0)  # does nothing, and is callable
+
+    recorder = Recorder()
+    guarded = _Guarded(recorder)
+    expected = []
+    for number, method in enumerate(METHODS):
+        arity = len(inspect.signature(getattr(MetricsSink, method)).parameters) - 1
+        args = tuple(f"{method}-{number}-{i}" for i in range(arity))
+        getattr(guarded, method)(*args)
+        expected.append((method, args))
+    assert recorder.calls == expected

@@ -3,12 +3,15 @@ election's candidates."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from helpers.election_kit import namespace_of
 
-from etcd_elector import AsyncClient, ConfigurationError
-from etcd_elector._names import (
+from etcd_elector import AsyncClient, AsyncElection, ConfigurationError
+from etcd_elector._election._names import (
     MAX_NAME_LENGTH,
+    MAX_NAMESPACE_LENGTH,
     candidate_key,
     election_prefix,
     is_candidate_key,
@@ -41,8 +44,13 @@ def test_valid_names(name: str) -> None:
         ("x ", "malformed"),
         ("x\n", "malformed"),
         ("tab\tname", "malformed"),
-        ("naïve", "malformed"),
-        ("x" * (MAX_NAME_LENGTH + 1), "longer than"),
+        ("naïve", "ASCII letters"),
+        ("é", "ASCII letters"),
+        ("x\x7f", "malformed"),
+        ("\u202ejob", "malformed"),
+        (".", "reserved"),
+        ("..", "reserved"),
+        ("x" * (MAX_NAME_LENGTH + 1), f"the limit is {MAX_NAME_LENGTH}"),
     ],
 )
 def test_invalid_names(name: str, message: str) -> None:
@@ -62,25 +70,58 @@ def test_configuration_error_is_a_value_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("namespace", "cleaned"),
+    "namespace",
+    ["/etcd-elector", "/a/b", "/", "/team a/x", "relative/x", "/a.b/c..d", "/" + "x" * 255],
+)
+def test_valid_namespaces_come_back_unchanged(namespace: str) -> None:
+    assert len(namespace) <= MAX_NAMESPACE_LENGTH
+    assert validate_namespace(namespace) == namespace
+
+
+@pytest.mark.parametrize(("written", "canonical"), [("/a/", "/a"), ("a/b/", "a/b")])
+def test_one_trailing_slash_is_how_prefixes_are_written(written: str, canonical: str) -> None:
+    assert validate_namespace(written) == canonical
+    assert election_prefix(validate_namespace(written), "job") == f"{canonical}/job/".encode()
+
+
+@pytest.mark.parametrize(
+    ("namespace", "message"),
     [
-        ("/etcd-elector", "/etcd-elector"),
-        ("/a/b", "/a/b"),
-        ("/a/b/", "/a/b"),
-        ("/a///", "/a"),
-        ("/", ""),
-        ("", ""),
-        ("/team a/x", "/team a/x"),
+        ("", "empty: write '/' for elections at the root"),
+        ("/a//", "ends with '/': write it as '/a'"),
+        ("/a///", "write it as '/a'"),
+        ("a//", "write it as 'a'"),
+        ("//", "write it as '/'"),
+        ("//a", "empty segment"),
+        ("/a//b", "empty segment"),
+        ("/a/./b", "'.' segment"),
+        ("/a/..", "'..' segment"),
+        ("..", "'..' segment"),
+        (" /a", "malformed"),
+        ("/a ", "malformed"),
+        ("/a\n", "malformed"),
+        ("/a\x00b", "malformed"),
+        ("/a\tb", "malformed"),
+        ("/a\x7f", "malformed"),
+        ("/a\x1b[31m", "malformed"),
+        ("/caf\u00e9", "ASCII letters"),
+        ("/" + "x" * MAX_NAMESPACE_LENGTH, f"the limit is {MAX_NAMESPACE_LENGTH}"),
     ],
 )
-def test_valid_namespaces(namespace: str, cleaned: str) -> None:
-    assert validate_namespace(namespace) == cleaned
-
-
-@pytest.mark.parametrize("namespace", ["//a", "/a//b", " /a", "/a ", "/a\n", "/a\x00b", "/a\tb"])
-def test_invalid_namespaces(namespace: str) -> None:
-    with pytest.raises(ConfigurationError, match="malformed"):
+def test_invalid_namespaces_say_what_to_write(namespace: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
         validate_namespace(namespace)
+
+
+def test_a_long_namespace_is_not_quoted_in_the_error() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        validate_namespace("/" + "x" * 1_600_000)
+    assert len(str(caught.value)) < 200
+
+
+def test_root_namespace_keys_have_one_slash() -> None:
+    assert election_prefix("/", "job") == b"/job/"
+    assert candidate_key("/", "job", 0xAB) == b"/job/ab"
 
 
 @pytest.mark.parametrize("namespace", [None, 3, b"/a"])
@@ -99,6 +140,7 @@ def test_keys_and_prefixes() -> None:
     assert not is_candidate_key(prefix, b"/ns/job/" + b"f" * 17)
     assert not is_candidate_key(prefix, b"/ns/job/inner/1a2b")  # a nested election's key
     assert not is_candidate_key(prefix, b"/ns/job/1A2B")
+    assert not is_candidate_key(prefix, b"/ns/job/1a2b\n")  # '$' would match before a newline
     assert not is_candidate_key(prefix, b"/ns/jobs/1a2b")
     assert not is_candidate_key(prefix, b"/ns/other/1a2b")
 
@@ -110,16 +152,19 @@ async def test_elections_and_views_validate_before_any_io() -> None:
                 client.election_view(bad)
         with pytest.raises(ConfigurationError, match="must be a string"):
             client.election_view(7)  # type: ignore[arg-type]
-        with pytest.raises(ConfigurationError, match="malformed"):
+        with pytest.raises(ConfigurationError, match="empty segment"):
             client.election_view("job", namespace="//x")
-        view = client.election_view("job", namespace="/svc/")
+        with pytest.raises(ConfigurationError, match="ends with '/'"):
+            client.election_view("job", namespace="/svc//")
+        assert client.election_view("job", namespace="/svc/").prefix == b"/svc/job/"
+        view = client.election_view("job", namespace="/svc")
         assert view.prefix == b"/svc/job/"
         session = client.session(ttl=5)  # not started: no lease, no I/O
         with pytest.raises(ConfigurationError, match="'/'"):
-            session.election("a/b")
-        with pytest.raises(ConfigurationError, match="malformed"):
-            session.election("job", namespace="/a//b")
-        election = session.election("job", namespace="/svc")
+            AsyncElection(session, "a/b")
+        with pytest.raises(ConfigurationError, match="empty segment"):
+            AsyncElection(session, "job", namespace="/a//b")
+        election = AsyncElection(session, "job", namespace="/svc")
         assert election.prefix == b"/svc/job/"
         await session.close()
 
@@ -137,9 +182,9 @@ async def test_nested_namespaces_do_not_mix_candidates(
         client.session(ttl=5) as outer_session,
     ):
         # The inner election's key is created first, so it has the lower create revision.
-        inner = inner_session.election("x", namespace=inner_ns)
+        inner = AsyncElection(inner_session, "x", namespace=inner_ns)
         inner_term = await inner.campaign("inner")
-        outer = outer_session.election("b", namespace=outer_ns)
+        outer = AsyncElection(outer_session, "b", namespace=outer_ns)
         outer_term = await outer.campaign("outer")
         assert inner_term.token < outer_term.token
         assert outer_term.key.startswith(f"{outer_ns}/b/")

@@ -12,14 +12,15 @@ from helpers.election_kit import WAIT_S, namespace_of, wait_until
 
 from etcd_elector import (
     AsyncClient,
+    AsyncElection,
     ConfigurationError,
-    KeepAliveAnswer,
-    LossReason,
+    EndReason,
     SessionLost,
     SessionState,
     _clock,
 )
-from etcd_elector._session import MAX_TTL, default_margin, validate_timing
+from etcd_elector._election._timing import MAX_TTL, Timing, default_margin
+from etcd_elector.etcd import KeepAliveAnswer
 from etcd_elector.testing import FaultProxy
 
 ProxyFactory = Callable[[str], FaultProxy]
@@ -69,20 +70,21 @@ async def test_invalid_ttl_is_refused_before_any_io(ttl: object, message: str) -
 async def test_margin_must_be_below_the_ttl(ttl: int, margin: object, message: str) -> None:
     async with AsyncClient(UNREACHABLE) as client:
         with pytest.raises(ConfigurationError, match=message):
-            client.session(ttl=ttl, margin=margin)
+            client.session(ttl=ttl, margin=margin)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("interval", [0, -1, 4.5, 5, 10, math.nan, "1", True])
 async def test_keepalive_interval_must_fit_before_the_deadline(interval: object) -> None:
     async with AsyncClient(UNREACHABLE) as client:
         with pytest.raises(ConfigurationError, match="keepalive_interval"):
-            client.session(ttl=5, margin=1, keepalive_interval=interval)
+            client.session(ttl=5, margin=1, keepalive_interval=interval)  # type: ignore[arg-type]
 
 
 def test_valid_timing_and_default_margin() -> None:
-    assert validate_timing(5, None, None) == (5, default_margin(5))
-    assert validate_timing(5.0, 1, 2) == (5, 1.0)
-    assert validate_timing(MAX_TTL, 0, None) == (MAX_TTL, 0.0)
+    assert (Timing(5).ttl, Timing(5).margin) == (5, default_margin(5))
+    assert Timing(5.0, 1, 2) == Timing(5, 1.0, 2.0)
+    assert (Timing(5.0, 1, 2).ttl, Timing(5.0, 1, 2).margin) == (5, 1.0)
+    assert (Timing(MAX_TTL, 0).ttl, Timing(MAX_TTL, 0).margin) == (MAX_TTL, 0.0)
     assert default_margin(2) == 0.5
     assert default_margin(10) == pytest.approx(1.5)
     assert default_margin(1) == pytest.approx(1 / 3)
@@ -115,24 +117,24 @@ async def test_granted_ttl_is_reported_and_close_revokes(etcd_endpoint: str) -> 
         assert session.state is SessionState.CLOSED
         assert not session.alive
         assert session.remaining() == 0.0
-        assert await session.wait_lost() == LossReason.CLOSED
-        assert reasons == [LossReason.CLOSED]
+        assert await session.wait_lost() == EndReason.CLOSED
+        assert reasons == [EndReason.CLOSED]
         assert (await client.lease_time_to_live(session.lease_id)).ttl == -1
         assert session.lease_id not in await client.lease_list()
         with pytest.raises(SessionLost) as caught:
             session.check()
-        assert caught.value.reason == LossReason.CLOSED
+        assert caught.value.reason == EndReason.CLOSED
         await session.close()  # idempotent
-        assert reasons == [LossReason.CLOSED]
+        assert reasons == [EndReason.CLOSED]
         late: list[str] = []
         session.add_loss_callback(late.append)  # after the loss: called at once
-        assert late == [LossReason.CLOSED]
+        assert late == [EndReason.CLOSED]
 
 
 async def test_closing_a_session_deletes_its_keys(etcd_endpoint: str, etcd_prefix: str) -> None:
     async with AsyncClient(etcd_endpoint) as client:
         async with client.session(ttl=5) as session:
-            election = session.election("job", namespace=namespace_of(etcd_prefix))
+            election = AsyncElection(session, "job", namespace=namespace_of(etcd_prefix))
             await election.campaign("me")
             assert len(await election.view.candidates()) == 1
         assert (await client.get_prefix(etcd_prefix)).kvs == ()
@@ -168,12 +170,12 @@ async def test_keepalive_keeps_the_lease_past_its_ttl(etcd_endpoint: str) -> Non
 async def test_orphan_leaves_the_lease_to_expire(etcd_endpoint: str, etcd_prefix: str) -> None:
     async with AsyncClient(etcd_endpoint) as client:
         session = await client.session(ttl=1, margin=0.3).start()
-        election = session.election("job", namespace=namespace_of(etcd_prefix))
+        election = AsyncElection(session, "job", namespace=namespace_of(etcd_prefix))
         await election.campaign("me")
         await session.orphan()
         assert not session.alive
         assert not election.is_leader()
-        assert await session.wait_lost() == LossReason.ORPHANED
+        assert await session.wait_lost() == EndReason.ORPHANED
         # Not revoked: the lease and the key stay until etcd expires them.
         assert (await client.lease_time_to_live(session.lease_id)).ttl >= 0
         assert len((await client.get_prefix(etcd_prefix)).kvs) == 1
@@ -189,11 +191,11 @@ async def test_revoked_lease_ends_the_session(etcd_endpoint: str) -> None:
     async with AsyncClient(etcd_endpoint) as client, client.session(ttl=5) as session:
         await client.lease_revoke(session.lease_id)
         reason = await asyncio.wait_for(session.wait_lost(), WAIT_S)
-        assert reason == LossReason.EXPIRED
+        assert reason == EndReason.EXPIRED
         assert not session.alive
         assert session.state is SessionState.LOST
         with pytest.raises(SessionLost):
-            await session.election("job").campaign("x")
+            await AsyncElection(session, "job").campaign("x")
 
 
 async def test_deadline_ends_the_session_while_etcd_is_unreachable_then_revokes(
@@ -226,12 +228,12 @@ async def test_deadline_ends_the_session_while_etcd_is_unreachable_then_revokes(
             assert blackholed_at < deadline <= flipped_at
             assert flipped_at - deadline < 1.0
             assert session.remaining() == 0.0
-            assert session.loss_reason == LossReason.DEADLINE
+            assert session.loss_reason == EndReason.DEADLINE
             with pytest.raises(SessionLost):
                 session.check()
 
             proxy.heal()
-            assert await asyncio.wait_for(session.wait_lost(), WAIT_S) == LossReason.DEADLINE
+            assert await asyncio.wait_for(session.wait_lost(), WAIT_S) == EndReason.DEADLINE
             assert lost_at and lost_at[0] >= deadline
 
             async def gone() -> bool:
@@ -242,3 +244,30 @@ async def test_deadline_ends_the_session_while_etcd_is_unreachable_then_revokes(
             # etcd expires the lease at the earliest at deadline + margin (the send time of
             # the last answered keepalive plus the granted TTL): gone sooner means revoked.
             assert gone_at < deadline + session.margin, (gone_at - deadline, session.margin)
+
+
+def test_timing_owns_the_keepalive_rule() -> None:
+    """A third of the granted TTL (of the TTL asked for, before etcd answered), unless set;
+    the bounds check-config prints follow from it."""
+    assert Timing(9).interval(9) == 3.0
+    assert Timing(9).interval(12) == 4.0  # etcd granted more than was asked
+    assert Timing(9).interval(0) == 3.0  # not granted yet
+    assert Timing(9, keepalive_interval=2).interval(12) == 2.0
+    assert Timing(10).leader_stops_after(10) == 8.5
+    assert Timing(10).renewal_headroom(10) == pytest.approx(10 - 1.5 - 10 / 3)
+    with pytest.raises(AttributeError):
+        Timing(10).ttl = 5  # type: ignore[misc]
+
+
+async def test_the_elector_checks_its_timing_once_and_its_sessions_reuse_it(
+    etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    async with AsyncClient(etcd_endpoint) as client:
+        with pytest.raises(ConfigurationError, match="margin 3s must be smaller than the ttl 3s"):
+            client.elector("timed", ttl=3, margin=3)
+        elector = client.elector("timed", ttl=3, margin=0.5, namespace=namespace_of(etcd_prefix))
+        assert elector.timing == Timing(3, 0.5)
+        async with elector:
+            session = await elector._live_session()
+            assert session is not None and session.timing is elector.timing
+            assert session.margin == 0.5 and session.keepalive_interval == session.ttl / 3

@@ -31,6 +31,7 @@ from etcd_elector.testing import (
     etcd_version,
     find_etcd_binary,
     free_port,
+    socket_owner,
 )
 
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -436,3 +437,116 @@ def test_dies_with_parent_kills_the_helper_when_its_harness_is_killed() -> None:
             os.kill(helper_pid, signal.SIGKILL)
         if harness.stdout is not None:
             harness.stdout.close()
+
+
+# -- connections by origin: the base of peer partitions ----------------------------------------
+
+
+def _connect_as(endpoint: str, origin: str, origins: dict[int, str]) -> socket.socket:
+    """Connect from a source port registered as ``origin`` (what the identify hook reads)."""
+    host, port = endpoint.rsplit(":", 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(_IO_TIMEOUT_S)
+    sock.bind(("127.0.0.1", 0))
+    origins[sock.getsockname()[1]] = origin
+    sock.connect((host, int(port)))
+    return sock
+
+
+def _is_reset(sock: socket.socket) -> bool:
+    try:
+        sock.sendall(b"?")
+        return sock.recv(10) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
+def test_cut_origin_resets_its_connections_now_and_new_ones_until_restored(
+    echo_endpoint: str,
+) -> None:
+    origins: dict[int, str] = {}
+    with FaultProxy.start(
+        echo_endpoint, identify=lambda accepted: origins.get(accepted.getpeername()[1])
+    ) as proxy:
+        a = _connect_as(proxy.endpoint, "a", origins)
+        b = _connect_as(proxy.endpoint, "b", origins)
+        with a, b:
+            assert _echo(a, b"a1") == b"a1" and _echo(b, b"b1") == b"b1"
+            assert proxy.connections_by_origin() == {"a": 1, "b": 1}
+            proxy.cut_origin("a")
+            # Cut at the moment of the call, not only new connections.
+            assert proxy.connections_by_origin() == {"b": 1}
+            assert proxy.cut_origins == {"a"}
+            with pytest.raises((ConnectionResetError, BrokenPipeError)):
+                a.recv(10)
+            assert _echo(b, b"b2") == b"b2"  # other origins pass
+        with _connect_as(proxy.endpoint, "a", origins) as again:
+            assert _is_reset(again)
+        proxy.restore_origin("a")
+        with _connect_as(proxy.endpoint, "a", origins) as back:
+            assert _echo(back, b"a3") == b"a3"
+        proxy.cut_origin("a")
+        proxy.heal()  # heal undoes cuts too
+        assert proxy.cut_origins == frozenset()
+        with _connect_as(proxy.endpoint, "a", origins) as healed:
+            assert _echo(healed, b"a4") == b"a4"
+
+
+def test_a_failing_identify_hook_leaves_the_origin_unknown(echo_endpoint: str) -> None:
+    def broken(accepted: socket.socket) -> str | None:
+        raise OSError("cannot tell")
+
+    with FaultProxy.start(echo_endpoint, identify=broken) as proxy, _connect(proxy.endpoint) as s:
+        assert _echo(s, b"x") == b"x"
+        assert proxy.connections_by_origin() == {None: 1}
+        proxy.cut_origin(None)
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            s.recv(10)
+
+
+def test_socket_owner_names_the_process_that_connected() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import socket, sys; s = socket.create_connection(('127.0.0.1', int(sys.argv[1])));"
+                " sys.stdin.read()",
+                str(port),
+            ],
+            stdin=subprocess.PIPE,
+        )
+        try:
+            from_child, _ = listener.accept()
+            with from_child, socket.create_connection(("127.0.0.1", port)) as mine:
+                from_me, _ = listener.accept()
+                with from_me:
+                    pids = {"child": child.pid, "me": os.getpid()}
+                    assert socket_owner(from_child, pids) == "child"
+                    assert socket_owner(from_me, pids) == "me"
+                    assert socket_owner(from_child, {"me": os.getpid()}) is None
+                    mine.close()
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(_IO_TIMEOUT_S)
+
+
+def test_the_proc_table_fallback_finds_the_same_socket_as_sock_diag() -> None:
+    from etcd_elector.testing._peers import _diag_inode, _table_inode
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        with socket.create_connection(listener.getsockname()) as client:
+            accepted, _ = listener.accept()
+            with accepted:
+                ends = (client.getsockname(), client.getpeername())
+                expected = os.fstat(client.fileno()).st_ino
+                assert _diag_inode(*ends) == expected
+                assert _table_inode(*ends) == expected
+        assert _diag_inode(("127.0.0.1", 1), ("127.0.0.1", 2)) is None
+        assert _table_inode(("127.0.0.1", 1), ("127.0.0.1", 2)) is None

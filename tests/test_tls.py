@@ -15,6 +15,7 @@ from helpers.security import Certs, make_certs
 
 from etcd_elector import (
     AsyncClient,
+    AsyncElection,
     ClientConfig,
     ConfigurationError,
     ConnectionFailed,
@@ -65,7 +66,7 @@ def expired_etcd(etcd_binary: str, certs: Certs) -> Iterator[str]:
 async def elect_and_observe(client: AsyncClient, name: str) -> None:
     """Unary calls, the keepalive stream and the watch stream all work."""
     async with client.session(ttl=5) as session:
-        election = session.election(name)
+        election = AsyncElection(session, name)
         await election.campaign("tls-candidate")
         assert election.is_leader() and await election.verify()
         async for leader in client.election_view(name).observe():

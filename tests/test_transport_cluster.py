@@ -13,13 +13,12 @@ from etcd_elector import (
     AsyncClient,
     Compare,
     ConnectionFailed,
-    Event,
-    EventType,
     NoLeader,
     Op,
     TransportError,
     WatchCompacted,
 )
+from etcd_elector.etcd import Event, EventType
 from etcd_elector.testing import EtcdCluster, EtcdMember
 
 pytestmark = pytest.mark.cluster

@@ -8,8 +8,7 @@ import json
 import pytest
 
 from etcd_elector import ConfigurationError, check_timing
-from etcd_elector._session import default_margin
-from etcd_elector._tuning import etcd_min_ttl
+from etcd_elector._election._timing import default_margin, etcd_min_ttl
 from etcd_elector.cli import main
 
 
@@ -121,7 +120,7 @@ def test_cli_invalid_settings_exit_4(argv: list[str], capsys: pytest.CaptureFixt
 def test_the_docstring_example_holds() -> None:
     import doctest
 
-    from etcd_elector import _tuning
+    from etcd_elector._election import _timing
 
-    result = doctest.testmod(_tuning)
+    result = doctest.testmod(_timing)
     assert result.attempted >= 3 and result.failed == 0

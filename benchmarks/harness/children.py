@@ -17,11 +17,10 @@ from harness.layout import REPO_ROOT
 
 def child_env(**extra: str) -> dict[str, str]:
     """The environment without etcd client settings (they would override our flags)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ETCD_", "ETCDCTL_")) and k != "PYTHONPATH"
-    }
+    from etcd_elector._environ import without_etcd_settings
+
+    env = without_etcd_settings(os.environ)
+    env.pop("PYTHONPATH", None)
     env["ETCDCTL_API"] = "3"
     env.update(extra)
     return env

@@ -16,7 +16,7 @@ import json
 import sys
 import time
 
-from etcd_elector import AsyncClient
+from etcd_elector import AsyncClient, AsyncElection
 
 
 def emit(event: str, **fields: object) -> None:
@@ -34,7 +34,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     async with AsyncClient(args.endpoint) as client:
         sessions = [await client.session(ttl=args.ttl).start() for _ in range(args.candidates)]
-        elections = [s.election(args.election) for s in sessions]
+        elections = [AsyncElection(s, args.election) for s in sessions]
         won: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
         tasks: set[asyncio.Task[None]] = set()
 

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from etcd_elector import AsyncClient, AsyncSession, CampaignFailed, TransportError
+from etcd_elector import AsyncClient, AsyncElection, AsyncSession, CampaignFailed, TransportError
 
 
 def emit(event: str, **fields: object) -> None:
@@ -74,7 +74,7 @@ async def main() -> None:
             sessions = list(await asyncio.gather(*(start_one() for _ in range(args.elections))))
         t_sessions = time.perf_counter()
         elections = [
-            sessions[i % len(sessions)].election(f"{args.prefix}-{i}")
+            AsyncElection(sessions[i % len(sessions)], f"{args.prefix}-{i}")
             for i in range(args.elections)
         ]
 

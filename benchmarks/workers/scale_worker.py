@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from etcd_elector import AsyncClient
+from etcd_elector import AsyncClient, AsyncElection
 
 
 def emit(event: str, **fields: object) -> None:
@@ -35,7 +35,7 @@ async def main() -> None:
     sessions = await asyncio.gather(
         *(clients[i % len(clients)].session(ttl=args.ttl).start() for i in range(args.sessions))
     )
-    elections = [s.election(args.election) for s in sessions]
+    elections = [AsyncElection(s, args.election) for s in sessions]
     resign_now = [asyncio.Event() for _ in elections]
     leading: list[int] = []
     tasks = []

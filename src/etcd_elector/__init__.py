@@ -2,7 +2,7 @@
 
     async with AsyncClient("127.0.0.1:2379") as client:
         async with client.session(ttl=10) as session:
-            election = session.election("scheduler")
+            election = AsyncElection(session, "scheduler")
             term = await election.campaign("host-a")
             while election.is_leader():
                 ...
@@ -11,15 +11,22 @@ See the README for the guarantees and the command-line tool.
 """
 
 from ._client import AsyncClient
-from ._config import ClientConfig, Endpoint
-from ._election import AsyncElection, Term, TermEndReason
-from ._elector import AsyncElector, ElectorEvent, ElectorState, EndReason
+from ._config import ClientConfig
+from ._election._election import AsyncElection
+from ._election._elector import AsyncElector, ElectorEvent, ElectorState
+from ._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
+from ._election._session import AsyncSession, SessionState
+from ._election._term import Term
+from ._election._timing import TimingReport, check_timing
+from ._election._view import AsyncElectionView, LeaderInfo
 from ._errors import (
     AmbiguousResult,
     AuthenticationFailed,
     CampaignFailed,
+    ClientClosed,
     ConfigurationError,
     ConnectionFailed,
+    DatabaseSpaceExceeded,
     EtcdElectorError,
     EtcdServerError,
     LeadershipError,
@@ -28,16 +35,18 @@ from ._errors import (
     NoLeader,
     NotLeader,
     PermissionDenied,
+    RequestRejected,
     RequestTimeout,
+    RequestTooLarge,
     SessionLost,
     TLSHandshakeFailed,
+    TokenRegressed,
     TransportError,
     WatchCanceled,
     WatchCompacted,
     WatchError,
 )
 from ._health import HealthServer
-from ._keepalive import KeepAliveStream
 from ._logfmt import JsonLogFormatter
 from ._metrics import (
     FencedResult,
@@ -47,36 +56,17 @@ from ._metrics import (
     get_metrics,
     set_metrics,
 )
+from ._reasons import EndReason
 from ._secret import Secret
-from ._session import AsyncSession, LossReason, SessionState
-from ._sync import Client, Election, ElectionView, Elector, Session
-from ._tuning import TimingReport, check_timing
-from ._txn import Compare, Op
-from ._types import (
-    DeleteResult,
-    Event,
-    EventType,
-    GetResult,
-    KeepAliveAnswer,
-    KeyValue,
-    Lease,
-    LeaseInfo,
-    Member,
-    PutResult,
-    RangeResult,
-    Status,
-    TxnResult,
-    WatchBatch,
-)
-from ._view import ElectionView as AsyncElectionView
-from ._view import LeaderInfo
-from ._watch import Watch
+from ._sync._client import Client, Watch
+from ._sync._elector import Elector
+from ._sync._session import Election, ElectionView, Session
+from .etcd import AsyncWatch, Compare, HistoryLoss, KeyValue, Op, TxnResult
 from .shards import (
     AsyncShardGroup,
     AsyncShardView,
     GroupSnapshot,
     OwnedShard,
-    ReleaseReason,
     ShardEvent,
     ShardEventKind,
     ShardGroup,
@@ -96,41 +86,37 @@ __all__ = [
     "AsyncSession",
     "AsyncShardGroup",
     "AsyncShardView",
+    "AsyncWatch",
     "AuthenticationFailed",
     "CampaignFailed",
     "Client",
+    "ClientClosed",
     "ClientConfig",
     "Compare",
     "ConfigurationError",
     "ConnectionFailed",
-    "DeleteResult",
+    "DatabaseSpaceExceeded",
     "Election",
     "ElectionView",
     "Elector",
     "ElectorEvent",
     "ElectorState",
     "EndReason",
-    "Endpoint",
     "EtcdElectorError",
+    "EtcdReachable",
     "EtcdServerError",
-    "Event",
-    "EventType",
+    "EtcdUnreachable",
     "FencedResult",
-    "GetResult",
     "GroupSnapshot",
     "HealthServer",
+    "HistoryLoss",
     "JsonLogFormatter",
-    "KeepAliveAnswer",
-    "KeepAliveStream",
     "KeyValue",
     "LeaderInfo",
+    "LeaderObserved",
     "LeadershipError",
     "LeadershipLost",
-    "Lease",
-    "LeaseInfo",
     "LeaseNotFound",
-    "LossReason",
-    "Member",
     "MetricsSink",
     "NoLeader",
     "NoopMetrics",
@@ -139,10 +125,9 @@ __all__ = [
     "OwnedShard",
     "PermissionDenied",
     "PrometheusMetrics",
-    "PutResult",
-    "RangeResult",
-    "ReleaseReason",
+    "RequestRejected",
     "RequestTimeout",
+    "RequestTooLarge",
     "Secret",
     "Session",
     "SessionLost",
@@ -152,15 +137,13 @@ __all__ = [
     "ShardGroup",
     "ShardOwner",
     "ShardView",
-    "Status",
     "TLSHandshakeFailed",
     "Term",
-    "TermEndReason",
     "TimingReport",
+    "TokenRegressed",
     "TransportError",
     "TxnResult",
     "Watch",
-    "WatchBatch",
     "WatchCanceled",
     "WatchCompacted",
     "WatchError",

@@ -1,648 +1,86 @@
-"""``AsyncClient``: the one place that talks to etcd.
+"""``AsyncClient``: the etcd client, with the entry points of leader election on top.
 
-Reads fail over to another endpoint on any transport trouble. Writes fail over only when the
-request never left (no connection); once a write was sent, a failure of unknown outcome raises
-``AmbiguousResult`` and the caller re-reads. Every call, stream request and connection attempt
-has a deadline. Every request carries etcd's require-leader metadata, so a member that lost
-quorum refuses at once instead of hanging, and, with credentials, etcd's auth token: a call
-refused for its token alone gets a fresh token and is sent again.
+It is :class:`~.etcd.AsyncEtcdClient` (every etcd call) plus the factories that build what the
+election layer offers on it: sessions, electors and read-only views. The factories live here,
+above what they build, so that the etcd client below knows nothing of elections.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
-
-import grpc
-
-from . import _clock, _rpc, _tls
-from ._auth import AuthManager
-from ._channels import EndpointPool
-from ._config import ClientConfig, Endpoint, parse_endpoints, validate_timeout
-from ._errors import (
-    AmbiguousResult,
-    ConfigurationError,
-    ConnectionFailed,
-    NoLeader,
-    RequestTimeout,
-    TransportError,
-)
-from ._keepalive import KeepAliveStream
-from ._keys import KeyLike, as_bytes, prefix_range_end
-from ._proto import rpc_pb2
-from ._secret import Secret
-from ._txn import Compare, Op, build_txn_request
-from ._types import (
-    DeleteResult,
-    GetResult,
-    Lease,
-    LeaseInfo,
-    Member,
-    PutResult,
-    RangeResult,
-    Status,
-    TxnResult,
-)
-from ._watch import Watch, WatchHub
-
-if TYPE_CHECKING:
-    from ._elector import AsyncElector
-    from ._session import AsyncSession
-    from ._view import ElectionView
-
-__all__ = ["AsyncClient"]
-
-log = logging.getLogger(__name__)
-
-# etcd's require-leader marker: without it a stream on a member that lost quorum hangs.
-_REQUIRE_LEADER = ("hasleader", "true")
-
-
-class AsyncClient:
-    """An etcd v3 client on ``grpc.aio``, made for leader election.
-
-    ::
-
-        async with AsyncClient("127.0.0.1:2379") as client:
-            await client.put("k", "v")
-
-    :param endpoints: ``"host:port,host:port"`` or a list; default ``ETCD_ENDPOINTS`` or
-        ``127.0.0.1:2379``.
-    :param timeout: deadline in seconds for each call, failover included (default 5).
-    :param ca_file: PEM CA bundle that signed etcd's certificate (turns TLS on).
-    :param cert_file: client certificate (PEM) for etcd's ``--client-cert-auth``, with
-        ``key_file``, its unencrypted PEM key.
-    :param server_name: the name etcd's certificate carries, if not the endpoint's host.
-    :param username: etcd user; with ``password`` (a str or a :class:`Secret`).
-    :raises ConfigurationError: for malformed endpoints or timeouts, or a certificate file
-        that is missing, unreadable or unusable. See :class:`ClientConfig` for the
-        environment variables.
-    """
-
-    def __init__(
-        self,
-        endpoints: str | Sequence[str] | None = None,
-        *,
-        timeout: float | None = None,
-        connect_timeout: float | None = None,
-        stream_timeout: float | None = None,
-        config: ClientConfig | None = None,
-        ca_file: str | None = None,
-        cert_file: str | None = None,
-        key_file: str | None = None,
-        server_name: str | None = None,
-        username: str | None = None,
-        password: str | Secret | None = None,
-    ) -> None:
-        security = (ca_file, cert_file, key_file, server_name, username, password)
-        if config is None:
-            config = ClientConfig.build(
-                endpoints,
-                timeout=timeout,
-                connect_timeout=connect_timeout,
-                stream_timeout=stream_timeout,
-                ca_file=ca_file,
-                cert_file=cert_file,
-                key_file=key_file,
-                server_name=server_name,
-                username=username,
-                password=password,
-            )
-        elif endpoints is not None or any(
-            value is not None for value in (timeout, connect_timeout, stream_timeout, *security)
-        ):
-            raise ConfigurationError(
-                "pass either config= or endpoints, timeouts, TLS files and credentials, not both"
-            )
-        self.config = config
-        self._auth = (
-            AuthManager(self, config.username, config.password)
-            if config.username is not None and config.password is not None
-            else None
-        )
-        self._pool: EndpointPool | None = None
-        self._watch_hub: WatchHub | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def open(self) -> AsyncClient:
-        """Prepare channels (connections are made lazily, on first use)."""
-        if self._pool is None:
-            self._pool = EndpointPool(self.config)
-            self._watch_hub = WatchHub(self)
-        return self
-
-    async def close(self) -> None:
-        """Cancel watches and close every connection. Idempotent."""
-        if self._watch_hub is not None:
-            await self._watch_hub.close()
-        if self._pool is not None:
-            await self._pool.close()
-
-    async def __aenter__(self) -> AsyncClient:
-        return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def __repr__(self) -> str:
-        endpoints = ",".join(str(e) for e in self.config.endpoints)
-        user = f" user={self.config.username}" if self.config.username else ""
-        return f"<AsyncClient endpoints={endpoints}{user}>"
-
-    # -- plumbing shared with streams ---------------------------------------------------------
-
-    @property
-    def pool(self) -> EndpointPool:
-        if self._pool is None:
-            raise RuntimeError("use 'async with AsyncClient(...)' or await client.open() first")
-        return self._pool
-
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        """Metadata sent with every call and stream: require-leader, and the auth token once
-        one was obtained (streams call :meth:`authenticate` first)."""
-        token = self.token
-        return (_REQUIRE_LEADER,) if token is None else (_REQUIRE_LEADER, ("token", token))
-
-    @property
-    def token(self) -> str | None:
-        """The auth token calls carry now (None without credentials)."""
-        return None if self._auth is None else self._auth.token
-
-    async def authenticate(self, deadline: float) -> None:
-        """Get a token if there are credentials and no token yet (no-op otherwise).
-
-        :raises AuthenticationFailed: for a wrong user name or password.
-        """
-        if self._auth is not None:
-            await self._auth.ensure(deadline)
-
-    async def renew_token(self, stale: str | None, deadline: float) -> bool:
-        """After etcd refused a call or stream for its token ``stale``: get a new one.
-
-        Returns False when this client has no credentials (nothing to renew).
-        """
-        if self._auth is None:
-            return False
-        await self._auth.refresh(stale, deadline)
-        return True
-
-    def deadline(self, timeout: float | None) -> float:
-        seconds = self.config.timeout if timeout is None else validate_timeout(timeout, "timeout")
-        return _clock.now() + seconds
-
-    async def connect(self, deadline: float) -> Endpoint:
-        """An endpoint with a ready connection, in preference order, before ``deadline``.
-
-        :raises ConnectionFailed: when none can be reached; the message lists each endpoint.
-        """
-        failures: list[Endpoint] = []
-        for endpoint in self.pool.candidates():
-            remaining = deadline - _clock.now()
-            if remaining <= 0:
-                break
-            if await self.pool.ready(endpoint, min(remaining, self.config.connect_timeout)):
-                return endpoint
-            failures.append(endpoint)
-            self.pool.demote(endpoint)
-        explained = await self._explain(failures, deadline)
-        if explained is not None:
-            raise explained
-        tried = ", ".join(map(str, failures)) or ", ".join(str(e) for e in self.pool.endpoints)
-        raise ConnectionFailed(
-            f"cannot connect to etcd at {tried}: check that etcd is running and the endpoints "
-            "are right (--endpoints / ETCD_ENDPOINTS)"
-        )
-
-    async def _explain(self, failed: list[Endpoint], deadline: float) -> ConnectionFailed | None:
-        """A clearer error than "cannot connect" when gRPC knows why a connection failed:
-        a TLS handshake problem, or plaintext spoken to a TLS port."""
-        for endpoint in failed:
-            budget = min(0.25, deadline - _clock.now())  # never past the caller's deadline
-            if budget <= 0.01:
-                break
-            details = await self.pool.failure_details(endpoint, budget)
-            if details is None:
-                continue
-            error: ConnectionFailed | None
-            if endpoint.secure:
-                error = _tls.handshake_error(
-                    details,
-                    str(endpoint),
-                    server_name=self.config.server_name,
-                    client_certificate=self.config.cert_file,
-                )
-            else:
-                error = _tls.plaintext_hint(details, endpoint.address)
-            if error is not None:
-                return error
-        return None
-
-    def endpoint_failed(
-        self, endpoint: Endpoint, error: TransportError, *, since: float | None = None
-    ) -> None:
-        """Steer future calls and streams away from an endpoint that just failed.
-
-        A silent connection never fails by itself, so a timeout or a broken call resets it:
-        unless something else on it was answered after ``since`` (when the failed call or
-        stream last heard from etcd). Resetting a live connection would cancel every other
-        call in flight on it.
-        """
-        self.pool.demote(endpoint)
-        silent = isinstance(error, RequestTimeout | ConnectionFailed | AmbiguousResult)
-        if not silent or isinstance(error, NoLeader):
-            return
-        if since is not None and self.pool.answered_since(endpoint, since):
-            return
-        self.pool.reset(endpoint)
-
-    async def call(
-        self,
-        method: _rpc.Method,
-        request: Any,
-        *,
-        timeout: float | None,
-        write: bool,
-        authenticate: bool = True,
-    ) -> Any:
-        """Send one unary request with failover, within ``timeout`` seconds in all.
-
-        A request refused for its auth token alone is sent once more with a fresh token
-        (etcd refuses such a request before applying it, so even a write is safe to resend).
-        ``authenticate=False`` sends no token (for ``Authenticate`` itself).
-
-        :raises TransportError: the mapped error of the last attempt: ``ConnectionFailed``,
-            ``RequestTimeout``, ``AmbiguousResult`` (a write that may have committed),
-            ``AuthenticationFailed``, ``PermissionDenied``, ...
-        """
-        deadline = self.deadline(timeout)
-        last: TransportError | None = None
-        attempts = len(self.pool.endpoints)
-        renewed = False
-        while attempts > 0:
-            attempts -= 1
-            endpoint = await self.connect(deadline)
-            if authenticate:
-                await self.authenticate(deadline)
-            remaining = deadline - _clock.now()
-            if remaining <= 0:
-                break
-            stub = self.pool.callable(endpoint, method, "unary")
-            token = self.token if authenticate else None
-            metadata = self.metadata() if authenticate else (_REQUIRE_LEADER,)
-            attempt_started = _clock.now()
-            try:
-                try:
-                    response = await stub(request, timeout=remaining, metadata=metadata)
-                    self.pool.answered(endpoint)
-                    return response
-                except asyncio.CancelledError:
-                    if _rpc.cancelled_by_us():
-                        raise
-                    # gRPC cancels calls on a channel that another call just reset.
-                    raise _reset_error(endpoint) from None
-            except grpc.aio.AioRpcError as exc:
-                if (
-                    authenticate
-                    and not renewed
-                    and _rpc.token_rejected(exc.details())
-                    and await self.renew_token(token, deadline)
-                ):
-                    renewed, attempts = True, attempts + 1
-                    log.debug(
-                        "%s: etcd refused the auth token (%s), sending again",
-                        method.path,
-                        exc.details(),
-                    )
-                    continue
-                error = _rpc.map_rpc_error(exc, str(endpoint), write=write)
-                retriable = isinstance(error, NoLeader) or (
-                    not write and isinstance(error, ConnectionFailed | RequestTimeout)
-                )
-                if isinstance(error, ConnectionFailed | RequestTimeout) or write:
-                    self.endpoint_failed(endpoint, error, since=attempt_started)
-                if not retriable:
-                    raise error from exc
-                log.debug(
-                    "%s failed on %s, trying another endpoint: %s", method.path, endpoint, error
-                )
-                last = error
-        if last is not None:
-            raise last
-        raise RequestTimeout(f"{method.path} got no answer from etcd within the timeout")
-
-    # -- KV ------------------------------------------------------------------------------------
-
-    async def get(
-        self,
-        key: KeyLike,
-        *,
-        revision: int = 0,
-        serializable: bool = False,
-        timeout: float | None = None,
-    ) -> GetResult:
-        """Read one key (linearizable unless ``serializable``)."""
-        result = await self._range(
-            as_bytes(key),
-            b"",
-            revision=revision,
-            limit=0,
-            serializable=serializable,
-            timeout=timeout,
-        )
-        return GetResult(kv=result.kvs[0] if result.kvs else None, revision=result.revision)
-
-    async def get_prefix(
-        self,
-        prefix: KeyLike,
-        *,
-        revision: int = 0,
-        limit: int = 0,
-        sort_by_create_revision: bool = False,
-        descending: bool = False,
-        serializable: bool = False,
-        keys_only: bool = False,
-        count_only: bool = False,
-        max_create_revision: int = 0,
-        timeout: float | None = None,
-    ) -> RangeResult:
-        """Read every key starting with ``prefix``, by key or by create revision.
-
-        ``max_create_revision`` keeps only keys created at or before that revision.
-        """
-        raw = as_bytes(prefix)
-        return await self._range(
-            raw,
-            prefix_range_end(raw),
-            revision=revision,
-            limit=limit,
-            serializable=serializable,
-            timeout=timeout,
-            sort_by_create=sort_by_create_revision,
-            descending=descending,
-            keys_only=keys_only,
-            count_only=count_only,
-            max_create_revision=max_create_revision,
-        )
-
-    async def _range(
-        self,
-        key: bytes,
-        range_end: bytes,
-        *,
-        revision: int,
-        limit: int,
-        serializable: bool,
-        timeout: float | None,
-        sort_by_create: bool = False,
-        descending: bool = False,
-        keys_only: bool = False,
-        count_only: bool = False,
-        max_create_revision: int = 0,
-    ) -> RangeResult:
-        request = rpc_pb2.RangeRequest(
-            key=key,
-            range_end=range_end,
-            revision=revision,
-            limit=limit,
-            serializable=serializable,
-            keys_only=keys_only,
-            count_only=count_only,
-            max_create_revision=max_create_revision,
-        )
-        if sort_by_create:
-            request.sort_target = rpc_pb2.RangeRequest.CREATE
-            request.sort_order = (
-                rpc_pb2.RangeRequest.DESCEND if descending else rpc_pb2.RangeRequest.ASCEND
-            )
-        response = await self.call(_rpc.RANGE, request, timeout=timeout, write=False)
-        return RangeResult.from_proto(response)
-
-    async def put(
-        self,
-        key: KeyLike,
-        value: KeyLike,
-        *,
-        lease: int = 0,
-        prev_kv: bool = False,
-        timeout: float | None = None,
-    ) -> PutResult:
-        """Write a key. :raises AmbiguousResult: if sent but its outcome is unknown."""
-        request = rpc_pb2.PutRequest(
-            key=as_bytes(key), value=as_bytes(value), lease=lease, prev_kv=prev_kv
-        )
-        response = await self.call(_rpc.PUT, request, timeout=timeout, write=True)
-        return PutResult.from_proto(response)
-
-    async def delete(
-        self,
-        key: KeyLike,
-        *,
-        prefix: bool = False,
-        prev_kv: bool = False,
-        timeout: float | None = None,
-    ) -> DeleteResult:
-        """Delete a key, or every key with the prefix."""
-        raw = as_bytes(key)
-        request = rpc_pb2.DeleteRangeRequest(
-            key=raw, range_end=prefix_range_end(raw) if prefix else b"", prev_kv=prev_kv
-        )
-        response = await self.call(_rpc.DELETE_RANGE, request, timeout=timeout, write=True)
-        return DeleteResult.from_proto(response)
-
-    async def txn(
-        self,
-        compares: Sequence[Compare],
-        success: Sequence[Op] = (),
-        failure: Sequence[Op] = (),
-        *,
-        timeout: float | None = None,
-    ) -> TxnResult:
-        """An atomic compare-and-swap. Never retried once sent.
-
-        :raises AmbiguousResult: if it was sent and may or may not have committed.
-        """
-        request = build_txn_request(tuple(compares), tuple(success), tuple(failure))
-        response = await self.call(_rpc.TXN, request, timeout=timeout, write=True)
-        return TxnResult.from_proto(response)
-
-    async def compact(
-        self, revision: int, *, physical: bool = True, timeout: float | None = None
-    ) -> None:
-        """Discard history before ``revision`` (watches from earlier revisions then fail)."""
-        request = rpc_pb2.CompactionRequest(revision=revision, physical=physical)
-        await self.call(_rpc.COMPACT, request, timeout=timeout, write=True)
-
-    def watch(
-        self,
-        key: KeyLike,
-        *,
-        prefix: bool = False,
-        start_revision: int = 0,
-        prev_kv: bool = False,
-        progress_notify: bool = False,
-        no_put: bool = False,
-        no_delete: bool = False,
-    ) -> Watch:
-        """Watch a key or prefix; use as ``async with client.watch(...) as w: async for b in w``.
-
-        Watches share one gRPC stream. A compacted start revision raises ``WatchCompacted``; a
-        broken or silent stream raises ``ConnectionFailed``/``NoLeader``/``RequestTimeout``.
-        """
-        raw = as_bytes(key)
-        filters = []
-        if no_put:
-            filters.append(rpc_pb2.WatchCreateRequest.NOPUT)
-        if no_delete:
-            filters.append(rpc_pb2.WatchCreateRequest.NODELETE)
-        request = rpc_pb2.WatchCreateRequest(
-            key=raw,
-            range_end=prefix_range_end(raw) if prefix else b"",
-            start_revision=start_revision,
-            prev_kv=prev_kv,
-            progress_notify=progress_notify,
-            filters=filters,
-        )
-        if self._watch_hub is None:
-            raise RuntimeError("use 'async with AsyncClient(...)' or await client.open() first")
-        return Watch(self._watch_hub, request)
-
-    # -- leases --------------------------------------------------------------------------------
-
-    async def lease_grant(
-        self, ttl: float, *, lease_id: int = 0, timeout: float | None = None
-    ) -> Lease:
-        """Grant a lease. etcd may grant a longer TTL than asked (its minimum); read ``.ttl``.
-
-        :raises TransportError: if etcd cannot be reached or refuses the grant.
-        """
-        seconds = validate_timeout(ttl, "lease TTL")
-        request = rpc_pb2.LeaseGrantRequest(TTL=max(1, round(seconds)), ID=lease_id)
-        response = await self.call(_rpc.LEASE_GRANT, request, timeout=timeout, write=True)
-        if response.error:
-            raise TransportError(f"etcd refused to grant a lease: {response.error}")
-        return Lease(id=response.ID, ttl=response.TTL)
-
-    async def lease_revoke(self, lease_id: int, *, timeout: float | None = None) -> None:
-        """Revoke a lease and delete its keys. :raises LeaseNotFound: if it is already gone."""
-        request = rpc_pb2.LeaseRevokeRequest(ID=lease_id)
-        # Revoking twice is harmless, so a revoke may be retried like a read.
-        await self.call(_rpc.LEASE_REVOKE, request, timeout=timeout, write=False)
-
-    async def lease_time_to_live(
-        self, lease_id: int, *, keys: bool = False, timeout: float | None = None
-    ) -> LeaseInfo:
-        """A lease's remaining TTL (``-1`` when it does not exist) and, optionally, its keys."""
-        request = rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
-        response = await self.call(_rpc.LEASE_TIME_TO_LIVE, request, timeout=timeout, write=False)
-        return LeaseInfo(
-            id=response.ID,
-            ttl=response.TTL,
-            granted_ttl=response.grantedTTL,
-            keys=tuple(response.keys),
-        )
-
-    async def lease_list(self, *, timeout: float | None = None) -> tuple[int, ...]:
-        """Ids of every lease etcd holds."""
-        response = await self.call(
-            _rpc.LEASE_LEASES, rpc_pb2.LeaseLeasesRequest(), timeout=timeout, write=False
-        )
-        return tuple(status.ID for status in response.leases)
-
-    def lease_keepalive(self, lease_id: int) -> KeepAliveStream:
-        """A keepalive stream for one lease; each ``ping()`` answer carries its send time."""
-        return KeepAliveStream(self, lease_id)
-
-    # -- cluster -------------------------------------------------------------------------------
-
-    async def member_list(self, *, timeout: float | None = None) -> tuple[Member, ...]:
-        response = await self.call(
-            _rpc.MEMBER_LIST, rpc_pb2.MemberListRequest(), timeout=timeout, write=False
-        )
-        return tuple(
-            Member(
-                id=m.ID,
-                name=m.name,
-                peer_urls=tuple(m.peerURLs),
-                client_urls=tuple(m.clientURLs),
-                is_learner=m.isLearner,
-            )
-            for m in response.members
-        )
-
-    async def status(self, endpoint: str | None = None, *, timeout: float | None = None) -> Status:
-        """One member's status: the given endpoint, or whichever answers first.
-
-        :raises ConfigurationError: for an endpoint that is not one of this client's.
-        :raises TransportError: if the member cannot be reached.
-        """
-        deadline = self.deadline(timeout)
-        if endpoint is None:
-            target = await self.connect(deadline)
-        else:
-            wanted = parse_endpoints(endpoint)[0].address
-            matches = [e for e in self.pool.endpoints if e.address == wanted]
-            if not matches:
-                raise ConfigurationError(f"{endpoint!r} is not one of this client's endpoints")
-            target = matches[0]
-        stub = self.pool.callable(target, _rpc.STATUS, "unary")
-        try:
-            response = await stub(
-                rpc_pb2.StatusRequest(),
-                timeout=max(0.0, deadline - _clock.now()),
-                metadata=(),  # status must answer even from a member without a leader
-            )
-        except grpc.aio.AioRpcError as exc:
-            error = _rpc.map_rpc_error(exc, str(target), write=False)
-            self.endpoint_failed(target, error)
-            raise error from exc
-        return Status(
-            endpoint=str(target),
-            member_id=response.header.member_id,
-            leader=response.leader,
-            version=response.version,
-            revision=response.header.revision,
-            raft_term=response.raftTerm,
-            raft_index=response.raftIndex,
-            db_size=response.dbSize,
-            errors=tuple(response.errors),
-        )
-
-    # -- election entry point ----------------------------------------------------------------
-
-    def election_view(self, name: str, *, namespace: str | None = None) -> ElectionView:
-        """Read-only access to an election (leader, candidates, observe); needs no session."""
-        from ._view import ElectionView
-
-        if namespace is None:
-            return ElectionView(self, name)
-        return ElectionView(self, name, namespace=namespace)
-
-    def elector(self, name: str, **options: Any) -> AsyncElector:
-        """Run work only while leader; see :class:`AsyncElector` for the options."""
-        from ._elector import AsyncElector
-
-        return AsyncElector(self, name, **options)
-
-    def session(self, ttl: float = 10.0, **options: Any) -> AsyncSession:
-        """A lease kept alive in the background; see :class:`AsyncSession`."""
-        from ._session import AsyncSession
-
-        return AsyncSession(self, ttl=ttl, **options)
-
-
-def _reset_error(endpoint: Endpoint) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(
-        grpc.StatusCode.CANCELLED,
-        grpc.aio.Metadata(),
-        grpc.aio.Metadata(),
-        details="the connection was reset while the call was in flight",
+import inspect
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+from ._election._elector import AsyncElector
+from ._election._session import AsyncSession
+from ._election._timing import Timing
+from ._election._view import AsyncElectionView
+from .etcd._client import AsyncEtcdClient
+
+__all__ = ["AsyncClient", "as_method_of"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def as_method_of(factory: Callable[..., object], make: Callable[..., object], doc: str) -> None:
+    """Show ``factory``, a method that calls ``make(owner, ...)``, with ``make``'s parameters
+    after its first, and ``doc``: what help(), IDEs and the reference read."""
+    parameters = list(inspect.signature(make).parameters.values())[1:]
+    self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    returns = make if inspect.isclass(make) else inspect.signature(make).return_annotation
+    factory.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [self, *parameters], return_annotation=returns
     )
+    factory.__doc__ = doc
+
+
+def _made_here(
+    make: Callable[Concatenate[AsyncEtcdClient, P], R], doc: str
+) -> Callable[Concatenate[AsyncEtcdClient, P], R]:
+    """A factory method: ``make(client, ...)`` as ``client.<name>(...)``, with ``make``'s own
+    parameters (written once, where ``make`` is defined)."""
+
+    def factory(self: AsyncEtcdClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return make(self, *args, **kwargs)
+
+    as_method_of(factory, make, doc)
+    return factory
+
+
+class AsyncClient(AsyncEtcdClient):
+    __doc__ = AsyncEtcdClient.__doc__
+
+    def election_view(self, name: str, *, namespace: str | None = None) -> AsyncElectionView:
+        """Read-only access to an election (leader, candidates, observe); needs no session."""
+        if namespace is None:
+            return AsyncElectionView(self, name)
+        return AsyncElectionView(self, name, namespace=namespace)
+
+    elector = _made_here(
+        AsyncElector,
+        """Run work only while leader: ``client.elector("scheduler", ttl=10)`` makes an
+        :class:`AsyncElector` on this client, with the same arguments after the client.""",
+    )
+    """An :class:`AsyncElector` on this client: ``client.elector("scheduler", ttl=10)``, with
+    the arguments of :class:`AsyncElector` after the client."""
+
+    def session(
+        self,
+        ttl: float = 10.0,
+        *,
+        margin: float | None = None,
+        keepalive_interval: float | None = None,
+    ) -> AsyncSession:
+        """A lease kept alive in the background; see :class:`AsyncSession`.
+
+        :param ttl: seconds etcd keeps the lease without renewal (whole seconds; etcd may
+            grant more).
+        :param margin: seconds of the TTL held back as a safety margin (default 15% of the
+            TTL, at least 0.5 s): the local deadline is ``send time + granted TTL - margin``.
+        :param keepalive_interval: seconds between renewals (default a third of the granted
+            TTL).
+        :raises ConfigurationError: for a TTL etcd cannot grant, a margin not below the TTL or
+            an interval that leaves no room before the deadline.
+        """
+        return AsyncSession(self, Timing(ttl, margin, keepalive_interval))

@@ -8,17 +8,18 @@ entry point (library, CLI, test kit) agrees on what ``ETCD_ENDPOINTS`` means.
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypedDict, Unpack
 
 from ._errors import ConfigurationError
+from ._seconds import seconds
 from ._secret import Secret
 from ._tls import check_tls_files
 
-__all__ = ["DEFAULT_ENDPOINT", "ClientConfig", "Endpoint", "parse_endpoints", "validate_timeout"]
+__all__ = ["DEFAULT_ENDPOINT", "ClientConfig", "ClientSettings", "Endpoint", "parse_endpoints"]
 
 DEFAULT_ENDPOINT = "127.0.0.1:2379"
 
@@ -44,36 +45,53 @@ class Endpoint:
         return ("https://" if self.secure else "") + self.address
 
 
+def _redacted(text: str) -> str:
+    """``text`` as an error may quote it: user information before an ``@`` is hidden."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    _, at, host = rest.rpartition("@")
+    shown = f"***@{host}" if at else rest
+    return f"{scheme}://{shown}" if sep else shown
+
+
 def _parse_one(text: str) -> Endpoint:
     raw = text.strip()
+    shown = _redacted(text)
     secure = False
     for scheme, is_secure in (("https://", True), ("http://", False)):
         if raw.lower().startswith(scheme):
             raw, secure = raw[len(scheme) :], is_secure
             break
     raw = raw.rstrip("/")
+    if "@" in raw:
+        raise ConfigurationError(
+            f"endpoint {shown!r} carries credentials (not echoed): an endpoint is host:port "
+            "only; give the user with --user (ETCD_USER) and the password with "
+            "--password-file or ETCD_PASSWORD"
+        )
     if "://" in raw or "/" in raw:
         raise ConfigurationError(
-            f"endpoint {text!r} is malformed: use host:port, http://host:port or https://host:port"
+            f"endpoint {shown!r} is malformed: use host:port, http://host:port or https://host:port"
         )
     if raw.startswith("["):
         host, sep, port_text = raw[1:].partition("]:")
         if not sep:
-            raise ConfigurationError(f"endpoint {text!r} is malformed: use [ipv6]:port")
+            raise ConfigurationError(f"endpoint {shown!r} is malformed: use [ipv6]:port")
     else:
         host, sep, port_text = raw.rpartition(":")
         if not sep:
             raise ConfigurationError(
-                f"endpoint {text!r} has no port: write it as host:port, e.g. 127.0.0.1:2379"
+                f"endpoint {shown!r} has no port: write it as host:port, e.g. 127.0.0.1:2379"
             )
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigurationError(f"endpoint {text!r} has an invalid port: use 1-65535")
+        raise ConfigurationError(f"endpoint {shown!r} has an invalid port: use 1-65535")
     try:
         ipaddress.ip_address(host)
     except ValueError:
         if not host or not all(_HOST_LABEL.match(label) for label in host.split(".")):
             raise ConfigurationError(
-                f"endpoint {text!r} has an invalid host name {host!r}"
+                f"endpoint {shown!r} has an invalid host name {host!r}"
             ) from None
     return Endpoint(host=host, port=int(port_text), secure=secure)
 
@@ -98,19 +116,31 @@ def parse_endpoints(endpoints: str | Sequence[str]) -> tuple[Endpoint, ...]:
     return tuple(parsed)
 
 
-def validate_timeout(value: float, what: str, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float if it is a usable number of seconds, else raise."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(f"{what} must be a number of seconds, got {value!r}")
-    seconds = float(value)
-    if (
-        math.isnan(seconds)
-        or math.isinf(seconds)
-        or seconds < 0
-        or (seconds == 0 and not allow_zero)
-    ):
-        raise ConfigurationError(f"{what} must be a positive number of seconds, got {value!r}")
-    return seconds
+class ClientSettings(TypedDict, total=False):
+    """The settings :class:`ClientConfig.build` (and so ``AsyncClient`` and ``Client``) take as
+    keyword arguments; each one left unset (or ``None``) falls back to the environment, then
+    to the default. Written once, here: the clients' signatures reuse it."""
+
+    #: Deadline in seconds for each call, failover included (default 5).
+    timeout: float | None
+    #: Deadline in seconds for one endpoint's connection (default 2).
+    connect_timeout: float | None
+    #: How long a watch or keepalive stream may stay silent after we asked it something (2).
+    stream_timeout: float | None
+    #: PEM CA bundle that signed etcd's certificate (turns TLS on).
+    ca_file: str | None
+    #: Client certificate (PEM) for etcd's ``--client-cert-auth``, with ``key_file``.
+    cert_file: str | None
+    #: The client certificate's unencrypted PEM key.
+    key_file: str | None
+    #: The name etcd's certificate carries, if not the endpoint's host.
+    server_name: str | None
+    #: etcd user (``name`` or ``name:password``).
+    username: str | None
+    #: The user's password.
+    password: str | Secret | None
+    #: A file holding the user's password.
+    password_file: str | None
 
 
 @dataclass(frozen=True)
@@ -152,11 +182,11 @@ class ClientConfig:
         if not self.endpoints:
             raise ConfigurationError("no etcd endpoint given")
         self._check_security()
-        validate_timeout(self.timeout, "timeout")
-        validate_timeout(self.connect_timeout, "connect_timeout")
-        validate_timeout(self.stream_timeout, "stream_timeout")
-        validate_timeout(self.grpc_keepalive_time, "grpc_keepalive_time")
-        validate_timeout(self.grpc_keepalive_timeout, "grpc_keepalive_timeout")
+        seconds(self.timeout, "timeout")
+        seconds(self.connect_timeout, "connect_timeout")
+        seconds(self.stream_timeout, "stream_timeout")
+        seconds(self.grpc_keepalive_time, "grpc_keepalive_time")
+        seconds(self.grpc_keepalive_timeout, "grpc_keepalive_timeout")
 
     def _check_security(self) -> None:
         for name in ("ca_file", "cert_file", "key_file", "server_name", "username"):
@@ -192,19 +222,11 @@ class ClientConfig:
         cls,
         endpoints: str | Sequence[str] | None = None,
         *,
-        timeout: float | None = None,
-        connect_timeout: float | None = None,
-        stream_timeout: float | None = None,
-        ca_file: str | None = None,
-        cert_file: str | None = None,
-        key_file: str | None = None,
-        server_name: str | None = None,
-        username: str | None = None,
-        password: str | Secret | None = None,
-        password_file: str | None = None,
         environ: Mapping[str, str] | None = None,
+        **settings: Unpack[ClientSettings],
     ) -> ClientConfig:
-        """Settings from arguments, falling back to the environment, then to defaults.
+        """Settings from arguments (:class:`ClientSettings`), falling back to the environment,
+        then to defaults.
 
         Each unset argument falls back to its variable, then to etcdctl's: ``ETCD_ENDPOINTS``
         (``ETCDCTL_ENDPOINTS``), ``ETCD_CACERT``, ``ETCD_CERT``, ``ETCD_KEY``, ``ETCD_USER``
@@ -220,21 +242,21 @@ class ClientConfig:
             endpoints = (
                 env.get("ETCD_ENDPOINTS") or env.get("ETCDCTL_ENDPOINTS") or DEFAULT_ENDPOINT
             )
-        options: dict[str, float] = {}
-        if timeout is not None:
-            options["timeout"] = validate_timeout(timeout, "timeout")
-        if connect_timeout is not None:
-            options["connect_timeout"] = validate_timeout(connect_timeout, "connect_timeout")
-        if stream_timeout is not None:
-            options["stream_timeout"] = validate_timeout(stream_timeout, "stream_timeout")
-        user, secret = _credentials(username, password, password_file, env)
+        deadlines: dict[str, float] = {}
+        for name in ("timeout", "connect_timeout", "stream_timeout"):
+            value = settings.get(name)
+            if value is not None:
+                deadlines[name] = seconds(value, name)
+        user, secret = _credentials(
+            settings.get("username"), settings.get("password"), settings.get("password_file"), env
+        )
         return cls(
             endpoints=parse_endpoints(endpoints),
-            **options,
-            ca_file=ca_file or _env(env, "CACERT"),
-            cert_file=cert_file or _env(env, "CERT"),
-            key_file=key_file or _env(env, "KEY"),
-            server_name=server_name,
+            **deadlines,
+            ca_file=settings.get("ca_file") or _env(env, "CACERT"),
+            cert_file=settings.get("cert_file") or _env(env, "CERT"),
+            key_file=settings.get("key_file") or _env(env, "KEY"),
+            server_name=settings.get("server_name"),
             username=user,
             password=secret,
         )

@@ -20,26 +20,49 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _metrics
-from ._election import AsyncElection
-from ._elector import AsyncElector
+from ._election._election import AsyncElection
+from ._election._elector import AsyncElector
+from ._election._session import AsyncSession, SessionState
+from ._election._term import Term
 from ._errors import ConfigurationError
-from ._session import AsyncSession, SessionState
+from ._log import log_event
+from ._reasons import EndReason
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from ._sync import Election, Elector
-
-__all__ = ["HealthServer", "parse_address"]
+__all__ = ["HealthServer", "Watched", "parse_address"]
 
 log = logging.getLogger(__name__)
 
 _TEXT = "text/plain; charset=utf-8"
 _POLL_INTERVAL = 0.1  # how long close() may wait for the server thread to notice
 _NO_METRICS = b"metrics need the prometheus-client package: pip install 'etcd-elector[metrics]'\n"
+
+
+class Watched(Protocol):
+    """What the health server reads, all local state: an ``AsyncElector`` or ``AsyncElection``."""
+
+    @property
+    def name(self) -> str: ...
+
+    def is_leader(self) -> bool: ...
+
+    @property
+    def term(self) -> Term | None: ...
+
+    @property
+    def session(self) -> AsyncSession | None: ...
+
+
+class BlockingTwin(Protocol):
+    """A blocking ``Elector`` or ``Election``: the health server reads its async object."""
+
+    @property
+    def aio(self) -> Watched: ...
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -74,7 +97,7 @@ class HealthServer:
 
     def __init__(
         self,
-        target: AsyncElector | AsyncElection | Elector | Election,
+        target: Watched | BlockingTwin,
         address: str | tuple[str, int] = "127.0.0.1:0",
         *,
         registry: CollectorRegistry | None = None,
@@ -110,11 +133,12 @@ class HealthServer:
                 daemon=True,
             )
             self._thread.start()
-        log.info(
-            "health endpoint listening on %s for election=%s",
-            self.url,
-            self.target.name,
-            extra={"election": self.target.name, "address": self.url},
+        log_event(
+            log,
+            logging.INFO,
+            "health endpoint listening",
+            election=self.target.name,
+            address=self.url,
         )
         return self
 
@@ -184,7 +208,7 @@ class HealthServer:
             return 200, body
         reason = {
             SessionState.UNCERTAIN: "keepalives are failing",
-            SessionState.LOST: f"session lost ({session.loss_reason or 'deadline'})",
+            SessionState.LOST: f"session lost ({session.loss_reason or EndReason.DEADLINE})",
         }.get(state, f"session {state.value}")
         body.update(healthy=False, reason=reason)
         return 503, body

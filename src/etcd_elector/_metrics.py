@@ -15,8 +15,12 @@ Prometheus needs the optional extra ``etcd-elector[metrics]`` (``prometheus-clie
 
 from __future__ import annotations
 
+import enum
+import functools
+import inspect
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -35,7 +39,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class FencedResult:
+class FencedResult(enum.StrEnum):
     """What became of a fenced transaction (``election.txn``); stable label values."""
 
     COMMITTED = "committed"  # the term held and the caller's compares were true
@@ -46,90 +50,91 @@ class FencedResult:
 
 @runtime_checkable
 class MetricsSink(Protocol):
-    """What etcd-elector reports. ``election`` is the election's name; durations are seconds."""
+    """What etcd-elector reports. ``election`` is the election's name; durations are seconds.
+
+    This is the one definition of the interface: :class:`NoopMetrics` inherits these methods
+    (each does nothing), and the library's guard around an installed sink is generated from
+    them. (They ``return None`` explicitly so that type checkers do not take them for
+    abstract.)
+    """
 
     def leadership(self, election: str, leading: bool) -> None:
         """A term of ``election`` began (``True``) or ended (``False``) in this process."""
+        return None
 
     def campaign_started(self, election: str) -> None:
         """This process began to campaign in ``election``."""
+        return None
 
     def term_started(self, election: str) -> None:
         """A campaign was won."""
+        return None
 
     def term_ended(self, election: str, reason: str, duration: float) -> None:
-        """A term ended after ``duration`` seconds; ``reason`` is a ``LossReason`` or
-        ``TermEndReason`` value (``deadline``, ``expired``, ``resigned``, ``key_deleted``...)."""
+        """A term ended after ``duration`` seconds; ``reason`` is an :class:`EndReason` value
+        (``deadline``, ``expired``, ``resigned``, ``key_deleted``...)."""
+        return None
 
     def campaign_waited(self, election: str, seconds: float) -> None:
         """A won campaign took ``seconds`` from its start to the term."""
+        return None
 
     def keepalive(self, rtt_seconds: float, margin_left_seconds: float) -> None:
         """A lease renewal arrived after ``rtt_seconds``, with ``margin_left_seconds`` left
         before the local deadline it replaced (how close the session came to being lost)."""
+        return None
 
     def keepalive_failed(self) -> None:
         """A keepalive got no valid answer (timeout, broken stream, unreachable etcd)."""
+        return None
 
     def session_started(self) -> None:
         """A lease was granted and is being kept alive."""
+        return None
 
     def session_ended(self, reason: str) -> None:
-        """A session ended; ``reason`` is a ``LossReason`` value."""
+        """A session ended; ``reason`` is an :class:`EndReason` value."""
+        return None
 
     def watch_reconnected(self) -> None:
         """A watch stream was opened again after the previous one broke."""
+        return None
 
     def watch_compacted(self) -> None:
         """etcd cancelled a watch because its start revision was compacted."""
+        return None
 
     def fenced_txn(self, election: str, result: str) -> None:
         """A fenced transaction finished; ``result`` is a :class:`FencedResult` value."""
+        return None
+
+    def history_lost(self, kind: str) -> None:
+        """etcd's history went back (``revision_went_back``) or its cluster id changed
+        (``cluster_id_changed``): every session on the client ended."""
+        return None
+
+    def leadership_refused(self, election: str) -> None:
+        """A campaign won with a fencing token not above the highest known (after a history
+        loss) and was refused."""
+        return None
 
 
-class NoopMetrics:
-    """The default sink: measures nothing. Subclass it to implement only some methods."""
+#: The names of the interface's methods, in the order they are defined.
+METHODS: tuple[str, ...] = tuple(
+    name
+    for name, member in vars(MetricsSink).items()
+    if inspect.isfunction(member) and not name.startswith("_")
+)
 
-    def leadership(self, election: str, leading: bool) -> None:
-        pass
 
-    def campaign_started(self, election: str) -> None:
-        pass
-
-    def term_started(self, election: str) -> None:
-        pass
-
-    def term_ended(self, election: str, reason: str, duration: float) -> None:
-        pass
-
-    def campaign_waited(self, election: str, seconds: float) -> None:
-        pass
-
-    def keepalive(self, rtt_seconds: float, margin_left_seconds: float) -> None:
-        pass
-
-    def keepalive_failed(self) -> None:
-        pass
-
-    def session_started(self) -> None:
-        pass
-
-    def session_ended(self, reason: str) -> None:
-        pass
-
-    def watch_reconnected(self) -> None:
-        pass
-
-    def watch_compacted(self) -> None:
-        pass
-
-    def fenced_txn(self, election: str, result: str) -> None:
-        pass
+class NoopMetrics(MetricsSink):
+    """The default sink: measures nothing. Subclass it to implement only some methods (and to
+    keep working when methods are added)."""
 
 
 class _Guarded(NoopMetrics):
-    """Forwards to a user's sink; a sink that raises is logged (once per method), never
-    propagated: measuring must not change what the library does."""
+    """Forwards every method to a user's sink; a sink that raises is logged (once per method),
+    never propagated: measuring must not change what the library does."""
 
     def __init__(self, inner: MetricsSink) -> None:
         self.inner = inner
@@ -152,41 +157,16 @@ class _Guarded(NoopMetrics):
                 exc_info=True,
             )
 
-    def leadership(self, election: str, leading: bool) -> None:
-        self._call("leadership", election, leading)
 
-    def campaign_started(self, election: str) -> None:
-        self._call("campaign_started", election)
+def _forwarder(method: str) -> Callable[..., None]:
+    def forward(self: _Guarded, *args: Any) -> None:
+        self._call(method, *args)
 
-    def term_started(self, election: str) -> None:
-        self._call("term_started", election)
+    return functools.update_wrapper(forward, getattr(MetricsSink, method))
 
-    def term_ended(self, election: str, reason: str, duration: float) -> None:
-        self._call("term_ended", election, reason, duration)
 
-    def campaign_waited(self, election: str, seconds: float) -> None:
-        self._call("campaign_waited", election, seconds)
-
-    def keepalive(self, rtt_seconds: float, margin_left_seconds: float) -> None:
-        self._call("keepalive", rtt_seconds, margin_left_seconds)
-
-    def keepalive_failed(self) -> None:
-        self._call("keepalive_failed")
-
-    def session_started(self) -> None:
-        self._call("session_started")
-
-    def session_ended(self, reason: str) -> None:
-        self._call("session_ended", reason)
-
-    def watch_reconnected(self) -> None:
-        self._call("watch_reconnected")
-
-    def watch_compacted(self) -> None:
-        self._call("watch_compacted")
-
-    def fenced_txn(self, election: str, result: str) -> None:
-        self._call("fenced_txn", election, result)
+for _method in METHODS:
+    setattr(_Guarded, _method, _forwarder(_method))
 
 
 _NOOP = NoopMetrics()
@@ -322,6 +302,19 @@ class PrometheusMetrics(NoopMetrics):
             ["election", "result"],
             registry=reg,
         )
+        self.history_losses = prom.Counter(
+            "etcd_elector_history_losses_total",
+            "Times etcd's revision went back or its cluster id changed (data wiped or "
+            "restored): every session on the client ended",
+            ["kind"],
+            registry=reg,
+        )
+        self.leadership_refusals = prom.Counter(
+            "etcd_elector_leadership_refusals_total",
+            "Campaigns won with a fencing token not above the highest known, and refused",
+            election,
+            registry=reg,
+        )
 
     def __repr__(self) -> str:
         return f"<PrometheusMetrics registry={self.registry!r}>"
@@ -368,3 +361,9 @@ class PrometheusMetrics(NoopMetrics):
 
     def fenced_txn(self, election: str, result: str) -> None:
         self.fenced_txns.labels(election, result).inc()
+
+    def history_lost(self, kind: str) -> None:
+        self.history_losses.labels(kind).inc()
+
+    def leadership_refused(self, election: str) -> None:
+        self.leadership_refusals.labels(election).inc()

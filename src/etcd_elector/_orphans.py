@@ -1,10 +1,12 @@
 """Children that die with their parent: a command wrapper setting the parent-death signal.
 
-A supervised command (or a test etcd) must never outlive a parent that was SIGKILLed: its
+A test etcd, a chaos or demo candidate must never outlive a parent that was SIGKILLed: its
 atexit hooks and signal handlers never run then. On Linux the child starts through a tiny
 ``python -I -S -c`` step that sets ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` and execs the command.
 A ``preexec_fn`` would do the same, but forces a plain ``fork()`` that is unsafe while gRPC
-threads run. Elsewhere the command runs unwrapped.
+threads run. Elsewhere the command runs unwrapped. This reaches the child alone, not what it
+starts; ``etcd-elector run`` needs more and runs its command under a watchdog process instead
+(:mod:`etcd_elector.cli._watchdog`).
 """
 
 from __future__ import annotations

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import datetime
 import ssl
-from typing import TYPE_CHECKING
 
 import grpc
 
 from ._errors import ConfigurationError, ConnectionFailed, TLSHandshakeFailed
-
-if TYPE_CHECKING:
-    from ._config import ClientConfig
 
 __all__ = ["channel_credentials", "check_tls_files", "handshake_error", "plaintext_hint"]
 
@@ -133,14 +129,16 @@ def _check_validity(cert_file: str) -> None:
         )
 
 
-def channel_credentials(config: ClientConfig) -> grpc.ChannelCredentials:
+def channel_credentials(
+    ca_file: str | None, cert_file: str | None, key_file: str | None
+) -> grpc.ChannelCredentials:
     """gRPC credentials from the configured files; without a CA bundle, the system's roots.
 
     :raises ConfigurationError: if a file cannot be read any more.
     """
-    root = _read(config.ca_file, _CA) if config.ca_file else None
-    key = _read(config.key_file, _KEY) if config.key_file else None
-    chain = _read(config.cert_file, _CERT) if config.cert_file else None
+    root = _read(ca_file, _CA) if ca_file else None
+    key = _read(key_file, _KEY) if key_file else None
+    chain = _read(cert_file, _CERT) if cert_file else None
     return grpc.ssl_channel_credentials(
         root_certificates=root, private_key=key, certificate_chain=chain
     )
@@ -200,7 +198,8 @@ def handshake_error(
         name = f"name {server_name!r}" if server_name else "host name of the endpoint"
         text = (
             f"hostname mismatch: etcd's certificate is not issued for the {name} (connect "
-            "with a host name the certificate lists, or set the expected name: server_name)"
+            "with a host name the certificate lists, or set the name it carries: "
+            "--server-name NAME / server_name)"
         )
     elif reason == TLSHandshakeFailed.CLIENT_CERTIFICATE_REJECTED:
         if client_certificate:

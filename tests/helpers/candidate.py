@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import sys
 
-from etcd_elector import AsyncClient, _clock
+from etcd_elector import AsyncClient, AsyncElection, _clock
 
 CHECK_INTERVAL_S = 0.005
 CHECKS_AFTER_LOSS = 20
@@ -31,7 +31,7 @@ async def run(args: argparse.Namespace) -> int:
     async with AsyncClient(args.endpoint, timeout=2, stream_timeout=1) as client:
         session = client.session(ttl=args.ttl, margin=args.margin)
         async with session:
-            election = session.election(args.name, namespace=args.namespace)
+            election = AsyncElection(session, args.name, namespace=args.namespace)
             term = await election.campaign(args.value)
             emit(f"ELECTED {term.token} {term.elected_at:.6f} {session.ttl}")
             after_loss = 0

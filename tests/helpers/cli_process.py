@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["CliProcess", "pid_gone", "run_cli", "wait_until"]
@@ -25,6 +25,7 @@ def _clean_env(extra: Mapping[str, str] | None) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("ETCD_ENDPOINTS", "ETCDCTL_", "ETCD_ELECTOR_"))
+        and k != "KUBERNETES_SERVICE_HOST"  # in a pod, --wait-for-etcd would default to 30 s
     }
     env.update(extra or {})
     return env
@@ -63,12 +64,16 @@ def pid_gone(pid: int) -> bool:
 
 
 class CliProcess:
-    """A running CLI process; its JSON stdout lines are collected by a thread."""
+    """A running CLI process; its JSON stdout lines are collected by a thread. With
+    ``wrapper`` (e.g. ``("timeout", "60")``) the CLI runs under that command, and ``proc``
+    and :meth:`signal` are the wrapper's."""
 
-    def __init__(self, *args: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: Mapping[str, str] | None = None, wrapper: Sequence[str] = ()
+    ) -> None:
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "etcd_elector.cli", *args],
+            [*wrapper, sys.executable, "-m", "etcd_elector.cli", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,

@@ -6,12 +6,13 @@ import asyncio
 
 import pytest
 
-from etcd_elector import Watch, WatchBatch
+from etcd_elector import AsyncWatch
+from etcd_elector.etcd import WatchBatch
 
 WAIT_S = 10.0
 
 
-async def next_batch(watch: Watch, timeout: float = WAIT_S) -> WatchBatch:
+async def next_batch(watch: AsyncWatch, timeout: float = WAIT_S) -> WatchBatch:
     """The watch's next batch that carries events (progress notices are skipped)."""
     async with asyncio.timeout(timeout):
         while True:
@@ -20,7 +21,7 @@ async def next_batch(watch: Watch, timeout: float = WAIT_S) -> WatchBatch:
                 return batch
 
 
-async def drain_until_error(watch: Watch, timeout: float) -> BaseException:
+async def drain_until_error(watch: AsyncWatch, timeout: float) -> BaseException:
     """Iterate ``watch`` until it raises; return the error (fails the test on a clean end)."""
     async with asyncio.timeout(timeout):
         try:

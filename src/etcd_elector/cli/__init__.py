@@ -20,12 +20,15 @@ from .._errors import EtcdElectorError
 from .._logfmt import JsonLogFormatter
 from ._exit import CliError, ExitCode, code_for
 from ._options import Options, resolve_log_format, resolve_options
-from ._output import Printer
+from ._output import Printer, printable
 from ._parser import ParsedArgs, UsageError, parse_args
 
 __all__ = ["main"]
 
 log = logging.getLogger(__name__)
+
+_LIBRARY = "etcd_elector"  # the root of our loggers
+MAX_ERROR_LENGTH = 2000
 
 Command = Callable[[ParsedArgs, Options, Printer], Coroutine[Any, Any, int]]
 
@@ -63,9 +66,16 @@ def _command(name: str) -> Command:
 
 
 def _error(message: str) -> None:
-    text = " ".join(str(message).split())  # always exactly one line
+    _stderr(f"error: {message}")
+
+
+def _stderr(message: str) -> None:
+    """One line on stderr, whatever the message quotes (argv, values, etcd's answers):
+    whitespace runs become one space, other control characters are escaped, and the line
+    is bounded."""
+    text = printable(" ".join(str(message).split()), limit=MAX_ERROR_LENGTH)
     with contextlib.suppress(OSError):
-        print(f"etcd-elector: error: {text}", file=sys.stderr, flush=True)
+        print(f"etcd-elector: {text}", file=sys.stderr, flush=True)
 
 
 def _hint(error: EtcdElectorError, code: int) -> str:
@@ -77,8 +87,19 @@ def _hint(error: EtcdElectorError, code: int) -> str:
     return message
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Text log lines with values escaped (a traceback below keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 def _configure_logging(args: ParsedArgs) -> None:
     """Log to stderr at ``--log-level``, as text or (``--log-format json``) JSON lines.
+
+    ``debug`` (and ``info``) apply to our own loggers; gRPC and asyncio stay at warning,
+    where their debug chatter ("Loaded running loop") would drown ours, unless the level
+    is ``debug-all``.
 
     :raises ConfigurationError: for a bad ``ETCD_ELECTOR_LOG_FORMAT``.
     """
@@ -86,10 +107,15 @@ def _configure_logging(args: ParsedArgs) -> None:
     if resolve_log_format(args) == "json":
         handler.setFormatter(JsonLogFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(
-        level=getattr(logging, (args.log_level or "warning").upper()), handlers=[handler]
-    )
+        handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    chosen = args.log_level or "warning"
+    if chosen == "debug-all":
+        ours = third_party = logging.DEBUG
+    else:
+        ours = getattr(logging, chosen.upper())
+        third_party = max(ours, logging.WARNING)
+    logging.basicConfig(level=third_party, handlers=[handler])
+    logging.getLogger(_LIBRARY).setLevel(ours)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else ExitCode.OK
-    debug = args.log_level == "debug"
+    debug = args.log_level in ("debug", "debug-all")
+    if getattr(args, "password", None) is not None:
+        _stderr(
+            "warning: --password is visible to other local users in the process list; "
+            "prefer --password-file or ETCD_PASSWORD"
+        )
     try:
         _configure_logging(args)
         options = resolve_options(args)

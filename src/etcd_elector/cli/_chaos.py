@@ -7,9 +7,11 @@ prints the seed that replays the schedule.
 from __future__ import annotations
 
 import asyncio
-import re
 
+from .._errors import ConfigurationError
 from ..testing import ChaosSettings, run_chaos
+from ..testing._chaos import chosen_faults
+from ._durations import parse_duration
 from ._exit import CliError, ExitCode
 from ._options import Options
 from ._output import Printer
@@ -18,18 +20,6 @@ from ._parser import ParsedArgs
 __all__ = ["chaos", "parse_duration"]
 
 DEFAULT_CHAOS_TTL = 2
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``30m`` or ``1h`` as seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
-    if not match or float(match.group(1)) <= 0:
-        raise CliError(
-            f"duration {text!r} is malformed: use seconds or a unit, e.g. 90s, 30m, 1h",
-            ExitCode.CONFIGURATION,
-        )
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 async def chaos(args: ParsedArgs, options: Options, printer: Printer) -> int:
@@ -39,9 +29,14 @@ async def chaos(args: ParsedArgs, options: Options, printer: Printer) -> int:
         ttl=int(options.ttl) if args.ttl is not None else DEFAULT_CHAOS_TTL,
         candidates=args.candidates,
         members=args.members,
+        faults=tuple(f.strip() for f in (args.faults or "").split(",") if f.strip()),
     )
     if not 2 <= settings.candidates <= 9:
         raise CliError("--candidates must be between 2 and 9", ExitCode.CONFIGURATION)
+    try:
+        faults = chosen_faults(settings)
+    except ConfigurationError as exc:
+        raise CliError(f"--faults: {exc}", ExitCode.CONFIGURATION) from exc
     printer.event(
         "chaos_started",
         seed=settings.seed,
@@ -49,6 +44,7 @@ async def chaos(args: ParsedArgs, options: Options, printer: Printer) -> int:
         ttl=settings.ttl,
         candidates=settings.candidates,
         members=settings.members,
+        faults=list(faults),
     )
     result = await asyncio.to_thread(
         run_chaos, settings, lambda line: printer.event("progress", text=line, detail=line)

@@ -2,14 +2,14 @@
 
 Prints the worst-case failover for each kind of event, how much clock-rate difference the
 margin tolerates, and warnings for risky settings; exit 0, or 4 for settings a session would
-refuse. The arithmetic lives in :mod:`etcd_elector._tuning`.
+refuse. The arithmetic lives in :mod:`etcd_elector._election._timing`.
 """
 
 from __future__ import annotations
 
 import textwrap
 
-from .._tuning import TimingReport, check_timing
+from .._election._timing import TimingReport, check_timing
 from ._exit import ExitCode
 from ._options import Options, parse_seconds
 from ._output import Printer

@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import sys
-from typing import Any
+import logging
 
-from .._election import Term
-from .._view import LeaderInfo
+from .._election._term import Term
+from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
+from .._tasks import unless
 from ._connect import open_client, preflight
+from ._etcd_wait import reach_etcd, resolve_wait
 from ._exit import ExitCode, signal_code
 from ._leadership import Leadership
+from ._observation import print_history_loss, print_leader, print_observation
 from ._options import Options
-from ._output import Printer
+from ._output import Printer, printable
 from ._parser import ParsedArgs
-from ._signals import Signals
+from ._renewal import read_renewal
 
 __all__ = ["campaign", "leader", "observe", "status"]
 
+log = logging.getLogger(__name__)
+
+VALUE_COLUMN = 60  # the status table shortens longer values; --json carries them whole
+
 
 async def campaign(args: ParsedArgs, options: Options, printer: Printer) -> int:
-    """Campaign, hold leadership until SIGINT/SIGTERM, resign; report every loss."""
-    async with Signals() as signals, open_client(options) as client:
-        signals.on_repeat(_exit_now)  # no command to protect: a second signal ends at once
-        await preflight(client, args.name, options)
+    """Campaign, hold leadership until SIGINT/SIGTERM/SIGHUP, resign; report every loss."""
+    wait = resolve_wait(args)
+    async with StopSignals(signals=COMMAND_LINE_SIGNALS) as signals, open_client(options) as client:
+        if await reach_etcd(client, args.name, options, wait, signals) is None:
+            assert signals.received is not None
+            return signal_code(signals.received)
         leadership = Leadership(
             client, options, printer, args.name, value=args.value, once=args.once
         )
@@ -36,104 +42,117 @@ async def campaign(args: ParsedArgs, options: Options, printer: Printer) -> int:
         return await leadership.run(hold, signals)
 
 
-def _exit_now(signum: int) -> None:
-    """Leave without resigning; the lease expires by itself after its TTL."""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stdout.flush()
-    os._exit(signal_code(signum))
-
-
-def _print_leader(printer: Printer, name: str, leader: LeaderInfo | None) -> None:
-    if leader is None:
-        printer.event("no_leader", name, text=f"no leader in election {name}")
-    else:
-        printer.event("leader", name, leader)
-
-
 async def observe(args: ParsedArgs, options: Options, printer: Printer) -> int:
-    """Print the leader (or none) and every change until interrupted."""
-    async with Signals() as signals, open_client(options) as client:
+    """Print the leader (or none) and every change until interrupted; say when etcd cannot be
+    reached (the leader printed last may be stale), re-state the leader when it can again,
+    and report when etcd's history went back."""
+    async with (
+        StopSignals(signals=COMMAND_LINE_SIGNALS) as signals,
+        open_client(options, keep_token_file=False) as client,
+    ):
         view = await preflight(client, args.name, options)
 
         async def follow() -> None:
-            async for leader in view.observe():
-                _print_leader(printer, args.name, leader)
+            found = client.history.last_loss  # by the first read, against the token file
+            if found is not None:
+                print_history_loss(printer, args.name, found)
+            async for event in view.observe_events():
+                loss = client.history.last_loss  # leaders at or below its floor went back
+                floor = loss.floor if loss is not None else 0
+                print_observation(printer, args.name, event, floor=floor)
                 if printer.broken:
                     return
 
-        watcher = asyncio.create_task(follow())
-        stop = asyncio.create_task(signals.wait())
-        try:
-            await asyncio.wait({watcher, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (watcher, stop):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({task})
-        if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
-            error = watcher.exception()
-            assert error is not None
-            raise error
+        await unless(follow(), signals.wait())  # what follow() raises goes on up
         if signals.received is not None:
             return signal_code(signals.received)
         return ExitCode.OK
 
 
 async def leader(args: ParsedArgs, options: Options, printer: Printer) -> int:
-    """Print the current leader; exit 3 when there is none."""
+    """Print the current leader, with how fresh its lease is; exit 3 when there is none."""
     async with open_client(options) as client:
         view = await preflight(client, args.name, options)
         current = await view.leader()
-    _print_leader(printer, args.name, current)
+        renewal = None if current is None else await read_renewal(client, current.lease_id)
+    log.debug(
+        "read leader prefix=%s endpoints=%s: %s",
+        view.prefix.decode(),
+        options.endpoints,
+        "none" if current is None else f"lease={current.lease_hex} token={current.token}",
+    )
+    if args.print_value_only:
+        if current is not None:
+            printer.raw(current.value)
+    else:
+        print_leader(printer, args.name, current, renewal)
     return ExitCode.OK if current is not None else ExitCode.NO_LEADER
 
 
 async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
-    """Every candidate in election order, with value, lease, remaining TTL and token."""
-    async with open_client(options) as client:
+    """Every candidate in election order, with value, lease, lease renewal and token; with a
+    token file, whether etcd's history went back below it."""
+    async with open_client(options, keep_token_file=False) as client:
         view = await preflight(client, args.name, options)
         candidates = await view.candidates()
-        infos = await asyncio.gather(
-            *(client.lease_time_to_live(candidate.lease) for candidate in candidates)
+        renewals = await asyncio.gather(
+            *(read_renewal(client, candidate.lease_id) for candidate in candidates)
         )
-    rows: list[dict[str, Any]] = []
-    for position, (candidate, info) in enumerate(zip(candidates, infos, strict=True), 1):
-        rows.append(
-            {
-                "position": position,
-                "leader": position == 1,
-                "ttl": info.ttl,
-                "candidate": candidate,
-            }
-        )
+        history = client.history
+    loss = history.last_loss
+    if loss is not None:
+        print_history_loss(printer, args.name, loss)
+    floor = loss.floor if loss is not None else None  # tokens at or below went back
+    log.debug(
+        "read candidates prefix=%s endpoints=%s: %d",
+        view.prefix.decode(),
+        options.endpoints,
+        len(candidates),
+    )
+    rows = list(zip(candidates, renewals, strict=True))
     if printer.json_lines:
-        for row in rows:
+        for position, (candidate, renewal) in enumerate(rows, 1):
             printer.event(
                 "candidate",
                 args.name,
-                row["candidate"],
-                position=row["position"],
-                leader=row["leader"],
-                ttl=row["ttl"],
+                candidate,
+                position=position,
+                leader=position == 1,
+                **renewal.fields(),
+                below_floor=None if floor is None else candidate.token <= floor,
             )
-        printer.event("status", args.name, candidates=len(rows), namespace=options.namespace)
+        printer.event(
+            "status",
+            args.name,
+            candidates=len(rows),
+            namespace=options.namespace,
+            revision=history.revision,
+            cluster_id=None if history.cluster_id is None else f"{history.cluster_id:x}",
+            token_floor=history.floor if options.token_file is not None else None,
+        )
         return ExitCode.OK
     if not rows:
         printer.text(f"election {args.name} (namespace {options.namespace}): no candidates")
         return ExitCode.OK
     printer.text(f"election {args.name} (namespace {options.namespace}): {len(rows)} candidate(s)")
-    table = [("#", "", "VALUE", "LEASE", "TTL", "TOKEN")]
-    for row in rows:
-        entry: LeaderInfo = row["candidate"]
+    table = [("#", "", "VALUE", "LEASE", "RENEWED", "EXPIRES", "TOKEN")]
+    for position, (entry, renewal) in enumerate(rows, 1):
         table.append(
             (
-                str(row["position"]),
-                "leader" if row["leader"] else "",
-                entry.value_text,
+                str(position),
+                "leader" if position == 1 else "",
+                printable(entry.value, limit=VALUE_COLUMN),
                 entry.lease_hex,
-                f"{row['ttl']}s" if row["ttl"] >= 0 else "gone",
-                str(entry.token),
+                "gone" if renewal.gone else f"{renewal.renewed_ago}s ago",
+                "gone" if renewal.gone else f"<={renewal.expires_within}s",
+                str(entry.token)
+                + (f" (<= floor {floor}: went back)" if floor and entry.token <= floor else ""),
             )
+        )
+    if floor:
+        printer.text(
+            f"etcd lost history: a token at or below {floor} is one etcd issued before, and "
+            "systems that keep the highest token refuse it"
         )
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for line in table:

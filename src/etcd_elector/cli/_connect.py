@@ -10,20 +10,38 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from .._client import AsyncClient
-from .._errors import PermissionDenied
-from .._view import ElectionView
+from .._election._view import AsyncElectionView
+from .._errors import ConfigurationError, PermissionDenied
 from ._options import Options
 
 __all__ = ["open_client", "preflight"]
 
 
 @contextlib.asynccontextmanager
-async def open_client(options: Options) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(config=options.config) as client:
+async def open_client(
+    options: Options, *, keep_token_file: bool = True
+) -> AsyncIterator[AsyncClient]:
+    """A client; with ``--token-file``, one that keeps it (commands that lead) or only reads
+    it (``keep_token_file=False``: observers).
+
+    :raises ConfigurationError: for a token file that cannot be used.
+    """
+    token_file = options.token_file if keep_token_file else None
+    async with AsyncClient(config=options.config, token_file=token_file) as client:
+        if options.token_file is not None and not keep_token_file:
+            client.history.load(options.token_file)
+        if options.accept_history_reset:
+            try:
+                client.history.accept_reset()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"--accept-history-reset: cannot write token file {options.token_file}: "
+                    f"{exc.strerror or type(exc).__name__}"
+                ) from None
         yield client
 
 
-async def preflight(client: AsyncClient, name: str, options: Options) -> ElectionView:
+async def preflight(client: AsyncClient, name: str, options: Options) -> AsyncElectionView:
     """Read the election once (linearizable), so that an unreachable etcd, missing
     credentials or a missing permission fail before anything else happens.
 

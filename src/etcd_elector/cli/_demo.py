@@ -18,13 +18,14 @@ import tempfile
 from typing import TextIO
 
 from .._client import AsyncClient
+from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
+from .._tasks import cancel_and_wait, wait_first
 from ._demo_rounds import ELECTION, Demo, DemoFailed
 from ._demo_view import DemoView, summary_lines
 from ._exit import CliError, ExitCode, signal_code
 from ._options import Options
 from ._output import Printer
 from ._parser import ParsedArgs
-from ._signals import Signals
 
 __all__ = ["demo"]
 
@@ -55,12 +56,12 @@ async def demo(args: ParsedArgs, options: Options, printer: Printer) -> int:
     ttl = options.ttl if args.ttl is not None else DEFAULT_DEMO_TTL  # not the environment's
     stream: TextIO = sys.stdout
     live = not args.no_tty and not printer.json_lines and stream.isatty()
-    async with Signals() as signals:
+    async with StopSignals(signals=COMMAND_LINE_SIGNALS) as signals:
         starting = asyncio.create_task(asyncio.to_thread(EtcdCluster.start, 1))
         stop = asyncio.create_task(signals.wait())
-        await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        await wait_first(starting, stop)
         if not starting.done():
-            await asyncio.wait({starting})
+            await wait_first(starting)
             if starting.exception() is None:
                 starting.result().close()
             return signal_code(signals.received or signal.SIGINT)
@@ -100,14 +101,11 @@ async def demo(args: ParsedArgs, options: Options, printer: Printer) -> int:
                         asyncio.create_task(state.redraw()),
                     ]
                 player = asyncio.create_task(_play(state))
-                await asyncio.wait({player, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if not player.done():
-                    player.cancel()
-                await asyncio.wait({player})
-                if not player.cancelled() and player.exception() is not None:
-                    error = player.exception()
+                await wait_first(player, stop)
+                error = await cancel_and_wait(player)
+                if error is not None:
                     if not isinstance(error, DemoFailed):
-                        raise error  # type: ignore[misc]
+                        raise error
                     failure = str(error)
                 await state.stop_all()
                 state.draw()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._client import AsyncClient
+from .._environ import without_etcd_settings
 from .._errors import EtcdElectorError
 from ._demo_check import LeaderLog
 from ._demo_view import CandidateRow, DemoView, RoundResult
@@ -102,7 +103,7 @@ class Demo:
             "--value",
             name,
         ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
+        env = without_etcd_settings(os.environ)
         log_path = os.path.join(self.log_dir, f"{name}.log")
         errors = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -268,7 +269,7 @@ class Demo:
             with contextlib.suppress(EtcdElectorError):
                 listed = await view.candidates()
                 infos = await asyncio.gather(
-                    *(client.lease_time_to_live(c.lease, timeout=1.0) for c in listed)
+                    *(client.lease_time_to_live(c.lease_id, timeout=1.0) for c in listed)
                 )
                 self.positions = {
                     c.value_text: (position, info.ttl)

@@ -6,13 +6,16 @@ code     meaning
 2        usage error: unknown option, missing argument, no command after ``--``
 3        ``leader``: the election has no leader
 4        configuration error: bad endpoints, name, namespace, TTL, timeout or grace, a
-         missing or unusable certificate file, a user without a password
+         missing or unusable certificate file, a user without a password, a value etcd
+         refuses (over its --max-request-bytes)
 5        etcd cannot be reached, or the TLS handshake failed (or, for ``etcd``/``demo``,
          cannot be started)
 6        etcd refused our credentials or our user lacks permission
 7        leadership was lost (``campaign --once``, ``run --once``)
 8        ``demo``: a round did not finish or two leaders were seen at once
 9        ``chaos``: the history checker found a violation
+10       etcd's database is full (NOSPACE alarm): ``campaign --once`` and ``run --once``
+         stop campaigning (without ``--once`` they keep trying until an operator frees space)
 70       internal error: a bug, please report it (traceback with --log-level debug)
 126      ``run``: the command exists but cannot be executed
 127      ``run``: the command was not found
@@ -28,9 +31,11 @@ import enum
 from .._errors import (
     AuthenticationFailed,
     ConfigurationError,
+    DatabaseSpaceExceeded,
     EtcdElectorError,
     LeadershipLost,
     PermissionDenied,
+    RequestRejected,
     TransportError,
 )
 
@@ -47,6 +52,7 @@ class ExitCode(enum.IntEnum):
     LOST = 7
     DEMO_FAILED = 8
     VIOLATION = 9
+    NO_SPACE = 10
     INTERNAL = 70
     NOT_EXECUTABLE = 126
     NOT_FOUND = 127
@@ -58,12 +64,13 @@ exit codes:
   2      usage error (unknown option, missing argument, no command after --)
   3      leader: the election has no leader
   4      configuration error (endpoints, name, namespace, TTL, timeout, grace,
-         certificate files, credentials)
+         certificate files, credentials, a value over etcd's size limit)
   5      etcd cannot be reached or TLS failed (etcd/demo: cannot be started)
   6      etcd refused the credentials, or permission denied
   7      leadership lost (campaign --once, run --once)
   8      demo: a round did not finish, or two leaders were seen at once
   9      chaos: the checker found a violation (overlap, stale write, slow recovery, leak)
+  10     etcd's database is full, NOSPACE alarm (campaign --once, run --once)
   70     internal error (please report; traceback with --log-level debug)
   126    run: the command cannot be executed
   127    run: the command was not found
@@ -89,10 +96,12 @@ def code_for(error: BaseException) -> int:
     """The exit code for an error raised by the library (or the CLI)."""
     if isinstance(error, CliError):
         return error.code
-    if isinstance(error, ConfigurationError):
+    if isinstance(error, ConfigurationError | RequestRejected):
         return ExitCode.CONFIGURATION
     if isinstance(error, AuthenticationFailed | PermissionDenied):
         return ExitCode.AUTH
+    if isinstance(error, DatabaseSpaceExceeded):
+        return ExitCode.NO_SPACE
     if isinstance(error, TransportError):
         return ExitCode.UNREACHABLE
     if isinstance(error, LeadershipLost):

@@ -10,24 +10,29 @@ two-leaders check, use it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import _metrics
 from .._client import AsyncClient
-from .._election import AsyncElection, Term
-from .._elector import AsyncElector, ElectorState, EndReason
-from .._errors import ConfigurationError
+from .._election._election import AsyncElection
+from .._election._elector import AsyncElector, ElectorState
+from .._election._names import candidate_key
+from .._election._session import AsyncSession
+from .._election._term import Term
+from .._errors import ConfigurationError, DatabaseSpaceExceeded
 from .._health import HealthServer
-from .._names import candidate_key
-from .._session import AsyncSession
+from .._reasons import EndReason
+from .._stop_signals import StopSignals
+from .._tasks import cancel_all, cancel_and_wait, wait_first
+from ..etcd._history_guard import HistoryLoss
 from ._exit import ExitCode, signal_code
+from ._observation import print_history_loss
 from ._options import Options
 from ._output import Printer, unix_time
-from ._signals import Signals
 
 __all__ = ["OUR_REASONS", "Leadership"]
 
@@ -67,7 +72,16 @@ class Leadership:
             namespace=options.namespace,
             on_elected=self._elected,
             on_lost=self._lost,
+            # --once: a full etcd (NOSPACE) ends the command, which says so (exit code 10).
+            stop_on=(DatabaseSpaceExceeded,) if once else (),
         )
+        # etcd lost history: say so as an event (the terms end with reason etcd_history_lost).
+        if client.history.last_loss is not None:  # found by the first read (token file)
+            self._history_lost(client.history.last_loss)
+        self._stop_listening = client.history.add_listener(self._history_lost)
+
+    def _history_lost(self, loss: HistoryLoss) -> None:
+        print_history_loss(self.printer, self.name, loss)
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -80,7 +94,7 @@ class Leadership:
                 election.add_term_end_callback(self._term_end)
         self.printer.event("elected", self.name, term, elected_at=unix_time(term.elected_at))
 
-    def _term_end(self, term: Term, reason: str) -> None:
+    def _term_end(self, term: Term, reason: EndReason) -> None:
         self._term_ended.setdefault(term.token, time.time())
 
     def ended_at(self, term: Term) -> float:
@@ -91,7 +105,7 @@ class Leadership:
             ended = min(ended, unix_time(session.deadline))
         return ended
 
-    def _lost(self, term: Term, reason: str) -> None:
+    def _lost(self, term: Term, reason: EndReason) -> None:
         ended = self.ended_at(term)
         if reason in OUR_REASONS:
             self.printer.event("resigned", self.name, term, reason=reason, ended_at=ended)
@@ -113,7 +127,7 @@ class Leadership:
                 self.name,
                 key=key,
                 lease=f"{session.lease_id:x}",
-                value=self.elector.value.decode(errors="replace"),
+                value=self.elector.value,
             )
 
     # -- running ---------------------------------------------------------------------------
@@ -123,6 +137,16 @@ class Leadership:
         if self.exit_code is None:
             self.exit_code = code
         self._exit_requested.set()
+
+    def _still_withdrawing(self, signum: int) -> None:
+        # A repeated signal never skips the withdrawal: a key left behind would be shown
+        # as a candidate (or the leader) until its lease expires.
+        log.warning(
+            "%s again: still withdrawing from election %s in etcd (each call is bounded by "
+            "--timeout); only SIGKILL leaves the key to expire",
+            signal.Signals(signum).name,
+            self.name,
+        )
 
     @property
     def exiting(self) -> bool:
@@ -148,28 +172,27 @@ class Leadership:
             host, port = address
             raise ConfigurationError(f"--health-addr {host}:{port}: cannot listen: {exc}") from None
 
-    async def run(self, work: Callable[[Term], Awaitable[Any]], signals: Signals) -> int:
+    async def run(self, work: Callable[[Term], Awaitable[Any]], signals: StopSignals) -> int:
         """Campaign and run ``work`` each term until a signal or :meth:`request_exit`.
 
         :raises EtcdElectorError: what the elector raised (credentials, permissions...).
         """
+        signals.on_repeat(self._still_withdrawing)
         health = self._start_health()
         reporter = asyncio.create_task(self._report_campaigning())
         runner = asyncio.create_task(self.elector.run(work))
         stop = asyncio.create_task(signals.wait())
         requested = asyncio.create_task(self._exit_requested.wait())
         try:
-            await asyncio.wait({runner, stop, requested}, return_when=asyncio.FIRST_COMPLETED)
+            await wait_first(runner, stop, requested)
         finally:
-            for helper in (stop, requested):
-                helper.cancel()
+            await cancel_all([stop, requested])
             await self.elector.close()
-            await asyncio.wait({runner})
-            reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporter
+            await wait_first(runner)
+            await cancel_and_wait(reporter)
             if health is not None:
                 health.close()
+            self._stop_listening()
         if runner.done() and not runner.cancelled() and runner.exception() is not None:
             error = runner.exception()
             assert error is not None

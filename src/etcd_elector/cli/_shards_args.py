@@ -24,10 +24,11 @@ Every replica of a group must give the same --shards."""
 
 def add_parser(
     command: Callable[..., argparse.ArgumentParser],
-    add_globals: Callable[..., None],
-    epilog: str,
-) -> None:
-    """Register ``shards status|observe|run`` under the top-level parser."""
+    hidden_globals: Callable[[argparse.ArgumentParser], None],
+    globals_note: str,
+) -> argparse.ArgumentParser:
+    """Register ``shards status|observe|run`` under the top-level parser; return ``run``'s
+    parser (its usage line gets the command trailer once every option is added)."""
     parent = command(
         "shards",
         "share P shards among replicas: status, observe, run a command per owned shard",
@@ -43,10 +44,10 @@ def add_parser(
             name,
             help=help_text,
             description=help_text,
-            epilog=(more + "\n\n" if more else "") + epilog,
+            epilog=(more + "\n\n" if more else "") + globals_note,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        add_globals(sub, top=False)
+        hidden_globals(sub)
         sub.add_argument("group", help="shard group name")
         return sub
 
@@ -75,3 +76,4 @@ def add_parser(
         help="when a shard's command exits by itself: never (the shard stays owned and idle "
         "until it moves), on-failure (default: restart on a non-zero exit), always",
     )
+    return run

@@ -9,6 +9,9 @@ Usable from any test suite; the pytest fixtures live in
         cluster.leader().kill()
         proxy.blackhole()
 
+    with EtcdCluster.start(3, partitionable=True) as cluster:
+        cluster.network.isolate("m1")  # m1 loses its peers, clients still reach it
+
 Helper processes a harness starts (candidates, workers) should not outlive it: start them
 with ``dies_with_parent(argv)`` and they are SIGKILLed when the harness dies, even by SIGKILL
 (Linux; elsewhere the command runs unwrapped).
@@ -22,9 +25,11 @@ from etcd_elector.testing._chaos import FAULTS, ChaosResult, ChaosSettings, run_
 from etcd_elector.testing._checker import (
     CheckReport,
     Interval,
+    RecoveryBound,
     Violation,
     check_history,
     leadership_intervals,
+    recovery_bound,
 )
 from etcd_elector.testing._cluster import (
     EtcdCluster,
@@ -34,6 +39,7 @@ from etcd_elector.testing._cluster import (
     LeaderUnknown,
 )
 from etcd_elector.testing._history import Record, RecordKind, dump_records, load_records
+from etcd_elector.testing._peers import PeerNetwork, socket_owner
 from etcd_elector.testing._ports import LOOPBACK, free_port, reserve_port
 from etcd_elector.testing._proxy import FaultProxy, ProxyMode
 
@@ -51,9 +57,11 @@ __all__ = [
     "FaultProxy",
     "Interval",
     "LeaderUnknown",
+    "PeerNetwork",
     "ProxyMode",
     "Record",
     "RecordKind",
+    "RecoveryBound",
     "Violation",
     "check_history",
     "dies_with_parent",
@@ -63,6 +71,8 @@ __all__ = [
     "free_port",
     "leadership_intervals",
     "load_records",
+    "recovery_bound",
     "reserve_port",
     "run_chaos",
+    "socket_owner",
 ]

@@ -3,9 +3,14 @@
     result = run_chaos(ChaosSettings(duration=60, seed=7))
     print(result.summary()); assert result.report.ok
 
-Each trial injects one fault chosen by the seeded random schedule, holds it, heals it, records
-``healed`` with the recovery bound the settings imply, and waits for a leader before the next.
-At the end every candidate exits cleanly and etcd is asked whether any lease or key leaked.
+Each trial injects one fault from the seeded random schedule (every fault once, in a shuffled
+order, before any comes again), holds it, heals it, records ``healed`` with the recovery bound
+the settings imply (:func:`recovery_bound`), and waits for a leader before the next. At the
+end every candidate exits cleanly and etcd is asked whether any lease or key leaked.
+
+With three etcd members the faults include peer partitions: the member that the leading
+candidate talks to, or the one a standby talks to, is cut off from the other members (the
+candidates' own connections stay up, so they see a member without a raft leader).
 """
 
 from __future__ import annotations
@@ -26,23 +31,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from etcd_elector import AsyncClient, _clock
+from etcd_elector._errors import ConfigurationError
 from etcd_elector._orphans import dies_with_parent
 
-from ._checker import CheckReport, Violation, check_history
+from ._checker import CheckReport, FaultKind, Violation, check_history, recovery_bound
 from ._cluster import EtcdCluster
 from ._history import Record, RecordKind
 from ._proxy import FaultProxy
 
-__all__ = ["FAULTS", "ChaosResult", "ChaosSettings", "run_chaos"]
+__all__ = ["FAULTS", "PEER_FAULTS", "ChaosResult", "ChaosSettings", "chosen_faults", "run_chaos"]
 
 ELECTION = "chaos"
 NAMESPACE = "/etcd-elector-chaos"
-ETCD_EXPIRY_CHECK = 0.5  # etcd revokes expired leases in a loop of about this period
 
 # Faults on candidates, and (needing a cluster to stay meaningful) on etcd members.
 CANDIDATE_FAULTS = ("kill", "pause_short", "pause_long", "blackhole", "drop", "latency", "compact")
 MEMBER_FAULTS = ("member_restart", "etcd_leader_kill", "quorum_loss")
-FAULTS = CANDIDATE_FAULTS + MEMBER_FAULTS
+# The member the leader's (or a standby's) client uses is cut off from its peers.
+PEER_FAULTS = ("partition_leader_member", "partition_standby_member")
+FAULTS = CANDIDATE_FAULTS + MEMBER_FAULTS + PEER_FAULTS
+
+
+def fault_kind(fault: str) -> FaultKind:
+    """Whether ``fault`` can cost etcd its raft leader (and so restart every lease)."""
+    return "etcd" if fault in MEMBER_FAULTS + PEER_FAULTS else "candidate"
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,11 @@ class ChaosResult:
 
 
 class _Candidate:
-    """One candidate process, connected to etcd through its own fault proxies."""
+    """One candidate process, connected to etcd through its own fault proxies.
+
+    ``proxies`` follow the cluster's member order; the process gets their endpoints starting
+    at member ``first``, so that candidates spread over the members.
+    """
 
     def __init__(
         self,
@@ -102,12 +118,14 @@ class _Candidate:
         ttl: int,
         sink: Callable[[str], None],
         log_dir: str,
+        first: int = 0,
     ) -> None:
         self.ident = ident
         self.log_path = os.path.join(log_dir, f"{ident}.log")
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in finish()
         self.proxies = [FaultProxy.start(endpoint) for endpoint in cluster.endpoints]
-        endpoints = ",".join(p.endpoint for p in self.proxies)
+        first %= len(self.proxies)
+        endpoints = ",".join(p.endpoint for p in self.proxies[first:] + self.proxies[:first])
         self.process = subprocess.Popen(
             dies_with_parent(
                 [
@@ -147,6 +165,10 @@ class _Candidate:
     def each_proxy(self, action: Callable[[FaultProxy], None]) -> None:
         for proxy in self.proxies:
             action(proxy)
+
+    def traffic(self) -> list[int]:
+        """Bytes through each member's proxy so far, in the cluster's member order."""
+        return [p.bytes_to_target + p.bytes_to_client for p in self.proxies]
 
     def finish(self, timeout: float) -> None:
         """Ask for a clean exit; kill if it does not come. Idempotent."""
@@ -194,7 +216,12 @@ class _Run:
     def spawn(self, cluster: EtcdCluster) -> _Candidate:
         self.next_id += 1
         candidate = _Candidate(
-            f"c{self.next_id}", cluster, self.settings.ttl, self.sink, self.log_dir
+            f"c{self.next_id}",
+            cluster,
+            self.settings.ttl,
+            self.sink,
+            self.log_dir,
+            first=self.next_id - 1,
         )
         self.candidates.append(candidate)
         return candidate
@@ -220,6 +247,21 @@ class _Run:
             time.sleep(0.02)
         return False
 
+    def members_in_use(self, cluster: EtcdCluster, window: float) -> dict[str, str]:
+        """Which member each live candidate talks to: the one its traffic went to during
+        ``window`` seconds (it renews its lease several times a TTL, so there is some)."""
+        live = [c for c in self.candidates if c.process.poll() is None]
+        before = {c.ident: c.traffic() for c in live}
+        time.sleep(window)
+        members = cluster.members
+        in_use = {}
+        for candidate in live:
+            now = candidate.traffic()
+            grown = [a - b for a, b in zip(now, before[candidate.ident], strict=True)]
+            if max(grown) > 0:
+                in_use[candidate.ident] = members[grown.index(max(grown))].name
+        return in_use
+
     def by_ident(self, ident: str | None) -> _Candidate:
         live = [c for c in self.candidates if c.process.poll() is None]
         for candidate in live:
@@ -228,37 +270,62 @@ class _Run:
         return self.rng.choice(live)
 
 
+def chosen_faults(settings: ChaosSettings) -> tuple[str, ...]:
+    """The faults a run of ``settings`` injects: ``settings.faults``, or every fault that
+    makes sense for its number of members.
+
+    :raises ConfigurationError: for an unknown fault, or one that needs three members.
+    """
+    if not settings.faults:
+        return FAULTS if settings.members >= 3 else (*CANDIDATE_FAULTS, "member_restart")
+    unknown = [fault for fault in settings.faults if fault not in FAULTS]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown chaos fault {unknown[0]!r}: choose from {', '.join(FAULTS)}"
+        )
+    needs_three = [f for f in settings.faults if f in ("quorum_loss", *PEER_FAULTS)]
+    if needs_three and settings.members < 3:
+        raise ConfigurationError(f"chaos fault {needs_three[0]!r} needs three etcd members")
+    return settings.faults
+
+
 def run_chaos(
     settings: ChaosSettings, progress: Callable[[str], None] = lambda _: None
 ) -> ChaosResult:
     """Run one seeded fault schedule for ``settings.duration`` seconds and check it."""
+    faults = chosen_faults(settings)
     run = _Run(settings, progress)
-    faults = settings.faults or (
-        FAULTS if settings.members >= 3 else (*CANDIDATE_FAULTS, "member_restart")
-    )
-    ttl = settings.ttl
-    bound = ttl + ETCD_EXPIRY_CHECK + 1.5  # expiry, the sweep, a campaign's round trips
     trials = 0
-    with EtcdCluster.start(settings.members) as cluster:
+    partitionable = settings.members >= 3
+    with EtcdCluster.start(settings.members, partitionable=partitionable) as cluster:
         try:
             for _ in range(settings.candidates):
                 run.spawn(cluster)
             if not run.wait_for_leader(30):
                 run.extra.append(Violation("failover", "no leader was ever elected"))
             started = time.monotonic()
+            deck: list[str] = []
             while time.monotonic() - started < settings.duration:
                 trials += 1
-                fault = run.rng.choice(faults)
+                if not deck:
+                    deck = list(faults)
+                    run.rng.shuffle(deck)
+                fault = deck.pop()
                 run.faults[fault] += 1
                 target = run.by_ident(run.leader() if run.rng.random() < 0.8 else None)
-                member_fault = fault in MEMBER_FAULTS or fault == "member_restart"
                 run.note(RecordKind.FAULT, detail=f"{fault} {target.ident}")
                 progress(f"trial {trials}: {fault} (target {target.ident}, leader {run.leader()})")
-                _inject(run, cluster, fault, target)
-                run.note(RecordKind.HEALED, until=(2 * ttl + bound) if member_fault else bound)
-                if not run.wait_for_leader(4 * ttl + 10):
+                what = _inject(run, cluster, fault, target)
+                bound = recovery_bound(
+                    fault_kind(fault),
+                    ttl=settings.ttl,
+                    election_timeout=cluster.election_timeout_ms / 1000,
+                    heartbeat=cluster.heartbeat_ms / 1000,
+                )
+                run.note(RecordKind.HEALED, until=bound.seconds, detail=what)
+                if not run.wait_for_leader(4 * settings.ttl + 10):
                     progress("  no leader after the fault healed")
-                time.sleep(run.rng.uniform(0, ttl / 2))
+                time.sleep(run.rng.uniform(0, settings.ttl / 2))
         finally:
             # Also when a fault or the runner itself fails: no candidate outlives the run.
             for candidate in run.candidates:
@@ -272,7 +339,8 @@ def run_chaos(
     return ChaosResult(settings=settings, report=report, faults=run.faults, trials=trials)
 
 
-def _inject(run: _Run, cluster: EtcdCluster, fault: str, target: _Candidate) -> None:
+def _inject(run: _Run, cluster: EtcdCluster, fault: str, target: _Candidate) -> str:
+    """Inject ``fault``, hold it, heal it; say what was done."""
     ttl = run.settings.ttl
     rng = run.rng
     if fault == "kill":
@@ -317,6 +385,32 @@ def _inject(run: _Run, cluster: EtcdCluster, fault: str, target: _Candidate) -> 
         for member in stopped:
             member.cont()
         cluster.wait_for_leader(10)
+    elif fault in PEER_FAULTS:
+        return _partition(run, cluster, fault)
+    return fault
+
+
+def _partition(run: _Run, cluster: EtcdCluster, fault: str) -> str:
+    """Cut the member that the leader (or a standby) talks to off from its peers, hold,
+    heal, and wait until it is healthy again."""
+    ttl = run.settings.ttl
+    in_use = run.members_in_use(cluster, window=ttl / 2)
+    leader = run.leader()
+    if fault == "partition_leader_member":
+        chosen = [in_use[leader]] if leader in in_use else []
+    else:  # a standby's member, one the leader does not use if there is one
+        standbys = {member for who, member in in_use.items() if who != leader}
+        chosen = sorted(standbys - {in_use.get(leader or "")} or standbys)
+    # With nobody to follow (no leader yet, or it went quiet), any member will do.
+    name = run.rng.choice(chosen or [m.name for m in cluster.members])
+    users = ", ".join(sorted(who for who, member in in_use.items() if member == name))
+    what = f"{fault}: {name} cut off from its peers (used by {users or 'nobody'})"
+    run.progress(f"  {what}")
+    cluster.network.isolate(name)
+    time.sleep(run.rng.uniform(ttl / 2, 2 * ttl))
+    cluster.network.heal()
+    cluster.member(name).wait_healthy(10)
+    return what
 
 
 async def _compact(endpoints: str) -> None:

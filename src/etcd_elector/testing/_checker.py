@@ -4,7 +4,8 @@ It fails, with a readable report, when
 - two leadership intervals overlap at all (each candidate's own belief, on the shared clock);
 - a fencing token is reused or goes backwards across terms;
 - a fenced write committed out of token order (a stale leader wrote after a newer one);
-- after a fault healed, no leader was elected within the bound the settings imply.
+- after a fault healed, no leader was elected within the bound the settings imply
+  (:func:`recovery_bound` derives it from the TTL and etcd's own timing).
 Pure logic, no I/O: the chaos runner adds what only etcd can tell (leaked leases and keys).
 """
 
@@ -14,10 +15,60 @@ import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
+
+from etcd_elector._election._timing import check_timing
 
 from ._history import Record, RecordKind
 
-__all__ = ["CheckReport", "Interval", "Violation", "check_history", "leadership_intervals"]
+__all__ = [
+    "CAMPAIGN_SLACK",
+    "CheckReport",
+    "Interval",
+    "RecoveryBound",
+    "Violation",
+    "check_history",
+    "leadership_intervals",
+    "recovery_bound",
+]
+
+#: What a campaign needs on top of etcd's timing once the old key is gone: reconnecting (the
+#: chaos candidates back off at most 1 s between attempts) and a few round trips.
+CAMPAIGN_SLACK = 1.5
+
+#: ``candidate``: a fault on the candidates' side only (a kill, a pause, their network), so
+#: etcd keeps its raft leader. ``etcd``: a fault that can cost etcd its raft leader (a member
+#: killed or frozen, a member cut off from its peers), after which leases restart.
+FaultKind = Literal["candidate", "etcd"]
+
+
+@dataclass(frozen=True)
+class RecoveryBound:
+    """How long after a fault heals a new leader may take to be elected, and why."""
+
+    seconds: float
+    why: str
+
+
+def recovery_bound(
+    kind: FaultKind, *, ttl: int, election_timeout: float = 1.0, heartbeat: float = 0.1
+) -> RecoveryBound:
+    """The honest bound for a ``kind`` of fault, from :func:`etcd_elector.check_timing`'s
+    worst-case failovers (``election_timeout`` and ``heartbeat`` are etcd's, in seconds),
+    plus :data:`CAMPAIGN_SLACK`.
+
+    After a candidate fault the old leader's key lives at most one TTL after its last
+    renewal, then etcd's expiry sweep removes it (``crash``). After an etcd fault, etcd may
+    also need two election timeouts to elect a raft leader, which restarts every lease at
+    TTL + election timeout (``etcd-leader-change``): about two TTLs.
+    """
+    timing = check_timing(ttl, election_timeout=election_timeout, heartbeat=heartbeat)
+    event = "crash" if kind == "candidate" else "etcd-leader-change"
+    (failover,) = [f for f in timing.failovers if f.event == event]
+    return RecoveryBound(
+        failover.seconds + CAMPAIGN_SLACK,
+        f"{failover.why}; plus {CAMPAIGN_SLACK:g} s to reconnect and campaign",
+    )
 
 
 @dataclass(frozen=True)
@@ -190,10 +241,11 @@ def _check_recovery(
         next_start = min((i.start for i in intervals if i.start >= heal.time), default=math.inf)
         if next_start - heal.time > limit:
             waited = "never" if math.isinf(next_start) else f"after {next_start - heal.time:.3f}s"
+            fault = f" ({heal.detail})" if heal.detail else ""
             report.violations.append(
                 Violation(
                     "failover",
-                    f"no leader within {limit:.3f}s after the fault healed at {heal.time:.6f} "
-                    f"(a leader was elected {waited})",
+                    f"no leader within {limit:.3f}s after the fault{fault} healed at "
+                    f"{heal.time:.6f} (a leader was elected {waited})",
                 )
             )

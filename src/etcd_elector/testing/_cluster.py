@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -24,9 +25,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from etcd_elector._environ import without_etcd_settings
 from etcd_elector._errors import ConfigurationError
 from etcd_elector._orphans import dies_with_parent
 from etcd_elector.testing._binary import etcd_version, find_etcd_binary
+from etcd_elector.testing._peers import PeerNetwork
 from etcd_elector.testing._ports import LOOPBACK, free_port
 
 __all__ = ["EtcdCluster", "EtcdMember", "EtcdStartError", "EtcdTLS", "LeaderUnknown"]
@@ -40,6 +43,7 @@ _POLL_INTERVAL_S = 0.05
 _EXIT_TIMEOUT_S = 10.0
 _SIGNAL_TIMEOUT_S = 5.0
 _LOG_TAIL_BYTES = 4000
+_TOOL_TIMEOUT_S = 60.0
 
 # urllib honours http_proxy and friends; the test kit only ever talks to loopback.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -144,11 +148,7 @@ def _proc_state(pid: int) -> str | None:
 
 def _child_env() -> dict[str, str]:
     # etcd reads ETCD_* variables as flags: keep the caller's from leaking into the test server.
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("ETCD_") or key == "ETCD_UNSUPPORTED_ARCH"
-    }
+    return without_etcd_settings(os.environ, keep=["ETCD_UNSUPPORTED_ARCH"])
 
 
 _open_lock = threading.Lock()
@@ -177,9 +177,11 @@ class EtcdMember:
         peer_port: int,
         data_dir: Path,
         log_path: Path,
+        client_host: str = LOOPBACK,
     ) -> None:
         self._cluster = cluster
         self.name = name
+        self.client_host = client_host
         self.client_port = client_port
         self.peer_port = peer_port
         self.data_dir = data_dir
@@ -201,7 +203,8 @@ class EtcdMember:
     @property
     def client_endpoint(self) -> str:
         """``127.0.0.1:<client port>``, what a client connects to."""
-        return f"{LOOPBACK}:{self.client_port}"
+        host = f"[{self.client_host}]" if ":" in self.client_host else self.client_host
+        return f"{host}:{self.client_port}"
 
     @property
     def client_url(self) -> str:
@@ -211,7 +214,15 @@ class EtcdMember:
 
     @property
     def peer_url(self) -> str:
+        """Where the member listens for its peers."""
         return f"http://{LOOPBACK}:{self.peer_port}"
+
+    @property
+    def advertised_peer_url(self) -> str:
+        """Where its peers reach it: :attr:`peer_url`, or its proxy in a partitionable
+        cluster (see :attr:`EtcdCluster.network`)."""
+        network = self._cluster._network
+        return self.peer_url if network is None else network.url(self.name)
 
     # -- process state ---------------------------------------------------------------------
 
@@ -333,7 +344,35 @@ class EtcdMember:
         (counting this member), once it is healthy.
         """
         self.kill()
-        self._spawn(initial_state="existing")
+        self._start(initial_state="existing", timeout=timeout)
+
+    def wipe_and_restart(self, timeout: float = DEFAULT_START_TIMEOUT_S) -> None:
+        """Kill this member, delete its data dir and start it afresh: etcd's history is gone
+        and its revisions start again at 1, under the same cluster id (same name, URLs and
+        cluster token). Only for a one-member cluster: a wiped member of a larger cluster
+        would have to be removed and added again.
+        """
+        if len(self._cluster.members) != 1:
+            raise RuntimeError(
+                "wipe_and_restart is for a one-member cluster; in a larger one, remove the "
+                "member and add it back instead"
+            )
+        self.kill()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self._member_id = None
+        self._start(initial_state="new", timeout=timeout)
+
+    def snapshot_save(self, path: str | os.PathLike[str]) -> None:
+        """Save a snapshot of this member's data to ``path`` with ``etcdctl snapshot save``
+        (what an operator's backup does). The member must be serving (plaintext only)."""
+        if self._cluster.tls is not None:
+            raise RuntimeError("snapshot_save supports plaintext clusters only")
+        self._cluster.run_tool(
+            "etcdctl", "--endpoints", self.client_endpoint, "snapshot", "save", os.fspath(path)
+        )
+
+    def _start(self, *, initial_state: str, timeout: float) -> None:
+        self._spawn(initial_state=initial_state)
         deadline = time.monotonic() + timeout
         self._wait_listening(deadline)
         if self._cluster.has_quorum():
@@ -356,7 +395,7 @@ class EtcdMember:
             "--listen-peer-urls",
             self.peer_url,
             "--initial-advertise-peer-urls",
-            self.peer_url,
+            self.advertised_peer_url,
             "--initial-cluster",
             cluster.initial_cluster,
             "--initial-cluster-state",
@@ -440,7 +479,7 @@ class EtcdMember:
         while True:
             self._raise_if_exited()
             with contextlib.suppress(OSError):
-                socket.create_connection((LOOPBACK, self.client_port), timeout=0.5).close()
+                socket.create_connection((self.client_host, self.client_port), 0.5).close()
                 return
             if time.monotonic() >= deadline:
                 raise EtcdStartError(self._diagnosis("does not listen for clients"))
@@ -460,6 +499,24 @@ class EtcdMember:
             f"etcd member {self.name} ({self.client_endpoint}) {what}; "
             f"log {self.log_path} ends with:\n{_tail(self.log_path)}"
         )
+
+
+def _check_addresses(size: int, host: str, ports: Sequence[tuple[int, int]] | None) -> None:
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigurationError(
+            f"etcd test members serve on a loopback address only (127.0.0.1), not {host!r}"
+        )
+    if ports is None:
+        return
+    if len(ports) != size:
+        raise ConfigurationError(f"give (client, peer) ports for each of the {size} members")
+    flat = [port for pair in ports for port in pair]
+    if any(not 0 < port < 65536 for port in flat) or len(set(flat)) != len(flat):
+        raise ConfigurationError(f"ports must be distinct, from 1 to 65535, got {list(ports)}")
 
 
 class EtcdCluster:
@@ -482,6 +539,10 @@ class EtcdCluster:
         log_level: str,
         tls: EtcdTLS | None = None,
         auth_token_ttl: int | None = None,
+        client_host: str = LOOPBACK,
+        ports: Sequence[tuple[int, int]] | None = None,
+        partitionable: bool = False,
+        keeps_data: bool = False,
     ) -> None:
         self.binary = binary
         self.tls = tls
@@ -490,26 +551,38 @@ class EtcdCluster:
         self.version = etcd_version(binary)
         self.root = root
         self._owns_root = owns_root
+        self._keeps_data = keeps_data
         self.extra_args = tuple(extra_args)
         self.election_timeout_ms = election_timeout_ms
         self.heartbeat_ms = heartbeat_ms
         self.log_level = log_level
         self.token = f"etcd-elector-test-{uuid.uuid4().hex[:16]}"
+        if ports is None:
+            ports = [(free_port(), free_port()) for _ in range(size)]
         self._members = [
             EtcdMember(
                 self,
                 name=f"m{index}",
-                client_port=free_port(),
-                peer_port=free_port(),
+                client_host=client_host,
+                client_port=client_port,
+                peer_port=peer_port,
                 data_dir=root / f"m{index}.etcd",
                 log_path=root / f"m{index}.log",
             )
-            for index in range(size)
+            for index, (client_port, peer_port) in enumerate(ports)
         ]
-        self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self._members)
+        self._network: PeerNetwork | None = None
+        if partitionable:
+            self._network = PeerNetwork.start(
+                {m.name: f"{LOOPBACK}:{m.peer_port}" for m in self._members}, self._pids
+            )
+        self.initial_cluster = ",".join(f"{m.name}={m.advertised_peer_url}" for m in self._members)
         self._closed = False
         with _open_lock:
             _open_clusters.add(self)
+
+    def _pids(self) -> dict[str, int]:
+        return {m.name: pid for m in self._members if (pid := m.pid_or_none) is not None}
 
     @classmethod
     def start(
@@ -525,6 +598,10 @@ class EtcdCluster:
         log_level: str = "warn",
         tls: EtcdTLS | None = None,
         auth_token_ttl: int | None = None,
+        partitionable: bool = False,
+        data_dir: str | os.PathLike[str] | None = None,
+        client_host: str = LOOPBACK,
+        ports: Sequence[tuple[int, int]] | None = None,
     ) -> EtcdCluster:
         """Start ``size`` members named ``m0``, ``m1``, … and wait until all are healthy.
 
@@ -532,9 +609,16 @@ class EtcdCluster:
         many seconds etcd's simple auth tokens live after their last use (etcd's default
         300; authentication itself is enabled through etcd's API once the cluster runs).
 
+        ``partitionable`` puts a proxy in front of each member's peer port, so that
+        :attr:`network` can cut members off from each other (see :class:`PeerNetwork`).
+
         ``binary`` defaults to :func:`find_etcd_binary`. Data and logs go to a fresh
         temporary directory, inside ``data_root`` when given (which is then left in place,
-        with the member logs, at :meth:`close`). Raises :class:`EtcdStartError`, with the
+        with the member logs, at :meth:`close`). With ``data_dir`` they go to exactly that
+        directory and all stay there: a cluster started again on it, with the same size
+        and peer ports, comes back with its data. ``ports`` gives each member's
+        ``(client port, peer port)`` instead of free ones, and ``client_host`` the loopback
+        address the members serve clients on. Raises :class:`EtcdStartError`, with the
         tail of the failing member's log, when a member exits or is not healthy in time.
         """
         if size < 1:
@@ -544,7 +628,13 @@ class EtcdCluster:
                 "election_timeout_ms must be at least 5 times heartbeat_ms (etcd's rule), "
                 f"got {election_timeout_ms} and {heartbeat_ms}"
             )
-        if data_root is None:
+        _check_addresses(size, client_host, ports)
+        if data_dir is not None and data_root is not None:
+            raise ConfigurationError("give data_root (a fresh directory in it) or data_dir")
+        if data_dir is not None:
+            root = Path(data_dir)
+            root.mkdir(parents=True, exist_ok=True)
+        elif data_root is None:
             root = Path(tempfile.mkdtemp(prefix="etcd-elector-"))
         else:
             Path(data_root).mkdir(parents=True, exist_ok=True)
@@ -554,16 +644,21 @@ class EtcdCluster:
                 size=size,
                 binary=binary if binary is not None else find_etcd_binary(),
                 root=root,
-                owns_root=data_root is None,
+                owns_root=data_root is None and data_dir is None,
                 extra_args=tuple(extra_args),
                 election_timeout_ms=election_timeout_ms,
                 heartbeat_ms=heartbeat_ms,
                 log_level=log_level,
                 tls=tls,
                 auth_token_ttl=auth_token_ttl,
+                client_host=client_host,
+                ports=ports,
+                partitionable=partitionable,
+                keeps_data=data_dir is not None,
             )
         except BaseException:
-            shutil.rmtree(root, ignore_errors=True)
+            if data_dir is None:
+                shutil.rmtree(root, ignore_errors=True)
             raise
         try:
             for member in cluster._members:
@@ -605,6 +700,20 @@ class EtcdCluster:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def network(self) -> PeerNetwork:
+        """The proxies between members, to cut them off from each other: ``isolate``,
+        ``cut``, ``partition``, ``heal`` (see :class:`PeerNetwork`).
+
+        :raises RuntimeError: unless the cluster was started with ``partitionable=True``.
+        """
+        if self._network is None:
+            raise RuntimeError(
+                "this cluster has no peer proxies: start it with EtcdCluster.start(..., "
+                "partitionable=True) to cut its members off from each other"
+            )
+        return self._network
+
     def has_quorum(self) -> bool:
         """A majority of members are running and not frozen."""
         serving = sum(1 for member in self._members if member.is_serving)
@@ -645,6 +754,91 @@ class EtcdCluster:
                 raise TimeoutError(f"no etcd leader within {timeout:g} s")
             time.sleep(_POLL_INTERVAL_S)
 
+    # -- backups ---------------------------------------------------------------------------
+
+    def restore_snapshot(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        cluster_token: str | None = None,
+        timeout: float = DEFAULT_START_TIMEOUT_S,
+    ) -> None:
+        """Restore every member from a snapshot file (``etcdutl snapshot restore``, or
+        ``etcdctl snapshot restore`` for etcd 3.4) into fresh data dirs and start them: etcd's
+        history goes back to the snapshot's revision.
+
+        Like an operator who does not pass the old ``--initial-cluster-token``, the restore
+        uses a new cluster token unless ``cluster_token`` is given, so the cluster id changes;
+        pass ``cluster_token=cluster.token`` to keep it.
+        """
+        for member in self._members:
+            member.kill()
+        token = cluster_token or f"etcd-elector-restored-{uuid.uuid4().hex[:16]}"
+        tool = "etcdutl" if self.version >= (3, 5, 0) else "etcdctl"
+        for member in self._members:
+            restored = member.data_dir.with_name(member.data_dir.name + ".restored")
+            shutil.rmtree(restored, ignore_errors=True)
+            self.run_tool(
+                tool,
+                "snapshot",
+                "restore",
+                os.fspath(path),
+                "--data-dir",
+                str(restored),
+                "--name",
+                member.name,
+                "--initial-cluster",
+                self.initial_cluster,
+                "--initial-cluster-token",
+                token,
+                "--initial-advertise-peer-urls",
+                member.peer_url,
+            )
+            shutil.rmtree(member.data_dir, ignore_errors=True)
+            restored.rename(member.data_dir)
+            member._member_id = None
+        self.token = token
+        for member in self._members:
+            member._spawn(initial_state="existing")
+        deadline = time.monotonic() + timeout
+        for member in self._members:
+            member._wait_listening(deadline)
+        for member in self._members:
+            member.wait_healthy(max(0.0, deadline - time.monotonic()))
+
+    def tool(self, name: str) -> str:
+        """The path of etcd's ``etcdctl`` or ``etcdutl``: next to the etcd binary, else on
+        ``PATH``. Raises ``FileNotFoundError`` when there is none."""
+        beside = Path(self.binary).with_name(name)
+        if beside.is_file() and os.access(beside, os.X_OK):
+            return str(beside)
+        found = shutil.which(name)
+        if found is None:
+            raise FileNotFoundError(f"no {name} next to {self.binary} or on PATH")
+        return found
+
+    def run_tool(self, name: str, *args: str) -> str:
+        """Run ``etcdctl``/``etcdutl`` (API v3) to completion; return its output.
+
+        Raises ``RuntimeError`` with the output when it fails.
+        """
+        command = [self.tool(name), *args]
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env={**_child_env(), "ETCDCTL_API": "3"},
+            timeout=_TOOL_TIMEOUT_S,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(command)} exited with {done.returncode}: "
+                f"{(done.stdout + done.stderr)[-_LOG_TAIL_BYTES:]}"
+            )
+        return done.stdout
+
     def _member_by_id(self, member_id: int) -> EtcdMember | None:
         if member_id == 0:
             return None
@@ -672,6 +866,10 @@ class EtcdCluster:
             _open_clusters.discard(self)
         for member in self._members:
             member._kill_quietly()
+        if self._network is not None:
+            self._network.close()
+        if self._keeps_data:
+            return
         if self._owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
         else:

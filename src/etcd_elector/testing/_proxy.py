@@ -1,21 +1,35 @@
-"""A TCP proxy on 127.0.0.1 that injects network faults between a client and one target."""
+"""A TCP proxy on 127.0.0.1 that injects network faults between a client and one target.
+
+With an ``identify`` hook it also knows who opened each connection (its *origin*), and can
+cut the connections of one origin while the others pass: the peer partitions of
+:mod:`etcd_elector.testing._peers` are built on that.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
+import functools
+import logging
 import socket
 import struct
 import threading
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from etcd_elector._errors import ConfigurationError
+from etcd_elector._portal import Portal
+from etcd_elector._tasks import cancel_all
 from etcd_elector.testing._ports import LOOPBACK, reserve_port
 
-__all__ = ["FaultProxy", "ProxyMode"]
+__all__ = ["FaultProxy", "Identify", "ProxyMode"]
+
+log = logging.getLogger(__name__)
+
+#: Names who opened an accepted connection (the socket is the proxy's end), or None.
+Identify = Callable[[socket.socket], str | None]
 
 ProxyMode = Literal["pass_through", "delay", "blackhole"]
 
@@ -49,9 +63,14 @@ class _Connection:
     """One client connection and its upstream connection, forwarding both ways."""
 
     def __init__(
-        self, proxy: FaultProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        proxy: FaultProxy,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        origin: str | None,
     ) -> None:
         self._proxy = proxy
+        self.origin = origin
         self._client_reader = reader
         self._client_writer = writer
         self._upstream_writer: asyncio.StreamWriter | None = None
@@ -172,8 +191,10 @@ class FaultProxy:
     Every method is thread-safe and returns once the requested mode is in effect.
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, *, identify: Identify | None = None) -> None:
         self.target = target
+        self._identify = identify
+        self._cut_origins: frozenset[str | None] = frozenset()
         self.target_host, self.target_port = _parse_target(target)
         self.port = 0
         self._delay = 0.0
@@ -185,26 +206,26 @@ class FaultProxy:
         self._connections: set[_Connection] = set()
         self._listener: socket.socket | None = None
         self._handlers: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._flowing = asyncio.Event()  # replaced on the proxy's loop; set = forwarding
-        self._closing = asyncio.Event()
+        self._portal: Portal | None = None  # the proxy's loop, on its own thread
+        self._flowing = asyncio.Event()  # set = forwarding
         self._closed = False
         self._close_lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self._thread_main, name=f"FaultProxy->{target}", daemon=True
-        )
-        self._ready: concurrent.futures.Future[int] = concurrent.futures.Future()
 
     @classmethod
-    def start(cls, target: str) -> FaultProxy:
-        """Listen on a free port of 127.0.0.1 and forward every connection to ``target``."""
-        proxy = cls(target)
-        proxy._thread.start()
+    def start(cls, target: str, *, identify: Identify | None = None) -> FaultProxy:
+        """Listen on a free port of 127.0.0.1 and forward every connection to ``target``.
+
+        ``identify``, called on the proxy's thread with each accepted socket, names the
+        connection's origin for :meth:`cut_origin`; it must be quick and must not block.
+        """
+        proxy = cls(target, identify=identify)
+        proxy._portal = Portal(name=f"FaultProxy->{target}")
         try:
-            proxy.port = proxy._ready.result(timeout=_CONTROL_TIMEOUT_S)
+            proxy.port = proxy._portal.call(proxy._listen, timeout=_CONTROL_TIMEOUT_S)
         except BaseException:
             proxy.close()
             raise
+        reserve_port(proxy.port)
         return proxy
 
     # -- observation -----------------------------------------------------------------------
@@ -231,6 +252,15 @@ class FaultProxy:
     def accepted_count(self) -> int:
         """Client connections accepted since the start."""
         return self._accepted
+
+    def connections_by_origin(self) -> Counter[str | None]:
+        """Client connections open right now, counted by origin (None: not identified)."""
+        return Counter(connection.origin for connection in list(self._connections))
+
+    @property
+    def cut_origins(self) -> frozenset[str | None]:
+        """Origins whose connections are being cut (see :meth:`cut_origin`)."""
+        return self._cut_origins
 
     @property
     def bytes_to_target(self) -> int:
@@ -277,6 +307,18 @@ class FaultProxy:
         """Close the listening socket: new connections are refused until :meth:`heal`."""
         self._control(self._refuse)
 
+    def cut_origin(self, origin: str | None) -> None:
+        """Reset every open connection from ``origin`` now (RST), and every new one as soon as
+        it is accepted, until :meth:`restore_origin` or :meth:`heal`; other origins pass.
+
+        ``None`` stands for connections the ``identify`` hook could not name.
+        """
+        self._control(self._cut_origin, origin)
+
+    def restore_origin(self, origin: str | None) -> None:
+        """Let connections from ``origin`` through again (undo :meth:`cut_origin`)."""
+        self._control(self._restore_origin, origin)
+
     # -- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -285,14 +327,13 @@ class FaultProxy:
             if self._closed:
                 return
             self._closed = True
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already ended
-                loop.call_soon_threadsafe(self._closing.set)
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(_CONTROL_TIMEOUT_S)
-            if self._thread.is_alive():
-                raise RuntimeError(f"FaultProxy thread for {self.target} did not stop")
+        portal = self._portal
+        if portal is None:
+            return
+        try:
+            portal.call(self._shutdown, timeout=_CONTROL_TIMEOUT_S)
+        finally:
+            portal.close()
 
     def __enter__(self) -> Self:
         return self
@@ -311,33 +352,16 @@ class FaultProxy:
     # -- the proxy's thread ----------------------------------------------------------------
 
     def _control(self, fn: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
-        loop = self._loop
-        if self._closed or loop is None:
+        portal = self._portal
+        if self._closed or portal is None:
             raise RuntimeError("the FaultProxy is closed")
-        if threading.current_thread() is self._thread:
+        if portal.on_loop_thread():
             raise RuntimeError("FaultProxy methods cannot be called from the proxy's own thread")
-        future = asyncio.run_coroutine_threadsafe(fn(*args), loop)
-        return future.result(timeout=_CONTROL_TIMEOUT_S)
+        return portal.call(functools.partial(fn, *args), timeout=_CONTROL_TIMEOUT_S)
 
-    def _thread_main(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            if not self._ready.done():
-                self._ready.set_exception(exc)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._flowing = asyncio.Event()
+    async def _listen(self) -> int:
+        """Start listening (on the proxy's loop); return the port."""
         self._flowing.set()
-        self._closing = asyncio.Event()
-        await self._listen()
-        reserve_port(self.port)
-        self._ready.set_result(self.port)
-        await self._closing.wait()
-        await self._shutdown()
-
-    async def _listen(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -350,6 +374,7 @@ class FaultProxy:
         self.port = listener.getsockname()[1]
         self._listener = listener
         asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_all, listener)
+        return self.port
 
     def _accept_all(self, listener: socket.socket) -> None:
         """Take every connection the kernel completed (runs on the proxy's loop)."""
@@ -359,6 +384,15 @@ class FaultProxy:
             except OSError:  # BlockingIOError once the backlog is empty
                 return
             self._serve(client)
+
+    def _origin_of(self, client: socket.socket) -> str | None:
+        if self._identify is None:
+            return None
+        try:
+            return self._identify(client)
+        except Exception:  # a broken hook must not stop the proxy: the origin is unknown
+            log.warning("could not identify a connection to %s", self.target, exc_info=True)
+            return None
 
     def _serve(self, client: socket.socket) -> None:
         client.setblocking(False)
@@ -379,12 +413,25 @@ class FaultProxy:
 
     async def _on_client(self, client: socket.socket) -> None:
         try:
+            origin = None
+            if self._identify is not None:
+                # Off the loop: reading the kernel's tables takes milliseconds, and a member
+                # that is cut off redials many times a second.
+                loop = asyncio.get_running_loop()
+                origin = await loop.run_in_executor(None, self._origin_of, client)
+            if origin in self._cut_origins:
+                with contextlib.suppress(OSError):
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                client.close()  # a RST: the origin is cut off
+                return
             reader, writer = await asyncio.open_connection(sock=client)
         except BaseException:
             client.close()
             raise
-        connection = _Connection(self, reader, writer)
+        connection = _Connection(self, reader, writer, origin)
         self._connections.add(connection)
+        if origin in self._cut_origins:  # cut while this connection was being set up
+            connection.reset()
         try:
             await connection.run()
         finally:
@@ -399,6 +446,7 @@ class FaultProxy:
             self._flowing.set()
 
     async def _heal(self) -> None:
+        self._cut_origins = frozenset()
         await self._set_mode("pass_through", 0.0)
         if self._listener is None:
             await self._listen()
@@ -412,8 +460,18 @@ class FaultProxy:
         await self._set_mode("pass_through", 0.0)
         await self._reset_all()
 
+    async def _cut_origin(self, origin: str | None) -> None:
+        self._cut_origins = self._cut_origins | {origin}
+        await self._reset_where(lambda connection: connection.origin == origin)
+
+    async def _restore_origin(self, origin: str | None) -> None:
+        self._cut_origins = self._cut_origins - {origin}
+
     async def _reset_all(self) -> None:
-        connections = list(self._connections)
+        await self._reset_where(lambda connection: True)
+
+    async def _reset_where(self, chosen: Callable[[_Connection], bool]) -> None:
+        connections = [c for c in self._connections if chosen(c)]
         for connection in connections:
             connection.reset()
         if connections:
@@ -425,8 +483,4 @@ class FaultProxy:
     async def _shutdown(self) -> None:
         await self._refuse()
         await self._reset_all()
-        for handler in list(self._handlers):
-            handler.cancel()
-        for handler in list(self._handlers):
-            with contextlib.suppress(BaseException):
-                await handler
+        await cancel_all(list(self._handlers))  # their errors were theirs to log

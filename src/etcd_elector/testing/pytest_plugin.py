@@ -5,6 +5,8 @@
   ``127.0.0.1:port`` and ``etcd_prefix`` a key prefix of its own for each test.
 * ``etcd_member``: the member of a fresh one-member cluster, for a test that may break it.
 * ``etcd_cluster3``: a fresh three-member cluster for a test that kills members.
+* ``etcd_partitionable3``: the same, with proxies between the members, so that
+  ``cluster.network`` can cut members off from each other.
 * ``fault_proxy``: a factory, ``fault_proxy("127.0.0.1:2379") -> FaultProxy``.
 
 Everything started is stopped at teardown, whether the test passed or not; when a test
@@ -27,6 +29,7 @@ __all__ = [
     "etcd_cluster3",
     "etcd_endpoint",
     "etcd_member",
+    "etcd_partitionable3",
     "etcd_prefix",
     "etcd_server",
     "fault_proxy",
@@ -105,6 +108,15 @@ def etcd_member(request: pytest.FixtureRequest, etcd_binary: str) -> Iterator[Et
 def etcd_cluster3(request: pytest.FixtureRequest, etcd_binary: str) -> Iterator[EtcdCluster]:
     """A fresh three-member cluster (``m0``, ``m1``, ``m2``) for this test alone."""
     with EtcdCluster.start(3, binary=etcd_binary) as cluster:
+        _remember(request, cluster)
+        yield cluster
+
+
+@pytest.fixture
+def etcd_partitionable3(request: pytest.FixtureRequest, etcd_binary: str) -> Iterator[EtcdCluster]:
+    """A fresh three-member cluster whose members reach each other through proxies:
+    ``etcd_partitionable3.network.isolate("m1")`` cuts ``m1`` off from its peers."""
+    with EtcdCluster.start(3, binary=etcd_binary, partitionable=True) as cluster:
         _remember(request, cluster)
         yield cluster
 
