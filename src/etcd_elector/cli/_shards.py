@@ -11,26 +11,27 @@ away, and killed before the session's local deadline when renewals stop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import sys
-from collections.abc import Sequence
-from typing import Any, cast
+import logging
+import signal
+from collections.abc import Awaitable, Sequence
 
-from .._election import Term
-from .._session import AsyncSession
+from .._election._session import AsyncSession
+from .._election._term import Term
+from .._reasons import EndReason
+from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
+from .._tasks import cancel_and_wait, first_result, wait_first
 from ..shards import AsyncShardGroup, AsyncShardView, GroupSnapshot, OwnedShard, shard_names
 from ._connect import open_client
+from ._executable import check_command
 from ._exit import ExitCode, signal_code
-from ._leadership import Leadership
 from ._options import Options, parse_seconds
 from ._output import Printer
 from ._parser import ParsedArgs
-from ._process import check_command
-from ._signals import Signals
-from ._supervisor import Supervisor, check_grace
+from ._supervisor import DEFAULT_GRACE, Supervisor, check_grace
 
 __all__ = ["shards"]
+
+log = logging.getLogger(__name__)
 
 
 async def shards(args: ParsedArgs, options: Options, printer: Printer) -> int:
@@ -129,7 +130,10 @@ def _table(printer: Printer, rows: Sequence[tuple[str, ...]]) -> None:
 
 async def _observe(args: ParsedArgs, options: Options, printer: Printer) -> int:
     """The group now, then every change of membership, ownership and pending moves."""
-    async with Signals() as signals, open_client(options) as client:
+    async with (
+        StopSignals(signals=COMMAND_LINE_SIGNALS) as signals,
+        open_client(options, keep_token_file=False) as client,
+    ):
         view = AsyncShardView(client, args.group, namespace=options.namespace)
         await view.snapshot()  # fail fast: unreachable etcd, credentials, permissions
 
@@ -173,35 +177,21 @@ def _print_changes(printer: Printer, group: str, old: GroupSnapshot, new: GroupS
         printer.event("free", group, shard=shard, text=f"free {group} shard={_clean(shard)}")
 
 
-async def _until_signal(work: Any, signals: Signals) -> int:
+async def _until_signal(work: Awaitable[None], signals: StopSignals) -> int:
     """Run ``work`` until it ends or a stop signal comes; re-raise what it raised."""
-    task = asyncio.ensure_future(work)
-    stop = asyncio.ensure_future(signals.wait())
-    try:
-        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for helper in (task, stop):
-            helper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait({helper})
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        error = task.exception()
-        assert error is not None
-        raise error
-    if signals.received is not None:
-        return signal_code(signals.received)
-    return ExitCode.OK
+    await first_result(work, signals.wait())
+    return signal_code(signals.received) if signals.received is not None else ExitCode.OK
 
 
-class _ShardLeadership:
-    """What :class:`Supervisor` asks of a leadership, for one shard's ownership: its name,
+class _ShardHolder:
+    """What :class:`Supervisor` asks of a term's holder, for one shard's ownership: its name,
     the session whose deadline the command must not outlive, and whether to stop."""
+
+    once = False
 
     def __init__(self, name: str, session: AsyncSession) -> None:
         self.name = name
-        self.session = session
-        self.elector = self  # Supervisor reads leadership.elector.election.session
-        self.election = self
+        self.term_session = session
         self.exit_code: int | None = None
         self._done = asyncio.Event()
 
@@ -217,12 +207,22 @@ class _ShardLeadership:
 
 class _ShardSupervisor(Supervisor):
     """``etcd-elector run``'s supervisor for one shard: the same watchdog and stop, plus the
-    shard in the command's environment."""
+    group and the shard in the command's environment."""
 
-    def __init__(self, group: str, owned: OwnedShard, **options: Any) -> None:
-        super().__init__(**options)
+    def __init__(self, group: str, shard: str, holder: _ShardHolder, run: _RunSettings) -> None:
+        super().__init__(
+            holder,
+            run.printer,
+            run.argv,
+            grace=run.grace,
+            grace_given=run.grace_given,
+            restart=run.restart,
+            max_failures=0,  # never give a shard up: it stays owned until it moves
+            failure_window=0.0,
+            signals=run.signals,
+        )
         self.group = group
-        self.shard = owned.shard
+        self.shard = shard
 
     def _environment(self, term: Term) -> dict[str, str]:
         env = super()._environment(term)
@@ -230,15 +230,88 @@ class _ShardSupervisor(Supervisor):
         return env
 
 
+class _RunSettings:
+    """What every shard's supervisor of one ``shards run`` shares."""
+
+    def __init__(
+        self,
+        printer: Printer,
+        argv: Sequence[str],
+        grace: float,
+        grace_given: bool,
+        restart: str,
+        signals: StopSignals,
+    ) -> None:
+        self.printer = printer
+        self.argv = list(argv)
+        self.grace = grace
+        self.grace_given = grace_given
+        self.restart = restart
+        self.signals = signals
+
+
+class _ShardRunner:
+    """``shards run``: a supervisor, under its watchdog, for each shard this replica owns."""
+
+    def __init__(self, group: AsyncShardGroup, run: _RunSettings) -> None:
+        self.group = group
+        self.run = run
+        self.printer = run.printer
+        self.supervisors: dict[str, _ShardSupervisor] = {}
+
+    async def work(self, owned: OwnedShard) -> None:
+        """One shard's ownership: its command runs until the shard moves or is lost."""
+        group = self.group
+        session = group.session
+        assert session is not None
+        name = f"{group.group}/{owned.shard}"
+        term = Term(
+            name, owned.key, group.identity.encode(), owned.lease_id, owned.token, owned.acquired_at
+        )
+        supervisor = _ShardSupervisor(
+            group.group, owned.shard, _ShardHolder(name, session), self.run
+        )
+        self.run.grace_given = False  # a capped --grace is said once, not once per shard
+        self.supervisors[owned.shard] = supervisor
+        self.printer.event(
+            "acquired", group.group, term, shard=owned.shard,
+            text=f"acquired {group.group} shard={owned.shard} token={owned.token}",
+        )  # fmt: skip
+        try:
+            await supervisor.work(term)
+        finally:
+            self.supervisors.pop(owned.shard, None)
+
+    def released(self, owned: OwnedShard, reason: EndReason) -> None:
+        group = self.group.group
+        self.printer.event(
+            "released", group, shard=owned.shard, token=owned.token,
+            lease=owned.lease_hex, reason=reason,
+            text=f"released {group} shard={owned.shard} token={owned.token} reason={reason}",
+        )  # fmt: skip
+
+    def kill_now(self, signum: int) -> None:
+        """A further stop signal: SIGKILL every command's tree at once; the shards are still
+        released and the lease revoked (only SIGKILL of this process skips that)."""
+        for supervisor in list(self.supervisors.values()):
+            supervisor.kill_now(signum)
+        log.warning(
+            "%s again: commands killed; still releasing the shards of group %s in etcd",
+            signal.Signals(signum).name,
+            self.group.group,
+        )
+
+
 async def _run(args: ParsedArgs, options: Options, printer: Printer) -> int:
     """Join GROUP and run COMMAND for every shard this replica owns."""
-    grace = parse_seconds(args.grace, "--grace", allow_zero=True)
+    grace_given = args.grace is not None
+    grace = DEFAULT_GRACE
+    if grace_given:
+        grace = parse_seconds(args.grace, "--grace", allow_zero=True)
     check_grace(grace, options.ttl)
     check_command(args.argv)
     names = _parse_shards(args.shards)
-    supervisors: dict[str, _ShardSupervisor] = {}
-    warned_cap: dict[str, float | None] = {}
-    async with Signals() as signals, open_client(options) as client:
+    async with StopSignals(signals=COMMAND_LINE_SIGNALS) as signals, open_client(options) as client:
         group = AsyncShardGroup(
             client,
             args.group,
@@ -250,76 +323,22 @@ async def _run(args: ParsedArgs, options: Options, printer: Printer) -> int:
             drain=0,  # the supervisor drains: SIGTERM, grace, SIGKILL, never past the deadline
         )
         await group.view.snapshot()  # fail fast: unreachable etcd, credentials, permissions
-
-        def kill_now(signum: int) -> None:
-            running = [s.child for s in supervisors.values() if s.child and s.child.running]
-            if not running:
-                with contextlib.suppress(OSError, ValueError):
-                    sys.stdout.flush()
-                os._exit(signal_code(signum))
-            for child in running:
-                child.kill_now()
-
-        signals.on_repeat(kill_now)
-
-        async def work(owned: OwnedShard) -> None:
-            session = group.session
-            assert session is not None
-            name = f"{group.group}/{owned.shard}"
-            term = Term(
-                name,
-                owned.key,
-                group.identity.encode(),
-                owned.lease_id,
-                owned.token,
-                owned.acquired_at,
-            )
-            supervisor = _ShardSupervisor(
-                group.group,
-                owned,
-                leadership=cast(Leadership, _ShardLeadership(name, session)),
-                printer=printer,
-                argv=args.argv,
-                grace=grace,
-                restart=args.restart,
-                signals=signals,
-            )
-            supervisor._warned_cap = warned_cap.get("cap")  # say a capped grace once, not per shard
-            supervisors[owned.shard] = supervisor
-            supervisor.effective_grace(session)
-            warned_cap["cap"] = supervisor._warned_cap
-            printer.event(
-                "acquired", group.group, term, shard=owned.shard,
-                text=f"acquired {group.group} shard={owned.shard} token={owned.token}",
-            )  # fmt: skip
-            try:
-                await supervisor.work(term)
-            finally:
-                supervisors.pop(owned.shard, None)
-
-        def released(owned: OwnedShard, reason: str) -> None:
-            printer.event(
-                "released", group.group, shard=owned.shard, token=owned.token,
-                lease=owned.lease_hex, reason=reason,
-                text=f"released {group.group} shard={owned.shard} token={owned.token} "
-                f"reason={reason}",
-            )  # fmt: skip
-
-        group.on_released = released
+        runner = _ShardRunner(
+            group, _RunSettings(printer, args.argv, grace, grace_given, args.restart, signals)
+        )
+        group.on_released = runner.released
+        signals.on_repeat(runner.kill_now)
         async with group:
-            runner = asyncio.ensure_future(group.run(work))
+            running = asyncio.ensure_future(group.run(runner.work))
             stop = asyncio.ensure_future(signals.wait())
             try:
-                await asyncio.wait({runner, stop}, return_when=asyncio.FIRST_COMPLETED)
+                await wait_first(running, stop)
             finally:
-                stop.cancel()
+                await cancel_and_wait(stop)
                 await group.close()  # every command stopped, every shard released, lease revoked
-                await asyncio.wait({runner})
-        for supervisor in supervisors.values():  # belt and braces
-            if supervisor.child is not None and supervisor.child.running:
-                supervisor.child.kill_now()
-        if not runner.cancelled() and runner.exception() is not None:
-            error = runner.exception()
+                await wait_first(running)
+        if not running.cancelled() and running.exception() is not None:
+            error = running.exception()
             assert error is not None
             raise error
         return signal_code(signals.received) if signals.received is not None else ExitCode.OK

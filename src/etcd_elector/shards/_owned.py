@@ -12,17 +12,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from etcd_elector import LeadershipLost, _clock
+from .. import _clock
+from .._errors import LeadershipLost
+from .._reasons import EndReason
 
-__all__ = ["OwnedShard", "ReleaseReason"]
-
-
-class ReleaseReason:
-    """Why an ownership ended (besides the session's reasons: ``deadline``, ``expired``...)."""
-
-    MOVED = "moved"  # the plan gave the shard to another replica; drained, then released
-    CLOSED = "closed"  # this replica left the group; drained, then released
-    KEY_DELETED = "key_deleted"  # someone else deleted or replaced the owner key
+__all__ = ["OwnedShard", "new_owned"]
 
 
 class _ShardState:
@@ -35,13 +29,13 @@ class _ShardState:
         self.stopping = threading.Event()
         self.lost = threading.Event()
         self.stopping_async = asyncio.Event()
-        self.reason: str | None = None
+        self.reason: EndReason | None = None
 
     def stop(self) -> None:
         self.stopping.set()
         self.stopping_async.set()
 
-    def end(self, reason: str) -> None:
+    def end(self, reason: EndReason) -> None:
         if self.reason is None:
             self.reason = reason
             # Belief ended now, or at the session's deadline if that came first (a paused
@@ -80,8 +74,9 @@ class OwnedShard:
         return self._state.lost
 
     @property
-    def end_reason(self) -> str | None:
-        """Why the ownership ended (a :class:`ReleaseReason` or session loss reason)."""
+    def end_reason(self) -> EndReason | None:
+        """Why the ownership ended: ``MOVED`` or ``CLOSED`` (released on purpose, after a
+        drain), ``KEY_DELETED``, or the session's reason (``DEADLINE``, ``EXPIRED``...)."""
         return self._state.reason
 
     @property
@@ -101,7 +96,7 @@ class OwnedShard:
     def check(self) -> None:
         """:raises LeadershipLost: if this replica no longer owns the shard."""
         if not self.is_owned():
-            reason = self._state.reason or "deadline"
+            reason = self._state.reason or EndReason.DEADLINE
             raise LeadershipLost(
                 f"ownership of shard {self.shard!r} of group {self.group!r} (token "
                 f"{self.token}) is over ({reason})",

@@ -18,10 +18,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from etcd_elector import ConfigurationError
+from .._election._names import validate_namespace
+from .._errors import ConfigurationError
 
 __all__ = [
-    "DEFAULT_NAMESPACE",
     "GROUP_SEGMENT",
     "MAX_SHARDS",
     "MAX_WEIGHT",
@@ -32,7 +32,6 @@ __all__ = [
     "validate_weight",
 ]
 
-DEFAULT_NAMESPACE = "/etcd-elector"
 GROUP_SEGMENT = "#shards"  # '#' is not allowed in election names
 MAX_SHARDS = 10_000
 MAX_WEIGHT = 1_000
@@ -131,11 +130,7 @@ class GroupKeys:
     """The key layout of one group."""
 
     def __init__(self, namespace: str, group: str) -> None:
-        if not isinstance(namespace, str) or "//" in namespace.rstrip("/"):
-            raise ConfigurationError(f"namespace {namespace!r} is malformed: use '/etcd-elector'")
-        if any(ord(ch) < 32 for ch in namespace):
-            raise ConfigurationError("namespace must not contain control characters")
-        self.namespace = namespace.rstrip("/")
+        self.namespace = validate_namespace(namespace).rstrip("/")  # the root: ""
         self.group = validate_group(group)
         self.base = f"{self.namespace}/{GROUP_SEGMENT}/{self.group}/"
         self.members = self.base + "m/"

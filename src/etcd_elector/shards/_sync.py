@@ -1,10 +1,10 @@
 """Blocking twins of the shard group and its view, for threaded code.
 
-They carry calls into the client's event loop thread (``Client.portal``), where the async core
-runs; nothing here decides anything. ``ShardGroup.run(work)`` calls ``work(shard)`` in a thread
-of its own for each owned shard: a thread cannot be cancelled, so work watches
-``shard.stopping`` (drain) and ``shard.is_owned()``, and a shard is released only after its
-work returned.
+Each method is its async original carried into the client's loop thread (:func:`blocking`),
+where the async core runs; nothing here decides anything. ``ShardGroup.run(work)`` calls
+``work(shard)`` in a thread of its own for each owned shard: a thread cannot be cancelled, so
+work watches ``shard.stopping`` (drain) and ``shard.is_owned()``, and a shard is released only
+after its work returned.
 """
 
 from __future__ import annotations
@@ -12,42 +12,52 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
-from etcd_elector import Client, Compare, Op, TxnResult
-from etcd_elector._portal import SyncIterator
-
-from ._group import AsyncShardGroup, Callback, ShardEvent
+from .._election._names import DEFAULT_NAMESPACE
+from .._portal import Portal, SyncIterator
+from .._sync._bridge import Twin, blocking
+from ._events import OnAcquired, OnReleased, ShardEvent
+from ._group import AsyncShardGroup
 from ._owned import OwnedShard
-from ._spec import DEFAULT_NAMESPACE
-from ._view import AsyncShardView, GroupSnapshot, ShardOwner
+from ._view import AsyncShardView, GroupSnapshot
+
+if TYPE_CHECKING:
+    from .._sync._client import Client
 
 __all__ = ["ShardGroup", "ShardView"]
 
 
 class ShardView:
-    """Blocking twin of :class:`AsyncShardView`."""
+    """Blocking twin of :class:`AsyncShardView`: ``ShardView(client, "orders")``.
+
+    :raises ConfigurationError: for a malformed group name or namespace.
+    """
 
     def __init__(self, client: Client, group: str, *, namespace: str = DEFAULT_NAMESPACE) -> None:
-        self._portal = client.portal
+        self.client = client
         self.aio = AsyncShardView(client.aio, group, namespace=namespace)
 
-    def snapshot(self, *, timeout: float | None = None) -> GroupSnapshot:
-        return self._portal.call(self.aio.snapshot(), timeout, what="reading the group")
+    @property
+    def portal(self) -> Portal:
+        return self.client.portal
 
-    def owner(self, shard: str, *, timeout: float | None = None) -> ShardOwner | None:
-        return self._portal.call(self.aio.owner(shard), timeout, what="reading the owner")
+    snapshot = blocking(AsyncShardView.snapshot)
+    owner = blocking(AsyncShardView.owner)
 
     def follow(self, timeout: float | None = None) -> SyncIterator[GroupSnapshot]:
-        return SyncIterator(self._portal, self.aio.follow(), timeout)
+        """The group now, then after every change, as a plain iterator; ``timeout`` per item."""
+        return SyncIterator(self.portal, self.aio.follow(), timeout)
 
 
-class ShardGroup:
-    """Blocking twin of :class:`AsyncShardGroup`; same arguments, with a :class:`Client`.
+class ShardGroup(Twin[AsyncShardGroup]):
+    """Blocking twin of :class:`AsyncShardGroup`; the same arguments, with a :class:`Client`.
 
-    ``run(work)`` blocks until ``close()`` (from another thread) and calls ``work(shard)`` in a
-    new thread for each shard acquired. Callbacks run on the client's loop thread: keep them
-    short.
+    ``with group:`` then ``group.run(work)`` blocks until ``close()`` (from another thread)
+    and calls ``work(shard)`` in a new thread for each shard acquired. Callbacks run on the
+    client's loop thread: keep them short.
+
+    :raises ConfigurationError: for a bad name, namespace, shard list, weight or timing.
     """
 
     def __init__(
@@ -63,12 +73,10 @@ class ShardGroup:
         margin: float | None = None,
         keepalive_interval: float | None = None,
         drain: float = 5.0,
-        on_acquired: Callback | None = None,
-        on_released: Callback | None = None,
+        on_acquired: OnAcquired | None = None,
+        on_released: OnReleased | None = None,
     ) -> None:
-        self.client = client
-        self._portal = client.portal
-        self.aio = AsyncShardGroup(
+        aio = AsyncShardGroup(
             client.aio,
             group,
             shards=shards,
@@ -82,58 +90,41 @@ class ShardGroup:
             on_acquired=on_acquired,
             on_released=on_released,
         )
-
-    def __enter__(self) -> ShardGroup:
-        self._portal.call(self.aio.start())
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        super().__init__(client, aio)
+        self.client = client
 
     def close(self) -> None:
         """Drain and release every shard, leave, revoke the lease. Idempotent; any thread."""
-        if not self._portal.closed:
-            self._portal.call(self.aio.close())
+        if not self.client.closed:
+            self.portal.call(self.aio.close)
 
     def owned(self) -> dict[str, OwnedShard]:
         """Local, no I/O: the shards owned right now."""
         return self.aio.owned()
 
     def is_owner(self, shard: str) -> bool:
+        """Local, no I/O: whether this replica owns ``shard`` now."""
         return self.aio.is_owner(shard)
 
-    def owner(self, shard: str, *, timeout: float | None = None) -> ShardOwner | None:
-        return self._portal.call(self.aio.owner(shard), timeout, what="reading the owner")
-
-    def read(self, *, timeout: float | None = None) -> GroupSnapshot:
-        return self._portal.call(self.aio.read(), timeout, what="reading the group")
+    owner = blocking(AsyncShardGroup.owner)
+    read = blocking(AsyncShardGroup.read)
+    txn = blocking(AsyncShardGroup.txn)
 
     def events(self, timeout: float | None = None) -> SyncIterator[ShardEvent]:
-        return SyncIterator(self._portal, self.aio.events(), timeout)
+        """Every event from now on as a plain iterator, ending after ``STOPPED``; ``timeout``
+        per item."""
+        return SyncIterator(self.portal, self.aio.events(), timeout)
 
-    def txn(
-        self,
-        shard: str,
-        compares: Sequence[Compare] = (),
-        on_success: Sequence[Op] = (),
-        on_failure: Sequence[Op] = (),
-        *,
-        timeout: float | None = None,
-    ) -> TxnResult:
-        """See :meth:`AsyncShardGroup.txn`."""
-        return self._portal.call(
-            self.aio.txn(shard, compares, on_success, on_failure), timeout, what="the txn"
-        )
-
-    def run(self, work: Callable[[OwnedShard], Any]) -> None:
+    def run(self, work: Callable[[OwnedShard], object]) -> None:
         """Join and call ``work(shard)`` in its own thread for each owned shard, until closed.
 
         :raises Exception: whatever a work raised, after every shard was released.
         """
+        group = self.aio.group
 
-        async def in_a_thread(shard: OwnedShard) -> Any:
+        async def in_a_thread(shard: OwnedShard) -> object:
             loop = asyncio.get_running_loop()
-            done: asyncio.Future[Any] = loop.create_future()
+            done: asyncio.Future[object] = loop.create_future()
 
             def target() -> None:
                 try:
@@ -143,7 +134,7 @@ class ShardGroup:
                 else:
                     loop.call_soon_threadsafe(_settle, done, result, None)
 
-            name = f"shard-{self.aio.group}-{shard.shard}"
+            name = f"shard-{group}-{shard.shard}"
             threading.Thread(target=target, name=name, daemon=True).start()
             try:
                 return await asyncio.shield(done)
@@ -153,10 +144,10 @@ class ShardGroup:
                     await asyncio.wait([done])
                 raise
 
-        self._portal.call(self.aio.run(in_a_thread))
+        self.portal.call(self.aio.run, in_a_thread)
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
     if future.done():
         return
     if error is None:

@@ -8,29 +8,23 @@ ends silently.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from etcd_elector import (
+from .._backoff import Backoff
+from .._election._names import DEFAULT_NAMESPACE
+from .._errors import (
     AuthenticationFailed,
     ConfigurationError,
-    Event,
-    EventType,
-    KeyValue,
     PermissionDenied,
     TransportError,
     WatchError,
 )
-
+from .._log import log_event
+from ..etcd import AsyncEtcdClient, Event, EventType, KeyValue
 from ._plan import moves, plan
-from ._spec import DEFAULT_NAMESPACE, GroupKeys, MemberInfo
-
-if TYPE_CHECKING:
-    from etcd_elector import AsyncClient
+from ._spec import GroupKeys, MemberInfo
 
 __all__ = ["FATAL_ERRORS", "AsyncShardView", "GroupSnapshot", "ShardOwner"]
 
@@ -38,7 +32,6 @@ log = logging.getLogger(__name__)
 
 # Errors that retrying cannot cure; everything else a follower rides out.
 FATAL_ERRORS = (PermissionDenied, AuthenticationFailed, ConfigurationError)
-_RETRY = (0.05, 2.0)
 
 
 @dataclass(frozen=True)
@@ -106,7 +99,7 @@ class AsyncShardView:
     """
 
     def __init__(
-        self, client: AsyncClient, group: str, *, namespace: str = DEFAULT_NAMESPACE
+        self, client: AsyncEtcdClient, group: str, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self.client = client
         self.keys = GroupKeys(namespace, group)
@@ -131,19 +124,20 @@ class AsyncShardView:
 
         Raises only for errors retrying cannot cure (permissions, credentials).
         """
-        failures = 0
+        backoff = Backoff(0.05, 2.0)
         last_revision = 0
         while True:
             try:
                 snapshot = await self.snapshot()
                 if snapshot.revision < last_revision:
-                    log.error(
-                        "shard group=%s: etcd's revision went back from %d to %d (restored "
-                        "from a snapshot?): fencing tokens are only as monotonic as etcd",
-                        self.group,
-                        last_revision,
-                        snapshot.revision,
-                        extra={"group": self.group},
+                    log_event(
+                        log,
+                        logging.ERROR,
+                        "etcd's revision went back (restored from a snapshot?): fencing "
+                        "tokens are only as monotonic as etcd",
+                        group=self.group,
+                        revision=snapshot.revision,
+                        before=last_revision,
                     )
                 last_revision = snapshot.revision
                 yield snapshot
@@ -151,7 +145,7 @@ class AsyncShardView:
                 async with self.client.watch(
                     self.keys.base, prefix=True, start_revision=snapshot.revision + 1
                 ) as watch:
-                    failures = 0
+                    backoff.reset()
                     known = snapshot.revision
                     async for batch in watch:
                         if not batch.events:
@@ -167,10 +161,14 @@ class AsyncShardView:
             except FATAL_ERRORS:
                 raise
             except (WatchError, TransportError) as exc:
-                failures += 1
-                log.info("following shard group=%s: %s; reading again", self.group, exc)
-                delay = min(_RETRY[1], _RETRY[0] * 2**failures)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                log_event(
+                    log,
+                    logging.INFO,
+                    "group watch broken, reading again",
+                    detail=exc,
+                    group=self.group,
+                )
+                await backoff.sleep()
 
     def _apply(
         self, event: Event, members: dict[int, MemberInfo], owners: dict[str, ShardOwner]

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from etcd_elector import AsyncSession, Compare, Op, TransportError
-
+from .._backoff import Backoff
+from .._election._session import AsyncSession
+from .._errors import TransportError
+from .._log import log_event
+from .._tasks import cancel_and_wait
+from ..etcd import AsyncEtcdClient, Compare, Op
 from ._owned import OwnedShard
 from ._spec import GroupKeys
-
-if TYPE_CHECKING:
-    from etcd_elector import AsyncClient
 
 __all__ = ["BATCH", "Releaser", "claim"]
 
@@ -29,11 +28,10 @@ log = logging.getLogger(__name__)
 # Shards per transaction: one compare and one operation each, under etcd's default limit of
 # 128 operations per transaction (--max-txn-ops).
 BATCH = 64
-_RETRY = (0.05, 2.0)
 
 
 async def claim(
-    client: AsyncClient,
+    client: AsyncEtcdClient,
     keys: GroupKeys,
     session: AsyncSession,
     identity: str,
@@ -73,7 +71,7 @@ class Releaser:
     asked for at the same moment into batches. Retried while the session lives: nobody else
     can take a shard before its key goes (and when the session dies, the lease takes it)."""
 
-    def __init__(self, client: AsyncClient, group: str) -> None:
+    def __init__(self, client: AsyncEtcdClient, group: str) -> None:
         self._client = client
         self._group = group
         self._queue: list[tuple[AsyncSession, OwnedShard, asyncio.Future[None]]] = []
@@ -89,8 +87,7 @@ class Releaser:
     async def close(self) -> None:
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
+            await cancel_and_wait(flusher)
         for _, _, done in self._queue:
             if not done.done():
                 done.set_result(None)
@@ -111,7 +108,7 @@ class Releaser:
                         done.set_result(None)
 
     async def _delete(self, session: AsyncSession, batch: list[OwnedShard]) -> None:
-        attempt = 0
+        backoff = Backoff(0.05, 2.0)
         while session.alive:
             try:
                 result = await self._client.txn(
@@ -122,13 +119,12 @@ class Releaser:
                     await asyncio.gather(*(self._delete(session, [o]) for o in batch))
                 return
             except TransportError as exc:
-                attempt += 1
-                log.warning(
-                    "releasing %d shard(s) of group=%s failed, retrying: %s",
-                    len(batch),
-                    self._group,
-                    exc,
-                    extra={"group": self._group},
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "release failed, retrying",
+                    detail=exc,
+                    group=self._group,
+                    shards=len(batch),
                 )
-                delay = min(_RETRY[1], _RETRY[0] * 2**attempt) * random.uniform(0.5, 1.0)
-                await asyncio.sleep(delay)
+                await backoff.sleep()
