@@ -1,16 +1,55 @@
-"""Fixtures shared by several test modules (the etcd fixtures come from our pytest plugin)."""
+"""Fixtures shared by several test modules (the etcd fixtures come from our pytest plugin),
+and the leak checks every test runs under (see tests/leaks.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import leaks
 import pytest
 from helpers.cli_process import CliProcess
 
 if TYPE_CHECKING:  # the redis client is a test extra; CI's lowest-versions run lacks it
     from helpers.redis_server import RedisServer
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every coroutine test also checks its own loop for tasks left behind; first of its
+    fixtures, so torn down last, when every other fixture has closed what it opened."""
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and inspect.iscoroutinefunction(function):
+            names = getattr(item, "fixturenames", None)
+            if names is not None and "no_leaked_tasks" not in names:
+                names.insert(0, "no_leaked_tasks")
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads_or_processes() -> Iterator[None]:
+    """A test leaves no thread of ours and no child process behind."""
+    threads, children = leaks.threads(), leaks.children()
+    yield
+    left = leaks.settle(lambda: leaks.threads() - threads)
+    assert not left, f"threads left behind: {sorted(t.name for t in left)}"
+    stray = leaks.settle(lambda: {p: c for p, c in leaks.children().items() if p not in children})
+    assert not stray, f"child processes left behind: {stray}"
+
+
+@pytest.fixture
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """A coroutine test leaves no task running on its loop."""
+    before = set(asyncio.all_tasks())
+    yield
+    left = await leaks.leaked_tasks(before)
+    for task in left:
+        task.cancel()
+    assert not left, (
+        f"tasks left behind: {[task.get_name() + ' ' + repr(task.get_coro()) for task in left]}"
+    )
 
 
 @pytest.fixture

@@ -16,7 +16,15 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Literal
 
-from etcd_elector import AsyncElector, ConfigurationError, Elector, LeadershipLost, NotLeader, Term
+from etcd_elector import (
+    AsyncElector,
+    ConfigurationError,
+    Elector,
+    EndReason,
+    LeadershipLost,
+    NotLeader,
+    Term,
+)
 
 __all__ = ["AsyncLeadership", "Leadership", "Otherwise", "TermCallback", "shown"]
 
@@ -346,7 +354,8 @@ class AsyncLeadership:
             raise RuntimeError("guard() needs a running task")
         if self._term is not term or not term.is_leader():
             raise LeadershipLost(
-                f"term {term.token} of election {self.election!r} is over", reason="lost"
+                f"term {term.token} of election {self.election!r} is over",
+                reason=term.end_reason or EndReason.DEADLINE,
             )
         self._bodies[task] = term
         try:
@@ -357,7 +366,7 @@ class AsyncLeadership:
             task.uncancel()
             raise LeadershipLost(
                 f"term {term.token} of election {self.election!r} ended while the block ran",
-                reason=term.end_reason or "lost",
+                reason=term.end_reason or EndReason.DEADLINE,
             ) from None
         finally:
             # No await from here on: once unregistered, no loss can cancel this task.

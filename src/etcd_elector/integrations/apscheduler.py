@@ -54,6 +54,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from etcd_elector import (
     ConfigurationError,
     Elector,
+    EndReason,
     LeadershipLost,
     NotLeader,
     Term,
@@ -376,7 +377,7 @@ class _GuardedJob:
             raise LeadershipLost(
                 f"job {shown(self._job.id)} run at {run_time.isoformat()} not started: term "
                 f"{term.token} ended after the run was claimed",
-                reason=term.end_reason or "lost",
+                reason=term.end_reason or EndReason.DEADLINE,
             )
         chosen = self._chosen
         caught_up = chosen.caught_up and run_time == chosen.runs[0]

@@ -150,7 +150,9 @@ class _Candidate:
             start_new_session=True,
         )
         self.paused = False
-        self._reader = threading.Thread(target=self._read, args=(sink,), daemon=True)
+        self._reader = threading.Thread(
+            target=self._read, args=(sink,), name=f"etcd-elector-chaos-{ident}", daemon=True
+        )
         self._reader.start()
 
     def _read(self, sink: Callable[[str], None]) -> None:
