@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("election", ["_election"]),
     ("facade", ["_client", "_health"]),
     ("blocking", ["_sync"]),
+    ("shards", ["shards"]),
     ("public", [""]),
     ("extensions", ["integrations", "testing"]),
     ("cli", ["cli", "__main__"]),

@@ -22,9 +22,9 @@ import pytest
 
 from etcd_elector import (
     AsyncClient,
-    AsyncSession,
     Client,
     ConfigurationError,
+    EndReason,
     LeadershipError,
     NotLeader,
     Op,
@@ -36,7 +36,6 @@ from etcd_elector.shards import (
     GroupKeys,
     MemberInfo,
     OwnedShard,
-    ReleaseReason,
     ShardEventKind,
     ShardGroup,
     ShardView,
@@ -192,7 +191,7 @@ async def test_a_graceful_leave_drains_first_and_moves_only_the_leavers_shards(
     successors = {s.shard: s for s in stayer.acquired if s.shard in leaving}
     for name, old in leaving.items():
         returned = leaver.work_returned[(name, old.token)]
-        assert old.ended_at is not None and old.end_reason == ReleaseReason.CLOSED
+        assert old.ended_at is not None and old.end_reason == EndReason.CLOSED
         assert returned <= old.ended_at < successors[name].acquired_at
         assert successors[name].token > old.token
 
@@ -208,7 +207,7 @@ async def test_work_that_ignores_the_stop_is_cancelled_after_the_drain_budget(
     for shard in newcomer.acquired:
         old = next(s for s in stubborn.acquired if s.shard == shard.shard)
         cancelled = stubborn.work_cancelled[(old.shard, old.token)]
-        assert old.end_reason == ReleaseReason.MOVED
+        assert old.end_reason == EndReason.MOVED
         assert cancelled < shard.acquired_at
 
 
@@ -257,7 +256,7 @@ async def test_fenced_transactions_commit_only_while_the_shard_is_owned(
     await client.delete(shard.key)
     with pytest.raises(LeadershipError):
         await owner.group.txn("0", [], [Op.put(counter, "2")])
-    assert shard.end_reason == ReleaseReason.KEY_DELETED and not shard.is_owned()
+    assert shard.end_reason == EndReason.KEY_DELETED and not shard.is_owned()
     assert (await client.get(counter)).kv.value == b"1"  # type: ignore[union-attr]
     await until(lambda: "0" in owner.owned(), "the shard claimed again")
     assert owner.group.owned()["0"].token > shard.token
@@ -443,7 +442,7 @@ async def test_a_claim_never_overwrites_an_owner_and_a_release_never_deletes_a_n
     keys = GroupKeys(namespace, "orders")
     other = (await client.lease_grant(30)).id
     await client.put(keys.owners + "1", "someone else", lease=other)
-    async with AsyncSession(client, ttl=TTL) as session:
+    async with client.session(ttl=TTL) as session:
         member = MemberInfo(session.lease_id, "me", 1, ("0", "1", "2"), 0)
         await client.put(keys.member(session.lease_id), member.encode(), lease=session.lease_id)
         tokens = await claim(client, keys, session, "me", ["0", "1", "2"])

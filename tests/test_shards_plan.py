@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from etcd_elector import ConfigurationError
-from etcd_elector._names import election_prefix, validate_name
+from etcd_elector._election._names import election_prefix, validate_name
 from etcd_elector.shards import GroupKeys, MemberInfo, plan, quotas, shard_names
 
 
