@@ -3,7 +3,9 @@ real etcd, real processes and real signals."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from etcd_elector.testing import FaultProxy
 pytestmark = pytest.mark.timeout(120)
 
 CHILD = str(Path(__file__).parent / "helpers" / "cli_child.py")
+TREE = str(Path(__file__).parent / "helpers" / "tree_child.py")
 TTL = 3
 
 
@@ -31,6 +34,21 @@ def per_shard_child(where: Path) -> list[str]:
         f'd="$0/$ETCD_ELECTOR_SHARD"; mkdir -p "$d"; exec "{sys.executable}" "{CHILD}" "$d" trap'
     )
     return ["sh", "-c", script, str(where)]
+
+
+def per_shard_tree(where: Path) -> list[str]:
+    """tree_child.py ignoring SIGTERM (four processes over two sessions, each beating to a
+    file while it runs), with a directory of its own for each shard."""
+    script = (
+        f'd="$0/$ETCD_ELECTOR_SHARD"; mkdir -p "$d"; '
+        f'exec "{sys.executable}" "{TREE}" "$d" ignore-term'
+    )
+    return ["sh", "-c", script, str(where)]
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[-1].split()[0]
 
 
 def started(process: CliProcess) -> dict[str, int]:
@@ -209,5 +227,48 @@ def test_a_second_signal_kills_the_commands_at_once(
     replica.signal(signal.SIGTERM)
     replica.expect("child_stopping")
     replica.signal(signal.SIGTERM)
-    replica.wait(30)
+    # The repeat kills the commands, but never skips the release: the process still gives
+    # its shards and membership back, and exits with the first signal's code.
+    assert replica.wait(30) == 128 + signal.SIGTERM
     assert all(pid_gone(pid) for pid in pids)
+    assert sorted(e["shard"] for e in replica.events if e.get("event") == "released") == ["0", "1"]
+    status = run_cli(*common(etcd_endpoint, etcd_prefix), "shards", "status", "jobs")
+    summary = [json.loads(line) for line in status.stdout.splitlines()][-1]
+    assert summary["members"] == 0 and summary["owned"] == 0
+
+
+def test_a_frozen_replica_s_watchdogs_stop_its_commands_before_another_owns_the_shard(
+    cli: Callable[..., CliProcess], etcd_endpoint: str, etcd_prefix: str, tmp_path: Path
+) -> None:
+    """The commands run under ``run``'s watchdog: a replica frozen by SIGSTOP cannot stop
+    them, its watchdogs do, at its lease deadline, before etcd can hand the shard over."""
+    args = [*common(etcd_endpoint, etcd_prefix), "shards", "run", "jobs", "--shards", "2"]
+    frozen = cli(*args, "--value", "A", "--", *per_shard_tree(tmp_path))
+    wait_until(lambda: len(started(frozen)) == 2, 30, "two commands")
+    other = cli(*args, "--value", "B", "--", "sleep", "300")
+    wait_until(lambda: len(started(other)) == 1, 30, "the newcomer running one shard")
+    (kept,) = {"0", "1"} - set(started(other))
+    tree = tmp_path / kept
+    wait_until(lambda: (tree / "pids").exists(), 30, "the kept shard's tree started")
+    pids = [int(pid) for pid in (tree / "pids").read_text().split()]
+    assert not any(pid_gone(pid) for pid in pids)
+
+    supervisor = frozen.proc.pid
+    os.kill(supervisor, signal.SIGSTOP)
+    try:
+        wait_until(lambda: _state(supervisor) == "T", 10, "the replica is stopped")
+        took = event_for(other, "acquired", kept, timeout=30)
+        # Still frozen: the watchdogs alone stopped the tree (SIGTERM ignored: SIGKILL), and
+        # no process of it ran once the other replica owned the shard.
+        assert _state(supervisor) == "T"
+        assert all(pid_gone(pid) for pid in pids), [p for p in pids if not pid_gone(p)]
+        beats = [float(path.read_text() or 0) for path in tree.glob("beat.*")]
+        assert len(beats) == 4 and max(beats) < took["time"]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(supervisor, signal.SIGCONT)
+    exited = event_for(frozen, "child_exited", kept, timeout=20)
+    assert exited["sent"] == "SIGKILL" and exited["killed"] == 4
+    frozen.signal(signal.SIGTERM)
+    other.signal(signal.SIGTERM)
+    assert frozen.wait(30) == other.wait(30) == 128 + signal.SIGTERM

@@ -152,12 +152,12 @@ def test_member_records_from_etcd_are_untrusted() -> None:
     assert decoded is not None and len(decoded.identity) <= 200
 
 
-@pytest.mark.parametrize("namespace", ["/etcd-elector", "/apps/x", ""])
+@pytest.mark.parametrize("namespace", ["/etcd-elector", "/apps/x", "/"])
 def test_group_keys_are_never_under_an_election_prefix(namespace: str) -> None:
     keys = GroupKeys(namespace, "orders")
     # An election's prefix is <namespace>/<name>/; the group's segment is not a valid name,
     # so no election of the namespace (and no election named like the group) covers our keys.
-    segment = keys.base[len(namespace) + 1 :].split("/")[0]
+    segment = keys.base[len(keys.namespace) + 1 :].split("/")[0]
     with pytest.raises(ConfigurationError):
         validate_name(segment)
     for name in ("orders", "shards", "_shards", "m", "o"):
