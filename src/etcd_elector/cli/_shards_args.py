@@ -15,9 +15,11 @@ token), ETCD_ELECTOR_KEY and ETCD_ELECTOR_LEASE in its environment.
 
 When a shard moves to another replica (a replica joined, left or died), only that
 shard's command gets SIGTERM, then SIGKILL after the grace; the owner key is
-released after it exited. When lease renewals stop, every command is stopped
-before the session's local deadline, as with 'etcd-elector run'. On SIGTERM/SIGINT
-all commands are stopped and the shards released; a second signal SIGKILLs them.
+released after it exited. Each command runs under a watchdog process, as with
+'etcd-elector run': when lease renewals stop, its tree is stopped before the
+session's local deadline, even while this process is frozen. On
+SIGTERM/SIGINT/SIGHUP all commands are stopped and the shards released; a second
+signal SIGKILLs the commands, and the shards are still released.
 
 Every replica of a group must give the same --shards."""
 
@@ -61,12 +63,16 @@ def add_parser(
     run.add_argument(
         "--shards", required=True, metavar="N|NAME,NAME...", help="shard count or names"
     )
-    run.add_argument("--weight", type=int, default=1, help="share relative to others (1-1000)")
-    run.add_argument("--value", help="identity shown to others (default: hostname:pid)")
+    run.add_argument(
+        "--weight", type=int, default=1, help="share relative to others, 1 to 1000 (default 1)"
+    )
+    run.add_argument(
+        "--value",
+        help="identity shown to others (default: ETCD_ELECTOR_IDENTITY, else hostname:pid)",
+    )
     run.add_argument(
         "--grace",
         metavar="SECONDS",
-        default="2",
         help="time between SIGTERM and SIGKILL (default 2; capped as for 'run')",
     )
     run.add_argument(
