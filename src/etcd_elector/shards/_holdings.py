@@ -193,8 +193,7 @@ class Holdings:
         await asyncio.gather(*(self._forget(o, o.end_reason or reason) for o in held))
         if self._forgetting:
             await asyncio.wait(set(self._forgetting))
-        for shard in list(self._work):
-            await self._stop_work(shard)
+        await asyncio.gather(*(self._stop_work(shard) for shard in list(self._work)))
         self.held.clear()
 
     # -- the plan, acted on ------------------------------------------------------------------

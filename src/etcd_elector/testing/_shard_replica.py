@@ -19,6 +19,8 @@ import signal
 import sys
 
 from etcd_elector import AsyncClient, LeadershipError, Op, TransportError, _clock
+from etcd_elector._stop_signals import StopSignals
+from etcd_elector._tasks import cancel_and_wait, wait_first
 from etcd_elector.shards import AsyncShardGroup, OwnedShard, ShardEventKind
 from etcd_elector.testing._history import Record, RecordKind
 
@@ -36,16 +38,15 @@ def writes_key(namespace: str, group: str, shard: str) -> str:
 async def main(args: argparse.Namespace) -> None:
     me = args.id
     leases: set[int] = set()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-
     # Fault runs detect a dead connection fast; benchmarks measure the library's defaults.
     fast = not args.library_defaults
-    async with AsyncClient(
-        args.endpoints, timeout=2.0 if fast else None, stream_timeout=1.0 if fast else None
-    ) as client:
+    async with (
+        StopSignals() as stop,
+        AsyncClient(
+            args.endpoints, timeout=2.0 if fast else None, stream_timeout=1.0 if fast else None
+        ) as client,
+    ):
         group = AsyncShardGroup(
             client,
             args.group,
@@ -138,13 +139,14 @@ async def main(args: argparse.Namespace) -> None:
         async with group:
             reporter = asyncio.create_task(report())
             runner = asyncio.create_task(group.run(work))
-            await asyncio.wait(
-                {runner, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
-            )
+            stopped = asyncio.create_task(stop.wait())
+            await wait_first(runner, stopped)
+            await cancel_and_wait(stopped)
             await group.close()
-            with contextlib.suppress(Exception):
-                await runner
-            reporter.cancel()
+            await wait_first(runner)
+            await cancel_and_wait(reporter)
+        if not runner.cancelled() and runner.exception() is not None:
+            logging.getLogger(__name__).error("the group's run failed: %r", runner.exception())
     emit(Record(RecordKind.EXITED, _clock.now(), candidate=me, leases=tuple(sorted(leases))))
 
 
