@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 
 from etcd_elector import AsyncClient, AsyncShardGroup, Compare, LeadershipError, Op, OwnedShard
@@ -52,10 +51,6 @@ async def produce(client: AsyncClient, namespace: str, partitions: int, count: i
 
 
 async def main(args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-
     async with AsyncClient() as client:  # endpoints from ETCD_ENDPOINTS
         if args.produce:
             await produce(client, args.namespace, args.partitions, args.produce)
@@ -97,12 +92,9 @@ async def main(args: argparse.Namespace) -> int:
             print(f"partition {partition}: released", flush=True)
 
         async with group:
-            runner = asyncio.create_task(group.run(consume))
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            await group.close()  # drain every partition, hand them over, leave
-            stopper.cancel()
-            await runner
+            # SIGTERM or Ctrl-C: drain every partition, hand them over, leave; run() returns.
+            group.stop_on_signals()
+            await group.run(consume)
     print("stopped", flush=True)
     return 0
 

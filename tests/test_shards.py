@@ -414,6 +414,54 @@ def test_the_sync_twin_runs_work_in_threads(etcd_endpoint: str, namespace: str) 
         events.close()
 
 
+BLOCKING_REPLICA = """
+import sys
+from etcd_elector import Client, ShardGroup
+
+def work(shard):
+    print("owned", shard.shard, flush=True)
+    shard.stopping.wait()
+    print("drained", shard.shard, flush=True)
+
+endpoint, namespace = sys.argv[1:3]
+with Client(endpoint) as client:
+    with ShardGroup(client, "orders", shards=2, namespace=namespace, ttl=2) as group:
+        group.stop_on_signals()
+        group.run(work)
+    print("left", flush=True)
+"""
+
+
+def test_the_sync_twin_stopped_by_sigterm_drains_and_hands_every_shard_back(
+    etcd_endpoint: str, namespace: str
+) -> None:
+    """A threaded program, stopped the way a service manager stops it: the signal reaches a
+    main thread blocked in run(); every work sees ``stopping`` and returns, every key goes."""
+    process = subprocess.Popen(
+        dies_with_parent([sys.executable, "-c", BLOCKING_REPLICA, etcd_endpoint, namespace]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        owned = [process.stdout.readline().split() for _ in range(2)]
+        assert sorted(owned) == [["owned", "0"], ["owned", "1"]]
+        with Client(etcd_endpoint) as client:
+            assert len(client.get_prefix(namespace + "/").kvs) == 3  # a member, two owners
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=WAIT)
+            assert process.returncode == 0 and "Traceback" not in err, err
+            assert sorted(out.split("\n")[:-2]) == ["drained 0", "drained 1"]
+            assert out.split("\n")[-2] == "left"
+            # Deleted and revoked on the way out, not left to expire with a 2 s lease.
+            assert client.get_prefix(namespace + "/").kvs == ()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 async def test_a_catching_up_watch_claims_no_more_than_its_events_show(
     client: AsyncClient, namespace: str
 ) -> None:

@@ -282,14 +282,6 @@ class _ShardRunner:
         finally:
             self.supervisors.pop(owned.shard, None)
 
-    def released(self, owned: OwnedShard, reason: EndReason) -> None:
-        group = self.group.group
-        self.printer.event(
-            "released", group, shard=owned.shard, token=owned.token,
-            lease=owned.lease_hex, reason=reason,
-            text=f"released {group} shard={owned.shard} token={owned.token} reason={reason}",
-        )  # fmt: skip
-
     def kill_now(self, signum: int) -> None:
         """A further stop signal: SIGKILL every command's tree at once; the shards are still
         released and the lease revoked (only SIGKILL of this process skips that)."""
@@ -311,6 +303,15 @@ async def _run(args: ParsedArgs, options: Options, printer: Printer) -> int:
     check_grace(grace, options.ttl)
     check_command(args.argv)
     names = _parse_shards(args.shards)
+
+    def released(owned: OwnedShard, reason: EndReason) -> None:
+        group = owned.group
+        printer.event(
+            "released", group, shard=owned.shard, token=owned.token,
+            lease=owned.lease_hex, reason=reason,
+            text=f"released {group} shard={owned.shard} token={owned.token} reason={reason}",
+        )  # fmt: skip
+
     async with StopSignals(signals=COMMAND_LINE_SIGNALS) as signals, open_client(options) as client:
         group = AsyncShardGroup(
             client,
@@ -321,12 +322,12 @@ async def _run(args: ParsedArgs, options: Options, printer: Printer) -> int:
             namespace=options.namespace,
             ttl=options.ttl,
             drain=0,  # the supervisor drains: SIGTERM, grace, SIGKILL, never past the deadline
+            on_released=released,
         )
         await group.view.snapshot()  # fail fast: unreachable etcd, credentials, permissions
         runner = _ShardRunner(
             group, _RunSettings(printer, args.argv, grace, grace_given, args.restart, signals)
         )
-        group.on_released = runner.released
         signals.on_repeat(runner.kill_now)
         async with group:
             running = asyncio.ensure_future(group.run(runner.work))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncGenerator, Sequence
 from types import TracebackType
 from typing import Any
@@ -38,9 +39,10 @@ from .._errors import AmbiguousResult, ConfigurationError, NotLeader, TransportE
 from .._identity import default_identity
 from .._log import log_event
 from .._reasons import EndReason
+from .._stop_signals import StopSignals
 from .._tasks import cancel_all, wait_first
 from ..etcd import AsyncEtcdClient, Compare, Op, RangeResult, TxnResult
-from ._events import OnAcquired, OnReleased, ShardEvent, ShardEventKind, ShardWork
+from ._events import EventStream, OnAcquired, OnReleased, ShardEvent, ShardEventKind, ShardWork
 from ._holdings import Holdings, Rejoin
 from ._owned import OwnedShard
 from ._spec import MemberInfo, shard_names, validate_weight
@@ -99,46 +101,30 @@ class AsyncShardGroup:
             )
         self.timing = Timing(ttl, margin, keepalive_interval)  # checked once, here
         self._releaser = Releaser(client, self.group)
+        self._changed = asyncio.Event()  # set: the plan needs a look
+        self._events = EventStream()
         self._holdings = Holdings(
-            client, self.keys, self.identity, self._releaser, self._publish, self._changed_now
+            client,
+            self.keys,
+            self.identity,
+            self._releaser,
+            self._events.publish,
+            self._changed.set,
         )
         self._holdings.drain = float(drain)
         self._holdings.on_acquired = on_acquired
         self._holdings.on_released = on_released
         self._member_revision = 0
         self._snapshot: GroupSnapshot | None = None
-        self._subscribers: list[asyncio.Queue[ShardEvent]] = []
-        self._changed = asyncio.Event()
-        self._closing: asyncio.Event | None = None
-        self._run_finished: asyncio.Event | None = None
+        self._closing = asyncio.Event()  # set: leave, and return from run()
+        self._run_finished = asyncio.Event()
+        self._run_finished.set()
+        self._stop_signals: StopSignals | None = None
         self._running = False
         self._stopped = False
 
     def __repr__(self) -> str:
         return f"<AsyncShardGroup {self.group!r} owned={len(self.owned())}/{len(self.shards)}>"
-
-    # -- settings that may change between runs ----------------------------------------------
-
-    @property
-    def drain(self) -> float:
-        """Seconds a moving shard's work gets to stop before it is cancelled."""
-        return self._holdings.drain
-
-    @property
-    def on_acquired(self) -> OnAcquired | None:
-        return self._holdings.on_acquired
-
-    @on_acquired.setter
-    def on_acquired(self, callback: OnAcquired | None) -> None:
-        self._holdings.on_acquired = callback
-
-    @property
-    def on_released(self) -> OnReleased | None:
-        return self._holdings.on_released
-
-    @on_released.setter
-    def on_released(self, callback: OnReleased | None) -> None:
-        self._holdings.on_released = callback
 
     # -- local state (no I/O) --------------------------------------------------------------
 
@@ -180,18 +166,9 @@ class AsyncShardGroup:
         """The whole group now (a linearizable read)."""
         return await self.view.snapshot()
 
-    async def events(self) -> AsyncGenerator[ShardEvent, None]:
-        """Every event from now on, ending after ``STOPPED``."""
-        queue: asyncio.Queue[ShardEvent] = asyncio.Queue()
-        self._subscribers.append(queue)
-        try:
-            while True:
-                event = await queue.get()
-                yield event
-                if event.kind is ShardEventKind.STOPPED:
-                    return
-        finally:
-            self._subscribers.remove(queue)
+    def events(self) -> AsyncGenerator[ShardEvent, None]:
+        """Every event from now on (from the first ``anext``), ending after ``STOPPED``."""
+        return self._events.follow()
 
     # -- fenced writes -----------------------------------------------------------------------
 
@@ -239,11 +216,7 @@ class AsyncShardGroup:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> AsyncShardGroup:
-        """Make the group ready to run (``async with`` does this); no I/O."""
-        if self._closing is None:
-            self._closing = asyncio.Event()
-            self._run_finished = asyncio.Event()
-            self._run_finished.set()
+        """Nothing to do before :meth:`run` (``async with`` calls it); no I/O."""
         return self
 
     async def __aenter__(self) -> AsyncShardGroup:
@@ -259,14 +232,55 @@ class AsyncShardGroup:
 
     async def close(self) -> None:
         """Drain and release every shard, leave the group, revoke the lease. Idempotent."""
-        await self.start()
-        assert self._closing is not None and self._run_finished is not None
         self._closing.set()
         self._changed.set()
         await self._run_finished.wait()
+        self._restore_signals()
         if not self._stopped:
             self._stopped = True
-            self._publish(ShardEvent(ShardEventKind.STOPPED))
+            self._events.publish(ShardEvent(ShardEventKind.STOPPED))
+
+    def stop_on_signals(self) -> None:
+        """Leave cleanly on SIGTERM (docker stop, systemd, Kubernetes) and SIGINT (Ctrl-C)::
+
+            async with AsyncShardGroup(client, "orders", shards=64) as group:
+                group.stop_on_signals()
+                await group.run(consume)  # returns once a signal came and every shard is back
+
+        The member key goes first, every shard's work is drained and its shard released, the
+        lease is revoked, and ``run()`` returns: no ``KeyboardInterrupt``, no traceback. A
+        signal that comes again while leaving is ignored, so the shards are still handed
+        back. Once ``run()`` has returned after a stop (or at ``close()``), the previous
+        handlers are back. Call it from the main thread, inside the running event loop.
+
+        :raises RuntimeError: outside the main thread or outside a running event loop.
+        """
+        if self._stop_signals is None:
+            signals = StopSignals(asyncio.get_running_loop(), self.on_stop_signal)
+            signals.install()
+            self._stop_signals = signals
+
+    def _restore_signals(self) -> None:
+        signals, self._stop_signals = self._stop_signals, None
+        if signals is not None:
+            signals.restore()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the group was told to leave (``close()``, a stop signal)."""
+        return self._closing.is_set()
+
+    def on_stop_signal(self, signum: int) -> None:
+        """What a stop signal does (either twin's :meth:`stop_on_signals` handler calls it, on
+        the event loop): leave the group, then ``run()`` returns. Again while leaving,
+        nothing."""
+        name = signal.Signals(signum).name
+        if self._closing.is_set():
+            log_event(log, logging.INFO, f"{name} again: already leaving", group=self.group)
+            return
+        log_event(log, logging.INFO, f"{name}: leaving the group", group=self.group)
+        self._closing.set()
+        self._changed.set()
 
     async def run(self, work: ShardWork) -> None:
         """Join the group and run ``work(shard)`` for every shard this replica owns, until
@@ -277,8 +291,6 @@ class AsyncShardGroup:
         :raises ConfigurationError: if live members of the group declare other shards.
         :raises PermissionDenied: if etcd refuses access to the group's keys.
         """
-        await self.start()
-        assert self._closing is not None and self._run_finished is not None
         if self._running:
             raise RuntimeError("run() is already active on this shard group")
         self._running = True
@@ -310,12 +322,13 @@ class AsyncShardGroup:
             if session is not None:
                 await session.close()
             self._run_finished.set()
+            if self._closing.is_set():
+                self._restore_signals()  # we left: a further signal is not ours
 
     # -- membership --------------------------------------------------------------------------
 
     async def _join(self) -> AsyncSession | None:
         """A new session with our member key on it; ``None`` if closing first."""
-        assert self._closing is not None
         snapshot = await self.view.snapshot()
         strangers = [m for m in snapshot.members.values() if m.shards != self.shards]
         if strangers:
@@ -352,12 +365,11 @@ class AsyncShardGroup:
             weight=self.weight,
             shards=len(self.shards),
         )
-        self._publish(ShardEvent(ShardEventKind.JOINED, lease=session.lease_id))
+        self._events.publish(ShardEvent(ShardEventKind.JOINED, lease=session.lease_id))
         return session
 
     async def _serve(self, session: AsyncSession, work: ShardWork) -> None:
         """Follow the group and act on the plan until the session is lost or we leave."""
-        assert self._closing is not None
         follower = asyncio.ensure_future(self._follow())
         lost = asyncio.ensure_future(session.wait_lost())
         reason = EndReason.CLOSED
@@ -394,7 +406,8 @@ class AsyncShardGroup:
             await self._releaser.close()
             self._snapshot = None
             self._holdings.session = None
-            self._publish(ShardEvent(ShardEventKind.LEFT, lease=session.lease_id, reason=reason))
+            left = ShardEvent(ShardEventKind.LEFT, lease=session.lease_id, reason=reason)
+            self._events.publish(left)
             await session.close()
 
     async def _until_changed(self, session: AsyncSession, *tasks: asyncio.Future[Any]) -> None:
@@ -428,12 +441,3 @@ class AsyncShardGroup:
         snapshot = self._snapshot
         if snapshot is not None and snapshot.revision >= self._member_revision:
             self._holdings.reconcile(snapshot, self.shards, session, work)
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _changed_now(self) -> None:
-        self._changed.set()
-
-    def _publish(self, event: ShardEvent) -> None:
-        for queue in self._subscribers:
-            queue.put_nowait(event)

@@ -73,8 +73,8 @@ class Holdings:
         self._work: dict[str, asyncio.Task[None]] = {}
         self._forgetting: set[asyncio.Task[None]] = set()
         self._releaser = releaser
-        self._publish = publish
-        self._changed = changed
+        self.publish = publish
+        self.changed = changed  # the plan needs a look
 
     def working(self) -> list[str]:
         return sorted(s for s, t in self._work.items() if not t.done())
@@ -94,7 +94,7 @@ class Holdings:
         )
         self.held[shard] = owned
         self._log(logging.INFO, "shard acquired", owned)
-        self._publish(
+        self.publish(
             ShardEvent(ShardEventKind.ACQUIRED, shard, token, session.lease_id, None, owned)
         )
         self._work[shard] = asyncio.ensure_future(self._run_work(owned, work))
@@ -109,7 +109,7 @@ class Holdings:
             self._log(logging.ERROR, "work failed, leaving the group", owned, detail=repr(exc))
             if self.failure is None:
                 self.failure = exc
-            self._changed()
+            self.changed()
 
     # -- ends ----------------------------------------------------------------------------------
 
@@ -125,7 +125,7 @@ class Holdings:
         owned = self.held[shard]
         try:
             owned._state.stop()
-            self._publish(
+            self.publish(
                 ShardEvent(ShardEventKind.DRAINING, shard, owned.token, owned.lease_id, None, owned)
             )
             task = self._work.get(shard)
@@ -152,7 +152,7 @@ class Holdings:
         kind = ShardEventKind.RELEASED if released else ShardEventKind.LOST
         level = logging.INFO if released else logging.WARNING
         self._log(level, f"shard {kind.value}", owned, reason=reason)
-        self._publish(ShardEvent(kind, shard, owned.token, owned.lease_id, reason, owned))
+        self.publish(ShardEvent(kind, shard, owned.token, owned.lease_id, reason, owned))
         return owned
 
     def lose(self, owned: OwnedShard, reason: EndReason) -> None:
@@ -176,7 +176,7 @@ class Holdings:
         if self.held.get(owned.shard) is owned:
             del self.held[owned.shard]
         self.released[owned.shard] = max(self.released.get(owned.shard, 0), owned.token)
-        self._changed()
+        self.changed()
         await self._call(self.on_released, owned, reason)
 
     async def _stop_work(self, shard: str) -> None:
@@ -257,7 +257,7 @@ class Holdings:
         except TransportError as exc:
             log_event(log, logging.INFO, "claim failed", detail=exc, group=self.group)
             await Backoff(0.1, 0.2).sleep()
-            self._changed()
+            self.changed()
         finally:
             for shard in shards:
                 self.claiming.pop(shard, None)

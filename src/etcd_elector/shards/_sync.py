@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .._election._names import DEFAULT_NAMESPACE
 from .._portal import Portal, SyncIterator
+from .._stop_signals import StopSignals
 from .._sync._bridge import Twin, blocking
 from ._events import OnAcquired, OnReleased, ShardEvent
 from ._group import AsyncShardGroup
@@ -92,11 +93,41 @@ class ShardGroup(Twin[AsyncShardGroup]):
         )
         super().__init__(client, aio)
         self.client = client
+        self._stop_signals: StopSignals | None = None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Drain and release every shard, leave, revoke the lease. Idempotent; any thread."""
         if not self.client.closed:
             self.portal.call(self.aio.close)
+        self._restore_signals()
+
+    def stop_on_signals(self) -> None:
+        """Leave cleanly on SIGTERM (docker stop, systemd, Kubernetes) and SIGINT (Ctrl-C)::
+
+            with ShardGroup(client, "orders", shards=64) as group:
+                group.stop_on_signals()
+                group.run(consume)  # returns once a signal came and every shard is back
+
+        Every shard's ``stopping`` is set, each work is waited for (up to the drain budget)
+        and its shard released, the lease revoked, and ``run()`` returns: no
+        ``KeyboardInterrupt``, no traceback. A signal that comes again while leaving is
+        ignored. Once ``run()`` has returned after a stop (or at ``close()``), the previous
+        handlers are back. Call it from the main thread; ``run()`` may then block there.
+
+        :raises RuntimeError: outside the main thread.
+        """
+        if self._stop_signals is None:
+            signals = StopSignals(self.portal.loop, self.aio.on_stop_signal)
+            signals.install()
+            self._stop_signals = signals
+
+    def _restore_signals(self) -> None:
+        signals, self._stop_signals = self._stop_signals, None
+        if signals is not None:
+            signals.restore()
 
     def owned(self) -> dict[str, OwnedShard]:
         """Local, no I/O: the shards owned right now."""
@@ -145,6 +176,8 @@ class ShardGroup(Twin[AsyncShardGroup]):
                 raise
 
         self.portal.call(self.aio.run, in_a_thread)
+        if self.aio.stopping:
+            self._restore_signals()  # we left: a further signal is not ours
 
 
 def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
