@@ -41,9 +41,16 @@ def children() -> dict[int, str]:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue  # gone meanwhile
-            if stat.rsplit(")", 1)[-1].split()[0] != "Z":
-                found[pid] = command.decode(errors="replace").strip()[:200]
+            shown = command.decode(errors="replace").strip()
+            if stat.rsplit(")", 1)[-1].split()[0] != "Z" and not process_wide(shown):
+                found[pid] = shown[:200]
     return found
+
+
+def process_wide(command: str) -> bool:
+    """Python's multiprocessing starts one resource tracker per process at its first use (a
+    library under test may), and it lives as long as the process by design."""
+    return "from multiprocessing.resource_tracker import main" in command
 
 
 def settle(still_there: Callable[[], C]) -> C:

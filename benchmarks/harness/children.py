@@ -17,7 +17,7 @@ from harness.layout import REPO_ROOT
 
 def child_env(**extra: str) -> dict[str, str]:
     """The environment without etcd client settings (they would override our flags)."""
-    from etcd_elector._environ import without_etcd_settings
+    from etcd_elector.testing import without_etcd_settings
 
     env = without_etcd_settings(os.environ)
     env.pop("PYTHONPATH", None)

@@ -14,11 +14,13 @@ Usable from any test suite; the pytest fixtures live in
 
 Helper processes a harness starts (candidates, workers) should not outlive it: start them
 with ``dies_with_parent(argv)`` and they are SIGKILLed when the harness dies, even by SIGKILL
-(Linux; elsewhere the command runs unwrapped).
+(Linux; elsewhere the command runs unwrapped), and give them
+``without_etcd_settings(os.environ)`` so the caller's ``ETCD_*`` settings do not reach them.
 """
 
 from __future__ import annotations
 
+from etcd_elector._environ import without_etcd_settings
 from etcd_elector._orphans import dies_with_parent
 from etcd_elector.testing._binary import ETCD_BINARY_ENV, etcd_version, find_etcd_binary
 from etcd_elector.testing._chaos import FAULTS, ChaosResult, ChaosSettings, run_chaos
@@ -75,4 +77,5 @@ __all__ = [
     "reserve_port",
     "run_chaos",
     "socket_owner",
+    "without_etcd_settings",
 ]
