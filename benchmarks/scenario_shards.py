@@ -16,6 +16,7 @@ import contextlib
 import math
 import signal
 import sys
+import time
 from collections import Counter
 from typing import Any
 
@@ -24,12 +25,17 @@ from harness.etcd_metrics import metrics_delta, requests_by_method, scrape
 from harness.runner import Context, log, scenario_main
 from harness.stats import summarize
 
-from etcd_elector import AsyncClient, _clock
+from etcd_elector import AsyncClient
 
 TTL = 3
 NAMESPACE = "/bench-shards"
 FULL = [(3, 64), (3, 1000), (5, 64), (5, 1000), (10, 64), (10, 1000)]
 QUICK = [(3, 64)]
+
+
+def now() -> float:
+    """The clock the replicas stamp their lines with: etcd_elector's, CLOCK_BOOTTIME."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 class Group:
@@ -100,7 +106,7 @@ class Group:
                 raise TimeoutError(f"{self.name}: not {what} within {timeout:g}s")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), min(remaining, 0.1))
-        return _clock.now()
+        return now()
 
     async def close(self) -> None:
         """SIGTERM (a graceful leave) every replica; SIGKILL what is left after 15 s."""
@@ -145,7 +151,7 @@ async def one_config(
         leaver = group.live()[0]
         theirs = {s for s, o in group.owner.items() if o == leaver}
         before = dict(group.owner)
-        mark = _clock.now()
+        mark = now()
         group.depart(leaver, signal.SIGTERM)
         moved_at = await group.until(
             lambda: all(group.owner.get(s) not in (None, leaver) for s in theirs),
@@ -170,7 +176,7 @@ async def one_config(
             victim = group.live()[-1]
             theirs = {s for s, o in group.owner.items() if o == victim}
             before = dict(group.owner)
-            mark = _clock.now()
+            mark = now()
             group.depart(victim, signal.SIGKILL)
             group.owner = {s: o for s, o in group.owner.items() if o != victim}
             await group.until(
