@@ -16,13 +16,15 @@ README = Path(__file__).parent.parent / "README.md"
 FOUNDATION = """_proto _errors _reasons _bounded _repeats _seconds _environ _clock _backoff _log
 _logfmt _secret _identity _keys _tasks _metrics _orphans _stop_signals _portal _tls _config"""
 
-# Lowest first. A module is in the layer of the longest prefix that names it.
+# Lowest first. A module is in the layer of the longest prefix that names it ("" is the
+# package itself).
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", FOUNDATION.split()),
     ("etcd", ["etcd"]),
     ("election", ["_election"]),
-    ("facade", ["_client", "_health"]),
+    ("facade", ["_client", "_health", "_systemd"]),
     ("blocking", ["_sync"]),
+    ("shards", ["shards"]),
     ("public", [""]),
     ("extensions", ["integrations", "testing"]),
     ("cli", ["cli", "__main__"]),
@@ -46,7 +48,7 @@ def layer_of(module: str) -> int:
     best, rank = -1, -1
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            named = prefix == "" or module == prefix or module.startswith(prefix + ".")
+            named = module == prefix or (prefix != "" and module.startswith(prefix + "."))
             if named and len(prefix) > best:
                 best, rank = len(prefix), index
     assert rank >= 0, f"{module!r} is in no layer: add it to LAYERS"

@@ -15,6 +15,7 @@ import pytest
 
 import etcd_elector
 import etcd_elector.etcd
+import etcd_elector.shards
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,6 +28,8 @@ TOP_LEVEL = [
     "AsyncElectionView",
     "AsyncElector",
     "AsyncSession",
+    "AsyncShardGroup",
+    "AsyncShardView",
     "AsyncWatch",
     "AuthenticationFailed",
     "CampaignFailed",
@@ -48,6 +51,7 @@ TOP_LEVEL = [
     "EtcdServerError",
     "EtcdUnreachable",
     "FencedResult",
+    "GroupSnapshot",
     "HealthServer",
     "HistoryLoss",
     "JsonLogFormatter",
@@ -62,6 +66,7 @@ TOP_LEVEL = [
     "NoopMetrics",
     "NotLeader",
     "Op",
+    "OwnedShard",
     "PermissionDenied",
     "PrometheusMetrics",
     "RequestRejected",
@@ -71,6 +76,11 @@ TOP_LEVEL = [
     "Session",
     "SessionLost",
     "SessionState",
+    "ShardEvent",
+    "ShardEventKind",
+    "ShardGroup",
+    "ShardOwner",
+    "ShardView",
     "SystemdNotifier",
     "TLSHandshakeFailed",
     "Term",
@@ -113,7 +123,35 @@ ETCD = [
     "WatchBatch",
 ]
 
-TWINS = ["Client", "Session", "Election", "ElectionView", "Elector", "Watch"]
+# What a shard group's tools use besides the top level: the plan and the key layout.
+SHARDS = [
+    "AsyncShardGroup",
+    "AsyncShardView",
+    "GroupKeys",
+    "GroupSnapshot",
+    "MemberInfo",
+    "OwnedShard",
+    "ShardEvent",
+    "ShardEventKind",
+    "ShardGroup",
+    "ShardOwner",
+    "ShardView",
+    "ShardWork",
+    "plan",
+    "quotas",
+    "shard_names",
+]
+
+TWINS = [
+    "Client",
+    "Session",
+    "Election",
+    "ElectionView",
+    "Elector",
+    "Watch",
+    "ShardGroup",
+    "ShardView",
+]
 
 
 def test_the_top_level_exports_exactly_these_names() -> None:
@@ -127,6 +165,14 @@ def test_the_etcd_module_exports_exactly_these_names() -> None:
     for name in ETCD:
         obj = getattr(etcd_elector.etcd, name)
         assert inspect.getdoc(obj), name
+        if name in TOP_LEVEL:
+            assert getattr(etcd_elector, name) is obj  # one object, two places to import it
+
+
+def test_the_shards_module_exports_exactly_these_names() -> None:
+    assert etcd_elector.shards.__all__ == SHARDS
+    for name in SHARDS:
+        obj = getattr(etcd_elector.shards, name)
         if name in TOP_LEVEL:
             assert getattr(etcd_elector, name) is obj  # one object, two places to import it
 
@@ -188,7 +234,7 @@ def test_no_any_in_the_public_signatures_of_the_blocking_twins() -> None:
 
 
 SNIPPET = """
-from etcd_elector import AsyncClient, Client, Op
+from etcd_elector import AsyncClient, Client, Op, ShardGroup
 
 async def uses_the_async_api(client: AsyncClient) -> None:
     client.elector("x", ttl="10")  # error: ttl
@@ -205,6 +251,9 @@ def uses_the_blocking_api(client: Client) -> None:
         session.election("x").txn(success=[Op.put("k", "v")], timeout="1")  # error: timeout
     client.elector("x", ttl=10, margin=1.5, on_lost=lambda term, reason: None)
     client.get("k", revision=1, timeout=2.0)
+    group = ShardGroup(client, "orders", shards=4, weight="2")  # error: weight
+    group.txn("0", success=[Op.put("k", "v")], failure=Op.get("k"))  # error: failure
+    group.txn(group.owned()["0"], success=[Op.put("k", "v")])
 """
 
 

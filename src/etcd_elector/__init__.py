@@ -63,6 +63,17 @@ from ._sync._elector import Elector
 from ._sync._session import Election, ElectionView, Session
 from ._systemd import SystemdNotifier
 from .etcd import AsyncWatch, Compare, HistoryLoss, KeyValue, Op, TxnResult
+from .shards import (
+    AsyncShardGroup,
+    AsyncShardView,
+    GroupSnapshot,
+    OwnedShard,
+    ShardEvent,
+    ShardEventKind,
+    ShardGroup,
+    ShardOwner,
+    ShardView,
+)
 
 __version__ = "0.1.0"
 """The version of etcd-elector."""
@@ -74,6 +85,8 @@ __all__ = [
     "AsyncElectionView",
     "AsyncElector",
     "AsyncSession",
+    "AsyncShardGroup",
+    "AsyncShardView",
     "AsyncWatch",
     "AuthenticationFailed",
     "CampaignFailed",
@@ -95,6 +108,7 @@ __all__ = [
     "EtcdServerError",
     "EtcdUnreachable",
     "FencedResult",
+    "GroupSnapshot",
     "HealthServer",
     "HistoryLoss",
     "JsonLogFormatter",
@@ -109,6 +123,7 @@ __all__ = [
     "NoopMetrics",
     "NotLeader",
     "Op",
+    "OwnedShard",
     "PermissionDenied",
     "PrometheusMetrics",
     "RequestRejected",
@@ -118,6 +133,11 @@ __all__ = [
     "Session",
     "SessionLost",
     "SessionState",
+    "ShardEvent",
+    "ShardEventKind",
+    "ShardGroup",
+    "ShardOwner",
+    "ShardView",
     "SystemdNotifier",
     "TLSHandshakeFailed",
     "Term",

@@ -18,7 +18,8 @@ class EndReason(enum.StrEnum):
     The session's own: ``DEADLINE``, ``EXPIRED``, ``CLOSED``, ``ORPHANED``, ``HISTORY_LOST``
     (a term ends with its session's reason). The term's: ``RESIGNED``, ``KEY_DELETED``,
     ``NOT_LEADER``. The elector's, as ``on_lost`` gets them: ``WORK_DONE``, ``WORK_FAILED``
-    and ``CLOSED``.
+    and ``CLOSED``. A shard's ownership ends with ``MOVED``, ``CLOSED`` (the replica left),
+    ``KEY_DELETED`` or its session's reason.
     """
 
     #: No renewal before the local deadline.
@@ -43,5 +44,7 @@ class EndReason(enum.StrEnum):
     WORK_DONE = "work_done"
     #: The work raised; the elector resigned and re-raises.
     WORK_FAILED = "work_failed"
+    #: A shard group's plan gave the shard to another replica: drained, then released.
+    MOVED = "moved"
     #: The session was never started (``SessionLost`` from ``check()``).
     NOT_STARTED = "not_started"

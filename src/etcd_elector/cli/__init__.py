@@ -51,6 +51,10 @@ def _command(name: str) -> Command:
         from ._chaos import chaos
 
         return chaos
+    if name == "shards":
+        from ._shards import shards
+
+        return shards
     if name == "check-config":
         from ._checkconfig import check_config
 

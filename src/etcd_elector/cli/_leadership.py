@@ -153,6 +153,13 @@ class Leadership:
     def exiting(self) -> bool:
         return self._exit_requested.is_set()
 
+    @property
+    def term_session(self) -> AsyncSession:
+        """The session the current term is held on."""
+        election = self.elector.election
+        assert election is not None, "asked outside a term"
+        return election.session
+
     def _start_health(self) -> HealthServer | None:
         """``--health-addr``: serve /healthz, /leader and /metrics (Prometheus metrics on the
         default registry when prometheus-client is installed).

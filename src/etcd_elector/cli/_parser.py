@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from .. import __version__
 from ._exit import EXIT_CODES_HELP, ExitCode
+from ._shards_args import add_parser as add_shards_parser
 
 __all__ = [
     "COMMAND_GLOBALS",
@@ -175,6 +176,7 @@ COMMAND_GLOBALS: dict[str, tuple[str, ...]] = {
     "demo": ("ttl", *_OUTPUT),
     "check-config": ("ttl", *_OUTPUT),
     "chaos": ("ttl", *_OUTPUT),
+    "shards": (*_TALKS_TO_ETCD, "ttl", *_OUTPUT),
 }
 _WHY_NOT = {
     "observe": "it holds no lease",
@@ -270,6 +272,12 @@ def _add_global(parser: argparse._ActionsContainer, option: _Global, *, top: boo
     parser.add_argument(*option.flags, **extra)  # type: ignore[arg-type]
 
 
+def _hidden_globals(parser: argparse.ArgumentParser) -> None:
+    """Every global option, accepted after the command too, described only in the top help."""
+    for option in GLOBALS:
+        _add_global(parser, option, top=False)
+
+
 def _globals_note(name: str) -> str:
     takes = ", ".join(_BY_DEST[dest].flags[-1] for dest in COMMAND_GLOBALS[name])
     listed = textwrap.fill(takes, width=78, initial_indent="  ", subsequent_indent="  ")
@@ -342,8 +350,7 @@ def _build() -> argparse.ArgumentParser:
             epilog=(epilog + "\n\n" if epilog else "") + _globals_note(name),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        for option in GLOBALS:
-            _add_global(sub, option, top=False)
+        _hidden_globals(sub)
         return sub
 
     campaign = command(
@@ -536,8 +543,11 @@ def _build() -> argparse.ArgumentParser:
         "gets the list)",
     )
 
-    # Last, so that it lists every option of 'run'.
-    run.usage = run.format_usage().removeprefix("usage: ").rstrip() + " " + RUN_TRAILER
+    shards_run = add_shards_parser(command, _hidden_globals, _globals_note("shards"))
+
+    # Last, so that they list every option of 'run'.
+    for runs in (run, shards_run):
+        runs.usage = runs.format_usage().removeprefix("usage: ").rstrip() + " " + RUN_TRAILER
     return parser
 
 
@@ -582,8 +592,16 @@ def parse_args(argv: Sequence[str] | None = None) -> ParsedArgs:
         if not trailing:
             raise UsageError(f"run needs a command: {PROG} run NAME {RUN_TRAILER}")
         parsed.argv = trailing
+    elif parsed.command == "shards" and parsed.shards_command == "run":
+        if not trailing:
+            raise UsageError(
+                f"shards run needs a command: {PROG} shards run GROUP --shards N {RUN_TRAILER}"
+            )
+        parsed.argv = trailing
     elif trailing is not None:
-        raise UsageError(f"'--' is only used with 'run', not with '{parsed.command}'")
+        raise UsageError(
+            f"'--' is only used with 'run' and 'shards run', not with '{parsed.command}'"
+        )
     _reject_foreign_globals(parsed)
     _check_output(parsed)
     return parsed

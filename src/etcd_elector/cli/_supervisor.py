@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from .. import _clock
 from .._election._session import AsyncSession
@@ -47,7 +47,7 @@ from ._restart import RestartPolicy
 from ._watchdog import REASONS
 from ._watched import CommandExit, WatchedCommand
 
-__all__ = ["DEFAULT_GRACE", "Supervisor", "grace_cap", "run"]
+__all__ = ["DEFAULT_GRACE", "Supervisor", "TermHolder", "grace_cap", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,33 @@ def check_grace(grace: float, ttl: int) -> None:
         )
 
 
+class TermHolder(Protocol):
+    """Whoever holds the terms the supervisor runs the command in: an election's
+    :class:`~._leadership.Leadership`, or one shard's ownership (``shards run``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def once(self) -> bool: ...
+
+    @property
+    def exiting(self) -> bool: ...
+
+    @property
+    def term_session(self) -> AsyncSession:
+        """The session the current term is held on (its deadline is the command's)."""
+        ...
+
+    def request_exit(self, code: int) -> None: ...
+
+
 class Supervisor:
     """Runs the command during each term, under its watchdog."""
 
     def __init__(
         self,
-        leadership: Leadership,
+        leadership: TermHolder,
         printer: Printer,
         argv: Sequence[str],
         *,
@@ -170,9 +191,7 @@ class Supervisor:
         """The elector's work for one term; cancelled by the elector when the term ends.
         Returns (so the elector resigns and campaigns again) when the command fails
         ``--max-failures`` times within ``--failure-window``."""
-        election = self.leadership.elector.election
-        assert election is not None
-        session = election.session
+        session = self.leadership.term_session
         grace = self.effective_grace(session)
         self._follow_renewals(session)
         policy = RestartPolicy(
