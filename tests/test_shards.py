@@ -415,13 +415,19 @@ def test_the_sync_twin_runs_work_in_threads(etcd_endpoint: str, namespace: str) 
 
 
 BLOCKING_REPLICA = """
-import sys
+import sys, threading
 from etcd_elector import Client, ShardGroup
 
+said = threading.Lock()
+
+def say(line):  # works run in threads of their own: one whole line at a time
+    with said:
+        print(line, flush=True)
+
 def work(shard):
-    print("owned", shard.shard, flush=True)
+    say(f"owned {shard.shard}")
     shard.stopping.wait()
-    print("drained", shard.shard, flush=True)
+    say(f"drained {shard.shard}")
 
 endpoint, namespace = sys.argv[1:3]
 with Client(endpoint) as client:
