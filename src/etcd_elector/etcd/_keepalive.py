@@ -43,6 +43,7 @@ class KeepAliveStream:
         self._token: str | None = None  # the auth token the stream was opened with
         self._lock = asyncio.Lock()
         self._sent_at: float | None = None
+        self._answered_sent_at: float | None = None  # the send time of the last answered ping
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -139,6 +140,12 @@ class KeepAliveStream:
                 raise mapped
             received_at = _clock.now()
             self._transport.answered(endpoint)
+            previous, self._answered_sent_at = self._answered_sent_at, sent_at
+            if previous is not None:
+                # Pinged at this pace, the next ping is answered, or fails and resets the
+                # connection, within one more period and its budget: the connection's watches
+                # need no probe of their own till then.
+                self._transport.vouch(endpoint, received_at + (sent_at - previous) + budget)
             # A keepalive answer comes from one member's local state: cluster id only.
             self._transport.check_header(response.header, endpoint)
             log.debug(

@@ -162,6 +162,16 @@ class Transport:
         """A call or stream on ``endpoint`` just got an answer: its connection is alive."""
         self._endpoints.answered(endpoint)
 
+    def vouch(self, endpoint: Endpoint, until: float) -> None:
+        """A lease keepalive stream on ``endpoint`` will ask etcd again, and hear back or reset
+        the connection at its own deadline, by ``until``: until then nothing else on that
+        connection needs a liveness probe of its own."""
+        self._endpoints.vouch(endpoint, until)
+
+    def vouched(self, endpoint: Endpoint, now: float) -> bool:
+        """Whether a keepalive stream vouches for ``endpoint``'s connection at ``now``."""
+        return self._endpoints.vouched(endpoint, now)
+
     def endpoint_failed(
         self, endpoint: Endpoint, error: TransportError, *, since: float | None = None
     ) -> None:
