@@ -23,6 +23,7 @@ import scenario_handoff_report
 import scenario_overhead_report
 import scenario_partition_report
 import scenario_scale_report
+import scenario_startup_report
 import scenario_steady_report
 from harness.layout import BENCH_DIR, SCENARIOS
 from reporting.plots import Plotter
@@ -38,6 +39,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any] | None, Plotter], Section]] = {
     "scale": scenario_scale_report.section,
     "overhead": scenario_overhead_report.section,
     "steady": scenario_steady_report.section,
+    "startup": scenario_startup_report.section,
 }
 
 
