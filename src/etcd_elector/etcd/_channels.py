@@ -73,6 +73,14 @@ class EndpointPool:
         n = len(self._endpoints)
         return [self._endpoints[(self._preferred + i) % n] for i in range(n)]
 
+    def ready_preferred(self) -> Endpoint | None:
+        """The preferred endpoint if its connection is ready now (no waiting), else ``None``."""
+        endpoint = self._endpoints[self._preferred]
+        channel = self._channels.get(endpoint)
+        if channel is not None and channel.get_state() == _READY:
+            return endpoint
+        return None
+
     def channel(self, endpoint: Endpoint) -> grpc.aio.Channel:
         channel = self._channels.get(endpoint)
         if channel is None:

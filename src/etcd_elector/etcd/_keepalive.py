@@ -44,6 +44,7 @@ class KeepAliveStream:
         self._lock = asyncio.Lock()
         self._sent_at: float | None = None
         self._answered_sent_at: float | None = None  # the send time of the last answered ping
+        self._request = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)  # the same for every ping
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -64,7 +65,7 @@ class KeepAliveStream:
         )
         async with self._lock:
             deadline = _clock.now() + budget
-            request = rpc_pb2.LeaseKeepAliveRequest(ID=self.lease_id)
+            request = self._request
             unsent: list[TransportError] = []
             renewed = False
             while True:
@@ -148,13 +149,14 @@ class KeepAliveStream:
                 self._transport.vouch(endpoint, received_at + (sent_at - previous) + budget)
             # A keepalive answer comes from one member's local state: cluster id only.
             self._transport.check_header(response.header, endpoint)
-            log.debug(
-                "keepalive lease=%x ttl=%d rtt=%.1fms via %s",
-                self.lease_id,
-                response.TTL,
-                (received_at - sent_at) * 1000,
-                endpoint,
-            )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "keepalive lease=%x ttl=%d rtt=%.1fms via %s",
+                    self.lease_id,
+                    response.TTL,
+                    (received_at - sent_at) * 1000,
+                    endpoint,
+                )
             return KeepAliveAnswer(
                 lease_id=self.lease_id,
                 ttl=response.TTL,

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # etcd's require-leader marker: without it a stream on a member that lost quorum hangs.
 _REQUIRE_LEADER = ("hasleader", "true")
+# Built once: gRPC would convert a tuple of pairs into its Metadata on every call.
+_LEADER_ONLY = grpc.aio.Metadata(_REQUIRE_LEADER)
 
 _NOT_OPEN = "the client is not open: use 'async with AsyncClient(...)' or await client.open() first"
 
@@ -75,6 +77,7 @@ class Transport:
         )
         self._pool: EndpointPool | None = None
         self._readable: tuple[bytes, bytes] | None = None  # a range etcd let us read
+        self._sent_metadata: tuple[str | None, grpc.aio.Metadata] = (None, _LEADER_ONLY)
         history.set_probe(self._probe_history)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -116,6 +119,9 @@ class Transport:
         :raises ClientClosed: if the client is not open.
         """
         pool = self._endpoints
+        preferred = pool.ready_preferred()
+        if preferred is not None:
+            return preferred  # the usual case, without waiting on anything
         failures: list[Endpoint] = []
         for endpoint in pool.candidates():
             remaining = deadline - _clock.now()
@@ -198,11 +204,19 @@ class Transport:
 
     # -- credentials -------------------------------------------------------------------------
 
-    def _metadata(self) -> tuple[tuple[str, str], ...]:
+    def _metadata(self) -> grpc.aio.Metadata:
         """Metadata sent with every call and stream: require-leader, and the auth token once
-        one was obtained."""
+        one was obtained (built again only when the token changes)."""
         token = self._token
-        return (_REQUIRE_LEADER,) if token is None else (_REQUIRE_LEADER, ("token", token))
+        sent_token, metadata = self._sent_metadata
+        if token != sent_token:
+            metadata = (
+                _LEADER_ONLY
+                if token is None
+                else grpc.aio.Metadata(_REQUIRE_LEADER, ("token", token))
+            )
+            self._sent_metadata = (token, metadata)
+        return metadata
 
     @property
     def _token(self) -> str | None:
@@ -268,7 +282,7 @@ class Transport:
                 break
             stub = self._endpoints.callable(endpoint, method, "unary")
             token = self._token if with_token else None
-            metadata = self._metadata() if with_token else (_REQUIRE_LEADER,)
+            metadata = self._metadata() if with_token else _LEADER_ONLY
             attempt_started = _clock.now()
             expected = self.history.expect() if is_linearizable(method, request) else None
             try:
