@@ -277,13 +277,13 @@ class Transport:
             endpoint = await self.connect(deadline)
             if with_token and self._auth is not None:
                 await self._auth.ensure(deadline)
-            remaining = deadline - _clock.now()
+            attempt_started = _clock.now()
+            remaining = deadline - attempt_started
             if remaining <= 0:
                 break
             stub = self._endpoints.callable(endpoint, method, "unary")
             token = self._token if with_token else None
             metadata = self._metadata() if with_token else _LEADER_ONLY
-            attempt_started = _clock.now()
             expected = self.history.expect() if is_linearizable(method, request) else None
             try:
                 try:
