@@ -19,6 +19,7 @@ from .._errors import ConnectionFailed, NoLeader, RequestTimeout, TransportError
 from .._proto import rpc_pb2
 from .._seconds import seconds
 from . import _rpc
+from ._overdue import Overdue
 from ._types import KeepAliveAnswer
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class KeepAliveStream:
         self._sent_at: float | None = None
         self._answered_sent_at: float | None = None  # the send time of the last answered ping
         self._request = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)  # the same for every ping
+        self._overdue = Overdue()  # each answer's deadline, without a timer per ping
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -74,8 +76,9 @@ class KeepAliveStream:
                 call, endpoint = self._call, self._endpoint
                 assert endpoint is not None
                 sent_at = self._sent_at = _clock.now()
+                cancelling = self._overdue.start(deadline)
                 try:
-                    async with asyncio.timeout(max(0.0, deadline - sent_at)):
+                    try:
                         try:
                             await call.write(request)
                         except (
@@ -105,6 +108,12 @@ class KeepAliveStream:
                             ) from exc
                         response = await call.read()
                         break
+                    except asyncio.CancelledError:
+                        if self._overdue.expired(cancelling):
+                            raise TimeoutError from None
+                        raise
+                    finally:
+                        self._overdue.stop()
                 except asyncio.CancelledError:
                     if _rpc.cancelled_by_us():
                         raise
@@ -191,6 +200,7 @@ class KeepAliveStream:
         """Stop the stream (the lease itself is untouched). Idempotent."""
         async with self._lock:
             self._drop_call()
+            self._overdue.close()
 
     async def __aenter__(self) -> KeepAliveStream:
         return self
