@@ -343,9 +343,14 @@ class AsyncEtcdClient:
         )
         return tuple(status.ID for status in response.leases)
 
-    def lease_keepalive(self, lease_id: int) -> KeepAliveStream:
-        """A keepalive stream for one lease; each ``ping()`` answer carries its send time."""
-        return KeepAliveStream(self._transport, lease_id)
+    def lease_keepalive(self, lease_id: int, *, every: float | None = None) -> KeepAliveStream:
+        """A keepalive stream for one lease; each ``ping()`` answer carries its send time.
+
+        ``every``: the caller pings at least this often (a session's keepalive interval); the
+        stream then vouches for its connection from the start, and the client's watches on it
+        send etcd no liveness probes of their own (see ``Transport.vouch``).
+        """
+        return KeepAliveStream(self._transport, lease_id, every=every)
 
     # -- cluster -------------------------------------------------------------------------------
 

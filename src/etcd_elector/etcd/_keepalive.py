@@ -36,9 +36,10 @@ _SEND_ATTEMPTS = 3
 class KeepAliveStream:
     """Keeps one lease alive on demand: ``answer = await stream.ping()``."""
 
-    def __init__(self, transport: Transport, lease_id: int) -> None:
+    def __init__(self, transport: Transport, lease_id: int, *, every: float | None = None) -> None:
         self._transport = transport
         self.lease_id = lease_id
+        self._every = every
         self._call: Any = None
         self._endpoint: Endpoint | None = None
         self._token: str | None = None  # the auth token the stream was opened with
@@ -47,6 +48,10 @@ class KeepAliveStream:
         self._answered_sent_at: float | None = None  # the send time of the last answered ping
         self._request = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)  # the same for every ping
         self._overdue = Overdue()  # each answer's deadline, without a timer per ping
+        if every is not None and transport.opened:
+            # The first ping comes within ``every``, on the preferred endpoint's connection.
+            budget = every + transport.config.stream_timeout
+            transport.vouch(transport.preferred(), _clock.now() + budget)
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -151,11 +156,14 @@ class KeepAliveStream:
             received_at = _clock.now()
             self._transport.answered(endpoint)
             previous, self._answered_sent_at = self._answered_sent_at, sent_at
-            if previous is not None:
+            period = self._every if previous is None else (sent_at - previous)
+            if period is not None:
                 # Pinged at this pace, the next ping is answered, or fails and resets the
                 # connection, within one more period and its budget: the connection's watches
                 # need no probe of their own till then.
-                self._transport.vouch(endpoint, received_at + (sent_at - previous) + budget)
+                self._transport.vouch(
+                    endpoint, received_at + max(period, self._every or 0.0) + budget
+                )
             # A keepalive answer comes from one member's local state: cluster id only.
             self._transport.check_header(response.header, endpoint)
             if log.isEnabledFor(logging.DEBUG):

@@ -20,15 +20,15 @@ __all__ = ["Overdue"]
 class Overdue:
     """Cancels the task of an exchange still running at its deadline::
 
-        cancelling = overdue.start(deadline)
-        try:
-            await exchange()
-        except asyncio.CancelledError:
-            if overdue.expired(cancelling):
-                raise TimeoutError from None  # ours: the cancellation was withdrawn
-            raise
-        finally:
-            overdue.stop()
+    cancelling = overdue.start(deadline)
+    try:
+        await exchange()
+    except asyncio.CancelledError:
+        if overdue.expired(cancelling):
+            raise TimeoutError from None  # ours: the cancellation was withdrawn
+        raise
+    finally:
+        overdue.stop()
     """
 
     def __init__(self) -> None:

@@ -174,6 +174,10 @@ class Transport:
         connection needs a liveness probe of its own."""
         self._endpoints.vouch(endpoint, until)
 
+    def preferred(self) -> Endpoint:
+        """The endpoint calls and streams go to first."""
+        return self._endpoints.candidates()[0]
+
     def vouched(self, endpoint: Endpoint, now: float) -> bool:
         """Whether a keepalive stream vouches for ``endpoint``'s connection at ``now``."""
         return self._endpoints.vouched(endpoint, now)
