@@ -204,7 +204,7 @@ class Transport:
     def check_header(self, header: Any, endpoint: Endpoint) -> None:
         """Show the header of an answer that may lag (a stream's, or a member's local state)
         to the history guard: its cluster id is checked."""
-        self.history.check(header, None, endpoint=str(endpoint))
+        self.history.check(header, None, endpoint=endpoint)
 
     # -- credentials -------------------------------------------------------------------------
 
@@ -293,7 +293,7 @@ class Transport:
                 try:
                     response = await stub(request, timeout=remaining, metadata=metadata)
                     self.answered(endpoint)
-                    self.history.check(response.header, expected, endpoint=str(endpoint))
+                    self.history.check(response.header, expected, endpoint=endpoint)
                     if method is _rpc.RANGE:
                         self._readable = (request.key, request.range_end)
                     return response

@@ -155,9 +155,11 @@ class Op:
 def reads_only(request: rpc_pb2.TxnRequest) -> bool:
     """Whether a transaction only reads (whichever branch runs): such a transaction changes
     nothing, so a failure of unknown outcome is harmless and it may be sent again."""
-    return all(
-        op.WhichOneof("request") == "request_range" for op in (*request.success, *request.failure)
-    )
+    for branch in (request.success, request.failure):
+        for op in branch:  # a write, usually the first op, settles it
+            if op.WhichOneof("request") != "request_range":
+                return False
+    return True
 
 
 def build_txn_request(
