@@ -12,7 +12,8 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from helpers.election_kit import wait_until
+from helpers.cli_process import CliProcess
+from helpers.election_kit import namespace_of, wait_until
 from helpers.watch_kit import drain_until_error
 
 from etcd_elector import AsyncClient, TransportError, _clock
@@ -21,6 +22,7 @@ from etcd_elector.testing import EtcdMember, FaultProxy
 pytestmark = pytest.mark.timeout(60)
 
 ProxyFactory = Callable[[str], FaultProxy]
+Cli = Callable[..., CliProcess]
 
 STREAM_TIMEOUT_S = 1.0
 KEEPALIVE_INTERVAL_S = 0.5
@@ -74,6 +76,31 @@ async def test_an_idle_waiting_candidate_sends_no_watch_probes_while_its_keepali
         await c.put(etcd_prefix + "predecessor", "still watched")
         batch = await anext(watch)
         assert [e.kv.value for e in batch.events] == [b"still watched"]
+
+
+async def test_idle_campaign_processes_cost_etcd_their_keepalives_alone(
+    etcd_member: EtcdMember, etcd_prefix: str, cli: Cli
+) -> None:
+    """The command line as users run it: a leader and a waiting candidate, each watching a key
+    (its own, its predecessor's), send etcd keepalives and not one watch probe, from the
+    start. TTL 3 s: a keepalive every second, the stream timeout's default 2 s; before, each
+    watch stream was probed after 1 s of silence."""
+    args = ["--json", "--endpoints", etcd_member.client_endpoint, "--ttl", "3"]
+    args += ["--namespace", namespace_of(etcd_prefix)]
+    leader = cli(*args, "campaign", "idle", "--value", "leader")
+    leader.expect("elected")
+    waiting = cli(*args, "campaign", "idle", "--value", "waiting")
+    waiting.expect("campaigning")
+    await wait_until(
+        lambda: _at_least(etcd_member, "Watch", 3),
+        "the watches created: the leader's on its key, the waiting one's on both keys",
+    )
+    watch_before = await received(etcd_member, "Watch")
+    more = await received(etcd_member, "LeaseKeepAlive") + 2 * 5
+    await wait_until(lambda: _at_least(etcd_member, "LeaseKeepAlive", more), "5 s of keepalives")
+    assert await received(etcd_member, "Watch") == watch_before
+    leader.signal()
+    waiting.expect("elected")  # the waiting candidate's watch still worked
 
 
 async def test_a_probe_less_watch_stream_that_goes_silent_is_still_found_in_time(
