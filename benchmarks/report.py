@@ -24,6 +24,7 @@ import scenario_overhead_report
 import scenario_partition_report
 import scenario_scale_report
 import scenario_shards_report
+import scenario_startup_report
 import scenario_steady_report
 from harness.layout import BENCH_DIR, SCENARIOS
 from reporting.plots import Plotter
@@ -40,6 +41,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any] | None, Plotter], Section]] = {
     "overhead": scenario_overhead_report.section,
     "steady": scenario_steady_report.section,
     "shards": scenario_shards_report.section,
+    "startup": scenario_startup_report.section,
 }
 
 

@@ -191,7 +191,7 @@ def main() -> int:
         meta["failed"] = failures
     (out / "machine.json").write_text(json.dumps(meta, indent=1) + "\n")
     report.render(out, report_path)
-    log(f"done in {meta['seconds']:.0f}s; report: {report_path}")
+    log(f"done in {time.time() - started:.0f}s; report: {report_path}")
     if failures:
         log(f"FAILED: {', '.join(failures)}")
         return 1

@@ -95,9 +95,11 @@ def _one_election(data: dict[str, Any], plot: Plotter, goals: list[Goal]) -> lis
     parts.append(
         "Watch messages are the create and cancel requests on the shared watch streams "
         "(two watches per waiting candidate: its predecessor and its own key). Expected per "
-        "handoff: 2 Txn (the resign's guarded delete, the re-campaign's create), 3 Range (the "
-        "successor's predecessor check and linearizable re-check, the re-campaign's "
-        "predecessor lookup), about 1 watch event (the delete, to the one successor watching it)."
+        "handoff: 4 Txn (the resign's guarded delete; the successor's one read-only txn that "
+        "is both its predecessor check and its linearizable re-check; the re-campaign's create "
+        "and its predecessor lookup, again one read-only txn), no Range, about 1 watch event "
+        "(the delete, to the one successor watching it). Results from before 2026-11-27 show "
+        "the older 2 Txn + 3 Range."
     )
     if plot.plt is not None and sizes:
         plt = plot.plt

@@ -73,6 +73,21 @@ def section(data: dict[str, Any] | None, plot: Plotter) -> Section:
         + f"\n\nWindows of {data.get('window_seconds'):g} s; a keepalive every TTL/3 is "
         "0.30/s at TTL 10 s and 0.05/s at TTL 60 s." + skipped_note(data)
     )
+    results = data["results"]
+    if "ours_cli" in results and "go_lock" in results:
+        ours, go = results["ours_cli"], results["go_lock"]
+        met = all(
+            ours[k] <= go[k] + 0.01 for k in ("leader_total", "waiting_candidate_total")
+        )  # 0.01/s: one message over a 20 s window is within the counters' resolution
+        goals.append(
+            Goal(
+                "Idle cost on etcd no more than `etcdctl lock`'s",
+                "req/s of an idle leader and of each waiting candidate ≤ Go's",
+                f"leader {ours['leader_total']:.2f} vs {go['leader_total']:.2f}, waiting "
+                f"{ours['waiting_candidate_total']:.2f} vs {go['waiting_candidate_total']:.2f}",
+                "met" if met else "**missed**",
+            )
+        )
     if plot.plt is not None and keys:
         fig, ax = plot.plt.subplots(figsize=(7.5, 4))
         xs = range(len(keys))

@@ -10,15 +10,11 @@
 See the README for the guarantees and the command-line tool.
 """
 
-from ._client import AsyncClient
-from ._config import ClientConfig
-from ._election._election import AsyncElection
-from ._election._elector import AsyncElector, ElectorEvent, ElectorState
-from ._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
-from ._election._session import AsyncSession, SessionState
-from ._election._term import Term
-from ._election._timing import TimingReport, check_timing
-from ._election._view import AsyncElectionView, LeaderInfo
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     AmbiguousResult,
     AuthenticationFailed,
@@ -46,34 +42,111 @@ from ._errors import (
     WatchCompacted,
     WatchError,
 )
-from ._health import HealthServer
-from ._logfmt import JsonLogFormatter
-from ._metrics import (
-    FencedResult,
-    MetricsSink,
-    NoopMetrics,
-    PrometheusMetrics,
-    get_metrics,
-    set_metrics,
-)
 from ._reasons import EndReason
-from ._secret import Secret
-from ._sync._client import Client, Watch
-from ._sync._elector import Elector
-from ._sync._session import Election, ElectionView, Session
-from ._systemd import SystemdNotifier
-from .etcd import AsyncWatch, Compare, HistoryLoss, KeyValue, Op, TxnResult
-from .shards import (
-    AsyncShardGroup,
-    AsyncShardView,
-    GroupSnapshot,
-    OwnedShard,
-    ShardEvent,
-    ShardEventKind,
-    ShardGroup,
-    ShardOwner,
-    ShardView,
-)
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient
+    from ._config import ClientConfig
+    from ._election._election import AsyncElection
+    from ._election._elector import AsyncElector, ElectorEvent, ElectorState
+    from ._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
+    from ._election._session import AsyncSession, SessionState
+    from ._election._term import Term
+    from ._election._timing import TimingReport, check_timing
+    from ._election._view import AsyncElectionView, LeaderInfo
+    from ._health import HealthServer
+    from ._logfmt import JsonLogFormatter
+    from ._metrics import (
+        FencedResult,
+        MetricsSink,
+        NoopMetrics,
+        PrometheusMetrics,
+        get_metrics,
+        set_metrics,
+    )
+    from ._secret import Secret
+    from ._sync._client import Client, Watch
+    from ._sync._elector import Elector
+    from ._sync._session import Election, ElectionView, Session
+    from ._systemd import SystemdNotifier
+    from .etcd import AsyncWatch, Compare, HistoryLoss, KeyValue, Op, TxnResult
+    from .shards import (
+        AsyncShardGroup,
+        AsyncShardView,
+        GroupSnapshot,
+        OwnedShard,
+        ShardEvent,
+        ShardEventKind,
+        ShardGroup,
+        ShardOwner,
+        ShardView,
+    )
+
+# Everything else is imported on first use (PEP 562), so that a command such as
+# `etcd-elector leader` loads only what it needs: its start-up is part of every health check.
+_LAZY = {
+    "AsyncClient": "._client",
+    "ClientConfig": "._config",
+    "AsyncElection": "._election._election",
+    "AsyncElector": "._election._elector",
+    "ElectorEvent": "._election._elector",
+    "ElectorState": "._election._elector",
+    "EtcdReachable": "._election._observe",
+    "EtcdUnreachable": "._election._observe",
+    "LeaderObserved": "._election._observe",
+    "AsyncSession": "._election._session",
+    "SessionState": "._election._session",
+    "Term": "._election._term",
+    "TimingReport": "._election._timing",
+    "check_timing": "._election._timing",
+    "AsyncElectionView": "._election._view",
+    "LeaderInfo": "._election._view",
+    "HealthServer": "._health",
+    "JsonLogFormatter": "._logfmt",
+    "FencedResult": "._metrics",
+    "MetricsSink": "._metrics",
+    "NoopMetrics": "._metrics",
+    "PrometheusMetrics": "._metrics",
+    "get_metrics": "._metrics",
+    "set_metrics": "._metrics",
+    "Secret": "._secret",
+    "Client": "._sync._client",
+    "Watch": "._sync._client",
+    "Elector": "._sync._elector",
+    "Election": "._sync._session",
+    "ElectionView": "._sync._session",
+    "Session": "._sync._session",
+    "SystemdNotifier": "._systemd",
+    "AsyncShardGroup": ".shards",
+    "AsyncShardView": ".shards",
+    "GroupSnapshot": ".shards",
+    "OwnedShard": ".shards",
+    "ShardEvent": ".shards",
+    "ShardEventKind": ".shards",
+    "ShardGroup": ".shards",
+    "ShardOwner": ".shards",
+    "ShardView": ".shards",
+    "AsyncWatch": ".etcd",
+    "Compare": ".etcd",
+    "HistoryLoss": ".etcd",
+    "KeyValue": ".etcd",
+    "Op": ".etcd",
+    "TxnResult": ".etcd",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __version__ = "0.1.0"
 """The version of etcd-elector."""

@@ -87,8 +87,7 @@ class Campaign:
         history = self.view.client.history
         await self._refuse_if_regressed(token)
         await history.record_token(token)  # kept before anyone can see it
-        await self.until_session_lost(self._wait_for_predecessors(token))
-        revision = await self.until_session_lost(self._recheck(token))
+        revision = await self.until_session_lost(self._wait_until_first(token))
         await self._refuse_if_regressed(token)
         return revision
 
@@ -125,29 +124,40 @@ class Campaign:
             floor=floor,
         )
 
-    async def _wait_for_predecessors(self, token: int) -> None:
-        """Wait until no candidate with a lower create revision is left.
+    async def _wait_until_first(self, token: int) -> int:
+        """Wait until no candidate with a lower create revision is left, then confirm that our
+        key leads; return the revision of the read that confirmed it.
 
-        Watches only the nearest predecessor, so a resign wakes one waiter. Also watches our own
-        key, so a waiter whose key is deleted fails at once instead of waiting in vain.
+        Each read is one linearizable round trip that answers both questions: which candidate
+        is nearest before us (we watch only that one, so a resign wakes one waiter), and, when
+        there is none, whether our own key is still there and first (the re-check before
+        anyone is told). We also watch our own key, so a waiter whose key is deleted fails at
+        once instead of waiting in vain.
         """
         key = self.key
         while True:
-            predecessor = await self.ride_out(
-                lambda: self.view.nearest(descending=True, max_create_revision=token - 1)
-            )
+            standing = await self.ride_out(lambda: self.view.standing(token))
+            predecessor = standing.predecessor
             if predecessor is None:
-                return
-            kv, revision = predecessor
+                first = standing.first
+                if first is None or first.key != key or first.create_revision != token:
+                    raise CampaignFailed(
+                        f"our key {bounded(key)} vanished before election {self.name!r} was won"
+                    )
+                self.session.check()
+                return standing.revision
             self._log(
                 logging.DEBUG,
                 "waiting on predecessor",
                 key=key,
-                predecessor=kv.key,
-                predecessor_token=kv.create_revision,
+                predecessor=predecessor.key,
+                predecessor_token=predecessor.create_revision,
             )
             deleted = await first_deleted(
-                self.view.client, [kv.key, key], revision, on_retry=self.watch_retried
+                self.view.client,
+                [predecessor.key, key],
+                standing.revision,
+                on_retry=self.watch_retried,
             )
             if deleted == key:
                 raise CampaignFailed(
@@ -156,21 +166,6 @@ class Campaign:
 
     def watch_retried(self, error: Exception) -> None:
         self._log(logging.DEBUG, "watch failed, re-reading", detail=error)
-
-    async def _recheck(self, token: int) -> int:
-        """One linearizable read: our key still exists and leads. Returns the read revision."""
-        key = self.key
-        first = await self.ride_out(lambda: self.view.nearest(descending=False))
-        if first is None or first[0].key != key or first[0].create_revision != token:
-            if first is not None and first[0].create_revision < token:
-                # A predecessor re-appeared between reads (cannot normally happen): wait again.
-                await self._wait_for_predecessors(token)
-                return await self._recheck(token)
-            raise CampaignFailed(
-                f"our key {bounded(key)} vanished before election {self.name!r} was won"
-            )
-        self.session.check()
-        return first[1]
 
     async def ride_out(self, read: Callable[[], Awaitable[T]]) -> T:
         """Run ``read`` until it succeeds: transport trouble while waiting must not end a

@@ -7,7 +7,6 @@ Reads and watches ride out compaction, broken streams and outages: the caller's 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 
 from .._backoff import Backoff
@@ -50,14 +49,18 @@ async def first_deleted(
                         return key
                     first_read = first_read or found.revision
                 revision = first_read
-            async with contextlib.AsyncExitStack() as stack:
-                watches = [
-                    await stack.enter_async_context(
-                        client.watch(key, start_revision=revision + 1, no_put=True)
-                    )
-                    for key in keys
-                ]
+            watches: list[AsyncWatch] = []
+            try:
+                for key in keys:
+                    watch = client.watch(key, start_revision=revision + 1, no_put=True)
+                    watches.append(watch)
+                    await watch.__aenter__()
                 return await first_result(*(_first_event_key(watch) for watch in watches))
+            finally:
+                # Not awaited: the answer is in, and the cancellations ride the stream's writer
+                # (a successor announces itself without waiting for them).
+                for watch in watches:
+                    watch.cancel_soon()
         except (WatchError, TransportError) as exc:
             if not exc.retriable:
                 raise

@@ -320,7 +320,7 @@ class AsyncSession:
             self._lose(EndReason.EXPIRED)  # no-op when the history check ended it first
 
     async def _keep_alive(self) -> None:
-        stream = self._client.lease_keepalive(self.lease_id)
+        stream = self._client.lease_keepalive(self.lease_id, every=self.keepalive_interval)
         failures = 0
         next_send = self._clock() + self.keepalive_interval
         try:

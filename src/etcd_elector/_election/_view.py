@@ -19,6 +19,7 @@ from .._bounded import bounded
 from .._errors import TransportError, WatchError
 from .._log import log_event
 from ..etcd._history_guard import HistoryLoss
+from ..etcd._txn import Op
 from ..etcd._types import Event, EventType, KeyValue
 from ._names import (
     DEFAULT_NAMESPACE,
@@ -32,7 +33,7 @@ from ._observe import EtcdReachable, EtcdUnreachable, LeaderObserved, Observatio
 if TYPE_CHECKING:
     from ..etcd._client import AsyncEtcdClient
 
-__all__ = ["AsyncElectionView", "LeaderInfo"]
+__all__ = ["AsyncElectionView", "LeaderInfo", "Standing"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,17 @@ class LeaderInfo:
             lease_id=kv.lease,
             mod_revision=kv.mod_revision,
         )
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One read of an election from a candidate's place in it, at ``revision``: the ``first``
+    candidate, and the ``predecessor`` nearest before the candidate (``None``: there is none).
+    """
+
+    first: KeyValue | None
+    predecessor: KeyValue | None
+    revision: int
 
 
 class AsyncElectionView:
@@ -126,6 +138,37 @@ class AsyncElectionView:
                     if is_candidate_key(self.prefix, kv.key):
                         return kv, everything.revision
                 return None
+
+    async def standing(self, token: int) -> Standing:
+        """Where the candidate created at ``token`` stands, in one linearizable read (a
+        transaction of two reads at one revision): the first candidate, and the nearest one
+        created before ``token``."""
+        page = _PAGE
+        ops = [
+            Op.get(self.prefix, prefix=True, limit=page, sort_by_create_revision=True),
+            Op.get(
+                self.prefix,
+                prefix=True,
+                limit=page,
+                sort_by_create_revision=True,
+                descending=True,
+                max_create_revision=token - 1,
+            ),
+        ]
+        result = await self.client.txn([], ops)
+        revision = result.revision
+        found: list[KeyValue | None] = []
+        for read, descending in zip(result.responses, (False, True), strict=True):
+            kv = next((kv for kv in read.kvs if is_candidate_key(self.prefix, kv.key)), None)
+            if kv is None and read.more:
+                # A page of keys that are not candidates (rare): read on at the same revision.
+                bound = token - 1 if descending else 0
+                rest = await self.nearest(
+                    descending=descending, max_create_revision=bound, revision=revision
+                )
+                kv = rest[0] if rest is not None else None
+            found.append(kv)
+        return Standing(first=found[0], predecessor=found[1], revision=revision)
 
     async def observe(self) -> AsyncIterator[LeaderInfo | None]:
         """Yield the current leader (or ``None``) at once, then every change.

@@ -8,10 +8,8 @@ import logging
 from .._election._term import Term
 from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
 from .._tasks import unless
-from ._connect import open_client, preflight
-from ._etcd_wait import reach_etcd, resolve_wait
+from ._connect import open_client, open_reader, preflight
 from ._exit import ExitCode, signal_code
-from ._leadership import Leadership
 from ._observation import print_history_loss, print_leader, print_observation
 from ._options import Options
 from ._output import Printer, printable
@@ -27,6 +25,10 @@ VALUE_COLUMN = 60  # the status table shortens longer values; --json carries the
 
 async def campaign(args: ParsedArgs, options: Options, printer: Printer) -> int:
     """Campaign, hold leadership until SIGINT/SIGTERM/SIGHUP, resign; report every loss."""
+    # The elector's modules: only for the commands that lead (`leader` starts faster).
+    from ._etcd_wait import reach_etcd, resolve_wait
+    from ._leadership import Leadership
+
     wait = resolve_wait(args)
     async with StopSignals(signals=COMMAND_LINE_SIGNALS) as signals, open_client(options) as client:
         if await reach_etcd(client, args.name, options, wait, signals) is None:
@@ -71,7 +73,7 @@ async def observe(args: ParsedArgs, options: Options, printer: Printer) -> int:
 
 async def leader(args: ParsedArgs, options: Options, printer: Printer) -> int:
     """Print the current leader, with how fresh its lease is; exit 3 when there is none."""
-    async with open_client(options) as client:
+    async with open_reader(options) as client:
         view = await preflight(client, args.name, options)
         current = await view.leader()
         renewal = None if current is None else await read_renewal(client, current.lease_id)

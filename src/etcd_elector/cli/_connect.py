@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, TypeVar
 
-from .._client import AsyncClient
 from .._election._view import AsyncElectionView
 from .._errors import ConfigurationError, PermissionDenied
+from ..etcd._client import AsyncEtcdClient
 from ._options import Options
 
-__all__ = ["open_client", "preflight"]
+if TYPE_CHECKING:
+    from .._client import AsyncClient
+
+__all__ = ["open_client", "open_reader", "preflight"]
+
+C = TypeVar("C", bound=AsyncEtcdClient)
 
 
 @contextlib.asynccontextmanager
@@ -26,8 +32,25 @@ async def open_client(
 
     :raises ConfigurationError: for a token file that cannot be used.
     """
+    from .._client import AsyncClient  # the election layer: only for commands that lead
+
+    async with _opened(AsyncClient, options, keep_token_file=keep_token_file) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def open_reader(options: Options) -> AsyncIterator[AsyncEtcdClient]:
+    """:func:`open_client` for a command that only reads an election (``leader``): the etcd
+    client alone, without the election layer's imports (its start-up is part of every health
+    check that calls it)."""
+    async with _opened(AsyncEtcdClient, options, keep_token_file=True) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def _opened(kind: type[C], options: Options, *, keep_token_file: bool) -> AsyncIterator[C]:
     token_file = options.token_file if keep_token_file else None
-    async with AsyncClient(config=options.config, token_file=token_file) as client:
+    async with kind(config=options.config, token_file=token_file) as client:
         if options.token_file is not None and not keep_token_file:
             client.history.load(options.token_file)
         if options.accept_history_reset:
@@ -41,13 +64,13 @@ async def open_client(
         yield client
 
 
-async def preflight(client: AsyncClient, name: str, options: Options) -> AsyncElectionView:
+async def preflight(client: AsyncEtcdClient, name: str, options: Options) -> AsyncElectionView:
     """Read the election once (linearizable), so that an unreachable etcd, missing
     credentials or a missing permission fail before anything else happens.
 
     :raises TransportError: (ConnectionFailed, PermissionDenied, ...) as the read raised it.
     """
-    view = client.election_view(name, namespace=options.namespace)
+    view = AsyncElectionView(client, name, namespace=options.namespace)
     try:
         await view.candidates()
     except PermissionDenied as exc:

@@ -11,7 +11,6 @@ from .._config import DEFAULT_ENDPOINT, ClientConfig, parse_endpoints
 from .._election._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from .._election._timing import validate_ttl
 from .._errors import ConfigurationError
-from .._health import parse_address
 from .._seconds import seconds
 from ._output import printable
 from ._parser import COMMAND_GLOBALS, LOG_FORMATS, ParsedArgs
@@ -114,6 +113,8 @@ def _health_addr(args: ParsedArgs, env: Mapping[str, str]) -> tuple[str, int] | 
     if text is None:
         return None
     try:
+        from .._health import parse_address  # http.server: only for --health-addr
+
         return parse_address(text)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{source}: {exc}") from None

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .._client import AsyncClient
+from ..etcd._client import AsyncEtcdClient
 from ..etcd._types import LeaseInfo
 
 __all__ = ["Renewal", "read_renewal"]
@@ -65,7 +65,7 @@ class Renewal:
         return f"renewed_ago={self.renewed_ago}s expires_within={self.expires_within}s"
 
 
-async def read_renewal(client: AsyncClient, lease_id: int) -> Renewal:
+async def read_renewal(client: AsyncEtcdClient, lease_id: int) -> Renewal:
     """Ask etcd (its leader answers) about one lease.
 
     :raises TransportError: if etcd cannot answer.

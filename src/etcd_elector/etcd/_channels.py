@@ -56,6 +56,7 @@ class EndpointPool:
         self._callables: dict[tuple[Endpoint, str, str], Any] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._last_answer: dict[Endpoint, float] = {}
+        self._vouched_until: dict[Endpoint, float] = {}  # see Transport.vouch
         self._closed = False
         self._credentials = (
             channel_credentials(config.ca_file, config.cert_file, config.key_file)
@@ -71,6 +72,14 @@ class EndpointPool:
         """All endpoints, the preferred one first."""
         n = len(self._endpoints)
         return [self._endpoints[(self._preferred + i) % n] for i in range(n)]
+
+    def ready_preferred(self) -> Endpoint | None:
+        """The preferred endpoint if its connection is ready now (no waiting), else ``None``."""
+        endpoint = self._endpoints[self._preferred]
+        channel = self._channels.get(endpoint)
+        if channel is not None and channel.get_state() == _READY:
+            return endpoint
+        return None
 
     def channel(self, endpoint: Endpoint) -> grpc.aio.Channel:
         channel = self._channels.get(endpoint)
@@ -150,6 +159,13 @@ class EndpointPool:
         """Note that a call or stream on ``endpoint`` just got an answer."""
         self._last_answer[endpoint] = _clock.now()
 
+    def vouch(self, endpoint: Endpoint, until: float) -> None:
+        """A keepalive stream will check ``endpoint``'s connection again by ``until``."""
+        self._vouched_until[endpoint] = max(until, self._vouched_until.get(endpoint, until))
+
+    def vouched(self, endpoint: Endpoint, now: float) -> bool:
+        return self._vouched_until.get(endpoint, float("-inf")) > now
+
     def answered_since(self, endpoint: Endpoint, since: float) -> bool:
         """Whether anything on ``endpoint``'s connection was answered after ``since``: then the
         connection is alive, and one slow or broken call is no reason to reset it."""
@@ -167,6 +183,7 @@ class EndpointPool:
 
     def reset(self, endpoint: Endpoint) -> None:
         """Drop ``endpoint``'s channel (its calls fail) so the next use connects afresh."""
+        self._vouched_until.pop(endpoint, None)  # a new connection is vouched for afresh
         channel = self._channels.pop(endpoint, None)
         if channel is None:
             return

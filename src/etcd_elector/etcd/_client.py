@@ -19,7 +19,7 @@ from . import _rpc
 from ._history_guard import HistoryGuard
 from ._keepalive import KeepAliveStream
 from ._transport import Transport
-from ._txn import Compare, Op, build_txn_request
+from ._txn import Compare, Op, build_txn_request, reads_only
 from ._types import (
     DeleteResult,
     GetResult,
@@ -243,12 +243,14 @@ class AsyncEtcdClient:
         *,
         timeout: float | None = None,
     ) -> TxnResult:
-        """An atomic compare-and-swap. Never retried once sent.
+        """An atomic compare-and-swap. Never retried once sent, unless it only reads.
 
         :raises AmbiguousResult: if it was sent and may or may not have committed.
         """
         request = build_txn_request(tuple(compares), tuple(success), tuple(failure))
-        response = await self._transport.call(_rpc.TXN, request, timeout=timeout, write=True)
+        # A transaction of reads alone changes nothing: it fails over like a read.
+        write = not reads_only(request)
+        response = await self._transport.call(_rpc.TXN, request, timeout=timeout, write=write)
         return TxnResult.from_proto(response)
 
     async def compact(
@@ -341,9 +343,14 @@ class AsyncEtcdClient:
         )
         return tuple(status.ID for status in response.leases)
 
-    def lease_keepalive(self, lease_id: int) -> KeepAliveStream:
-        """A keepalive stream for one lease; each ``ping()`` answer carries its send time."""
-        return KeepAliveStream(self._transport, lease_id)
+    def lease_keepalive(self, lease_id: int, *, every: float | None = None) -> KeepAliveStream:
+        """A keepalive stream for one lease; each ``ping()`` answer carries its send time.
+
+        ``every``: the caller pings at least this often (a session's keepalive interval); the
+        stream then vouches for its connection from the start, and the client's watches on it
+        send etcd no liveness probes of their own (see ``Transport.vouch``).
+        """
+        return KeepAliveStream(self._transport, lease_id, every=every)
 
     # -- cluster -------------------------------------------------------------------------------
 

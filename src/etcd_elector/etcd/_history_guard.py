@@ -77,10 +77,11 @@ def is_linearizable(method: _rpc.Method, request: Any) -> bool:
     if method is _rpc.RANGE:
         return not request.serializable
     if method is _rpc.TXN:
-        return any(
-            op.WhichOneof("request") != "request_range" or not op.request_range.serializable
-            for op in (*request.success, *request.failure)
-        )
+        for branch in (request.success, request.failure):
+            for op in branch:  # a write, usually the first op, settles it
+                if op.WhichOneof("request") != "request_range" or not op.request_range.serializable:
+                    return True
+        return False
     return method.path in _THROUGH_RAFT
 
 
@@ -245,9 +246,10 @@ class HistoryGuard:
         with self._lock:
             return Expectation(self._epoch, self._revision)
 
-    def check(self, header: Any, expected: Expectation | None, *, endpoint: str | None) -> None:
+    def check(self, header: Any, expected: Expectation | None, *, endpoint: object) -> None:
         """Check one answer's header. ``expected`` is ``None`` for an answer that may lag (see
-        the module documentation): only its cluster id is compared."""
+        the module documentation): only its cluster id is compared. ``endpoint`` (where the
+        answer came from) is made text only for a loss."""
         revision, cluster_id = int(header.revision), int(header.cluster_id)
         if revision <= 0 or cluster_id == 0:
             return  # no header
@@ -274,7 +276,7 @@ class HistoryGuard:
                 previous_cluster_id=self._cluster_id,
                 cluster_id=cluster_id,
                 floor=max(self._floor, previous),
-                endpoint=endpoint,
+                endpoint=None if endpoint is None else str(endpoint),
                 from_token_file=self._from_file,
             )
             self._floor = loss.floor

@@ -19,6 +19,7 @@ from .._errors import ConnectionFailed, NoLeader, RequestTimeout, TransportError
 from .._proto import rpc_pb2
 from .._seconds import seconds
 from . import _rpc
+from ._overdue import Overdue
 from ._types import KeepAliveAnswer
 
 if TYPE_CHECKING:
@@ -35,14 +36,22 @@ _SEND_ATTEMPTS = 3
 class KeepAliveStream:
     """Keeps one lease alive on demand: ``answer = await stream.ping()``."""
 
-    def __init__(self, transport: Transport, lease_id: int) -> None:
+    def __init__(self, transport: Transport, lease_id: int, *, every: float | None = None) -> None:
         self._transport = transport
         self.lease_id = lease_id
+        self._every = every
         self._call: Any = None
         self._endpoint: Endpoint | None = None
         self._token: str | None = None  # the auth token the stream was opened with
         self._lock = asyncio.Lock()
         self._sent_at: float | None = None
+        self._answered_sent_at: float | None = None  # the send time of the last answered ping
+        self._request = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)  # the same for every ping
+        self._overdue = Overdue()  # each answer's deadline, without a timer per ping
+        if every is not None and transport.opened:
+            # The first ping comes within ``every``, on the preferred endpoint's connection.
+            budget = every + transport.config.stream_timeout
+            transport.vouch(transport.preferred(), _clock.now() + budget)
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -63,7 +72,7 @@ class KeepAliveStream:
         )
         async with self._lock:
             deadline = _clock.now() + budget
-            request = rpc_pb2.LeaseKeepAliveRequest(ID=self.lease_id)
+            request = self._request
             unsent: list[TransportError] = []
             renewed = False
             while True:
@@ -72,8 +81,9 @@ class KeepAliveStream:
                 call, endpoint = self._call, self._endpoint
                 assert endpoint is not None
                 sent_at = self._sent_at = _clock.now()
+                cancelling = self._overdue.start(deadline)
                 try:
-                    async with asyncio.timeout(max(0.0, deadline - sent_at)):
+                    try:
                         try:
                             await call.write(request)
                         except (
@@ -103,6 +113,12 @@ class KeepAliveStream:
                             ) from exc
                         response = await call.read()
                         break
+                    except asyncio.CancelledError:
+                        if self._overdue.expired(cancelling):
+                            raise TimeoutError from None
+                        raise
+                    finally:
+                        self._overdue.stop()
                 except asyncio.CancelledError:
                     if _rpc.cancelled_by_us():
                         raise
@@ -139,15 +155,25 @@ class KeepAliveStream:
                 raise mapped
             received_at = _clock.now()
             self._transport.answered(endpoint)
+            previous, self._answered_sent_at = self._answered_sent_at, sent_at
+            period = self._every if previous is None else (sent_at - previous)
+            if period is not None:
+                # Pinged at this pace, the next ping is answered, or fails and resets the
+                # connection, within one more period and its budget: the connection's watches
+                # need no probe of their own till then.
+                self._transport.vouch(
+                    endpoint, received_at + max(period, self._every or 0.0) + budget
+                )
             # A keepalive answer comes from one member's local state: cluster id only.
             self._transport.check_header(response.header, endpoint)
-            log.debug(
-                "keepalive lease=%x ttl=%d rtt=%.1fms via %s",
-                self.lease_id,
-                response.TTL,
-                (received_at - sent_at) * 1000,
-                endpoint,
-            )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "keepalive lease=%x ttl=%d rtt=%.1fms via %s",
+                    self.lease_id,
+                    response.TTL,
+                    (received_at - sent_at) * 1000,
+                    endpoint,
+                )
             return KeepAliveAnswer(
                 lease_id=self.lease_id,
                 ttl=response.TTL,
@@ -182,6 +208,7 @@ class KeepAliveStream:
         """Stop the stream (the lease itself is untouched). Idempotent."""
         async with self._lock:
             self._drop_call()
+            self._overdue.close()
 
     async def __aenter__(self) -> KeepAliveStream:
         return self

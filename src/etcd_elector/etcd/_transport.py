@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # etcd's require-leader marker: without it a stream on a member that lost quorum hangs.
 _REQUIRE_LEADER = ("hasleader", "true")
+# Built once: gRPC would convert a tuple of pairs into its Metadata on every call.
+_LEADER_ONLY = grpc.aio.Metadata(_REQUIRE_LEADER)
 
 _NOT_OPEN = "the client is not open: use 'async with AsyncClient(...)' or await client.open() first"
 
@@ -75,6 +77,7 @@ class Transport:
         )
         self._pool: EndpointPool | None = None
         self._readable: tuple[bytes, bytes] | None = None  # a range etcd let us read
+        self._sent_metadata: tuple[str | None, grpc.aio.Metadata] = (None, _LEADER_ONLY)
         history.set_probe(self._probe_history)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -116,6 +119,9 @@ class Transport:
         :raises ClientClosed: if the client is not open.
         """
         pool = self._endpoints
+        preferred = pool.ready_preferred()
+        if preferred is not None:
+            return preferred  # the usual case, without waiting on anything
         failures: list[Endpoint] = []
         for endpoint in pool.candidates():
             remaining = deadline - _clock.now()
@@ -162,6 +168,20 @@ class Transport:
         """A call or stream on ``endpoint`` just got an answer: its connection is alive."""
         self._endpoints.answered(endpoint)
 
+    def vouch(self, endpoint: Endpoint, until: float) -> None:
+        """A lease keepalive stream on ``endpoint`` will ask etcd again, and hear back or reset
+        the connection at its own deadline, by ``until``: until then nothing else on that
+        connection needs a liveness probe of its own."""
+        self._endpoints.vouch(endpoint, until)
+
+    def preferred(self) -> Endpoint:
+        """The endpoint calls and streams go to first."""
+        return self._endpoints.candidates()[0]
+
+    def vouched(self, endpoint: Endpoint, now: float) -> bool:
+        """Whether a keepalive stream vouches for ``endpoint``'s connection at ``now``."""
+        return self._endpoints.vouched(endpoint, now)
+
     def endpoint_failed(
         self, endpoint: Endpoint, error: TransportError, *, since: float | None = None
     ) -> None:
@@ -184,15 +204,23 @@ class Transport:
     def check_header(self, header: Any, endpoint: Endpoint) -> None:
         """Show the header of an answer that may lag (a stream's, or a member's local state)
         to the history guard: its cluster id is checked."""
-        self.history.check(header, None, endpoint=str(endpoint))
+        self.history.check(header, None, endpoint=endpoint)
 
     # -- credentials -------------------------------------------------------------------------
 
-    def _metadata(self) -> tuple[tuple[str, str], ...]:
+    def _metadata(self) -> grpc.aio.Metadata:
         """Metadata sent with every call and stream: require-leader, and the auth token once
-        one was obtained."""
+        one was obtained (built again only when the token changes)."""
         token = self._token
-        return (_REQUIRE_LEADER,) if token is None else (_REQUIRE_LEADER, ("token", token))
+        sent_token, metadata = self._sent_metadata
+        if token != sent_token:
+            metadata = (
+                _LEADER_ONLY
+                if token is None
+                else grpc.aio.Metadata(_REQUIRE_LEADER, ("token", token))
+            )
+            self._sent_metadata = (token, metadata)
+        return metadata
 
     @property
     def _token(self) -> str | None:
@@ -253,19 +281,19 @@ class Transport:
             endpoint = await self.connect(deadline)
             if with_token and self._auth is not None:
                 await self._auth.ensure(deadline)
-            remaining = deadline - _clock.now()
+            attempt_started = _clock.now()
+            remaining = deadline - attempt_started
             if remaining <= 0:
                 break
             stub = self._endpoints.callable(endpoint, method, "unary")
             token = self._token if with_token else None
-            metadata = self._metadata() if with_token else (_REQUIRE_LEADER,)
-            attempt_started = _clock.now()
+            metadata = self._metadata() if with_token else _LEADER_ONLY
             expected = self.history.expect() if is_linearizable(method, request) else None
             try:
                 try:
                     response = await stub(request, timeout=remaining, metadata=metadata)
                     self.answered(endpoint)
-                    self.history.check(response.header, expected, endpoint=str(endpoint))
+                    self.history.check(response.header, expected, endpoint=endpoint)
                     if method is _rpc.RANGE:
                         self._readable = (request.key, request.range_end)
                     return response

@@ -106,11 +106,29 @@ class Op:
     message: rpc_pb2.RequestOp
 
     @staticmethod
-    def get(key: KeyLike, *, prefix: bool = False, limit: int = 0) -> Op:
+    def get(
+        key: KeyLike,
+        *,
+        prefix: bool = False,
+        limit: int = 0,
+        sort_by_create_revision: bool = False,
+        descending: bool = False,
+        max_create_revision: int = 0,
+    ) -> Op:
+        """A read; by create revision (``descending`` or not) with ``sort_by_create_revision``,
+        only keys created at or before ``max_create_revision`` when it is set."""
         raw = as_bytes(key)
         request = rpc_pb2.RangeRequest(
-            key=raw, range_end=prefix_range_end(raw) if prefix else b"", limit=limit
+            key=raw,
+            range_end=prefix_range_end(raw) if prefix else b"",
+            limit=limit,
+            max_create_revision=max_create_revision,
         )
+        if sort_by_create_revision:
+            request.sort_target = rpc_pb2.RangeRequest.CREATE
+            request.sort_order = (
+                rpc_pb2.RangeRequest.DESCEND if descending else rpc_pb2.RangeRequest.ASCEND
+            )
         return Op(rpc_pb2.RequestOp(request_range=request))
 
     @staticmethod
@@ -132,6 +150,16 @@ class Op:
     def txn(compares: list[Compare], success: list[Op], failure: list[Op]) -> Op:
         request = build_txn_request(compares, success, failure)
         return Op(rpc_pb2.RequestOp(request_txn=request))
+
+
+def reads_only(request: rpc_pb2.TxnRequest) -> bool:
+    """Whether a transaction only reads (whichever branch runs): such a transaction changes
+    nothing, so a failure of unknown outcome is harmless and it may be sent again."""
+    for branch in (request.success, request.failure):
+        for op in branch:  # a write, usually the first op, settles it
+            if op.WhichOneof("request") != "request_range":
+                return False
+    return True
 
 
 def build_txn_request(

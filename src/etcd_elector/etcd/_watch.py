@@ -2,8 +2,9 @@
 
 etcd answers watch-create requests on a stream in the order they were sent, so pending
 creations are matched first-in first-out. A stream that stays silent is probed with a progress
-request; if even that gets no answer within the stream timeout the stream is declared dead and
-every watch on it fails with a typed error (the caller re-watches from its last revision).
+request (unless a lease keepalive on the same connection vouches for it); if even that gets no
+answer within the stream timeout the stream is declared dead and every watch on it fails with a
+typed error (the caller re-watches from its last revision).
 
 gRPC allows one write in flight per stream (a second one fails the whole stream with
 TOO_MANY_OPERATIONS), and cancelling a write ends the stream: so one writer task per stream
@@ -108,10 +109,18 @@ class AsyncWatch:
         return item
 
     async def cancel(self) -> None:
-        """Stop watching. Idempotent."""
+        """Stop watching, once etcd was told. Idempotent."""
         if not self._finished:
             self._finished = True
             await self._hub.unregister(self)
+            self._queue.put_nowait(None)
+
+    def cancel_soon(self) -> None:
+        """Stop watching now; the stream's writer tells etcd in the background (a waiter that
+        just got its answer need not wait for that write). Idempotent."""
+        if not self._finished:
+            self._finished = True
+            self._hub._release(self)
             self._queue.put_nowait(None)
 
     # Called by the hub.
@@ -317,7 +326,12 @@ class WatchHub:
             self._dispatch(response, endpoint)
 
     async def _monitor_loop(self, call: Any, endpoint: Endpoint) -> None:
-        """A silent stream never fails by itself: probe it, and give up if even that is silent."""
+        """A silent stream never fails by itself: probe it, and give up if even that is silent.
+
+        No probe while a lease keepalive stream vouches for the connection (see
+        :meth:`Transport.vouch`): its own deadline resets a silent connection, which breaks
+        this stream too, so an idle candidate costs etcd its keepalives and nothing more.
+        """
         timeout = self._transport.config.stream_timeout
         half = timeout / 2
         probe_sent: float | None = None
@@ -330,6 +344,8 @@ class WatchHub:
             if probe_sent is not None and self._last_heard >= probe_sent:
                 probe_sent = None  # the stream answered
             if probe_sent is None:
+                if self._transport.vouched(endpoint, now):
+                    continue
                 if now - self._last_heard >= half:
                     probe_sent = now
                     self._enqueue(
