@@ -30,12 +30,7 @@ import grpc
 
 from .. import _clock, _metrics
 from .._config import Endpoint
-from .._errors import (
-    ClientClosed,
-    ConnectionFailed,
-    RequestTimeout,
-    TransportError,
-)
+from .._errors import ClientClosed, ConnectionFailed, RequestTimeout, TransportError
 from .._log import log_event
 from .._proto import rpc_pb2
 from .._tasks import cancel_all
