@@ -16,6 +16,7 @@ __all__ = ["Record", "RecordKind", "dump_records", "load_records"]
 
 
 class RecordKind:
+    STARTED = "started"  # a candidate's first answer from etcd: ``revision`` it showed
     ELECTED = "elected"  # token = the term's fencing token
     LOST = "lost"  # ``until`` = when the candidate stopped believing it led
     WRITE = "write"  # a fenced write: ``ok`` if committed, ``revision`` of the commit
@@ -23,6 +24,13 @@ class RecordKind:
     EXITED = "exited"  # the candidate exited cleanly; ``leases`` it used
     FAULT = "fault"  # written by the nemesis: ``detail`` says which
     HEALED = "healed"  # written by the nemesis: every fault is undone
+    # Written by the nemesis between the death of an etcd and the start of the etcd that
+    # replaces it with an older history (its data wiped, or an older snapshot restored).
+    DATA_LOST = "data_lost"
+    # A candidate's library reported that etcd's history went back: ``previous_revision`` is
+    # the highest revision it had seen, ``revision`` what etcd answered then (so revisions
+    # ``revision + 1 .. previous_revision`` will be issued again), ``reason`` the kind of loss.
+    HISTORY_LOST = "history_lost"
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class Record:
     reason: str = ""
     ok: bool = False
     revision: int = 0
+    previous_revision: int = 0
     detail: str = ""
     leases: tuple[int, ...] = field(default_factory=tuple)
 
