@@ -12,7 +12,7 @@ import pytest
 
 from etcd_elector._errors import ConfigurationError
 from etcd_elector.testing import ChaosSettings, run_chaos
-from etcd_elector.testing._chaos import PEER_FAULTS
+from etcd_elector.testing._chaos import DATA_LOSS_FAULTS, PEER_FAULTS
 
 
 @pytest.mark.timeout(300)
@@ -37,11 +37,38 @@ def test_no_split_brain_when_etcd_members_are_cut_off_from_their_peers() -> None
     assert result.report.writes_committed > 0, "leaders did no fenced work"
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("members", "faults", "duration"),
+    [(1, DATA_LOSS_FAULTS, 6), (3, ("restore_old_snapshot",), 2)],
+)
+def test_terms_end_and_tokens_resume_above_the_floor_when_etcd_loses_its_data(
+    members: int, faults: tuple[str, ...], duration: float
+) -> None:
+    result = run_chaos(
+        ChaosSettings(
+            duration=duration, seed=15, ttl=2, candidates=3, members=members, faults=faults
+        )
+    )
+    report = result.report
+    assert report.ok, result.summary()
+    assert all(result.faults[fault] >= 1 for fault in faults), result.faults
+    losses = sum(result.faults.values())
+    assert report.data_losses == len(result.repairs) == losses
+    # Every candidate told of every loss (none was killed), and the repair moved the
+    # revision past every token seen: no token or revision had to be excused.
+    assert report.loss_reports == 3 * losses
+    assert report.regressions_reported == 0
+    assert all(repair.bumped > 0 for repair in result.repairs)
+    assert report.writes_committed > 0, "leaders did no fenced work"
+
+
 @pytest.mark.parametrize(
     ("faults", "members", "message"),
     [
         (("partition_leader_member",), 1, "'partition_leader_member' needs three etcd members"),
         (("quorum_loss",), 1, "'quorum_loss' needs three etcd members"),
+        (("wipe",), 3, "'wipe' needs a one-member etcd"),
         (("kill", "unplug"), 3, "unknown chaos fault 'unplug': choose from kill, "),
     ],
 )

@@ -380,33 +380,29 @@ def _check_terms_at_losses(
 
 
 def _check_loss_reports(records: list[Record], ledger: LossLedger, report: CheckReport) -> None:
-    """Every candidate that knew the old history and kept running reports the loss before the
-    fault healed; nobody reports a loss that did not happen, or one loss twice."""
-    first_seen: dict[str, float] = {}
+    """Every candidate that had seen etcd well past where it went back (see
+    :meth:`LossLedger.must_report`) and kept running reports the loss before the fault
+    healed; nobody reports a loss that did not happen, or one loss twice."""
     gone: dict[str, float] = {}
-    for record in sorted(records, key=lambda r: r.time):
-        if not record.candidate:
-            continue
-        first_seen.setdefault(record.candidate, record.time)
+    for record in records:
         if record.kind in (RecordKind.KILLED, RecordKind.EXITED):
             gone.setdefault(record.candidate, record.time)
     heals = sorted(r.time for r in records if r.kind == RecordKind.HEALED)
     for loss in ledger.losses:
         healed = next((t for t in heals if t > loss.time), math.inf)
-        for candidate, started in first_seen.items():
-            left = gone.get(candidate, math.inf)
-            if not started < loss.time < left:
-                continue
+        for candidate in sorted(ledger.must_report(loss)):
             if ledger.next_report(candidate, after=loss.time, until=healed) is not None:
                 continue
-            if left <= healed and not math.isinf(left):
+            left = gone.get(candidate)
+            if left is not None and left <= healed:
                 continue  # it left before it had to tell
             by = "" if math.isinf(healed) else f" before the fault healed at {healed:.6f}"
             report.violations.append(
                 Violation(
                     "history_lost",
                     f"{candidate} was running when etcd lost its data at {loss.time:.6f} "
-                    f"({loss.detail or 'data lost'}) and did not report it{by}",
+                    f"({loss.detail or 'data lost'}), had seen revisions well past "
+                    f"{loss.revision}, and did not report it{by}",
                 )
             )
     claimed: set[tuple[str, int]] = set()

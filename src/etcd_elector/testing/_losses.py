@@ -10,28 +10,39 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ._history import Record, RecordKind
 
-__all__ = ["LossLedger"]
+__all__ = ["VISIBLE_LOSS", "LossLedger"]
+
+#: A candidate whose library had seen a revision this far above the one etcd went back to is
+#: sure to see the loss, so it must report it. A loss shows only in an answer below the highest
+#: revision seen, and the new history grows before the candidate asks again (within a third of
+#: the TTL): the chaos candidates' campaigns write two revisions each, one attempt per 50 ms at
+#: most, and no term can lead below its floor. A smaller loss may close unseen; the library says
+#: so (docs/operations.md: "small gaps close by themselves").
+VISIBLE_LOSS = 500
 
 
 @dataclass(frozen=True)
 class LossLedger:
-    """The data losses of a history (``data_lost``, by time) and the candidates' reports of
-    them (``history_lost``, by time)."""
+    """The data losses of a history (``data_lost``, by time), the candidates' reports of them
+    (``history_lost``, by time), and what each candidate had seen of etcd's revisions."""
 
     losses: tuple[Record, ...]
     reports: tuple[Record, ...]
+    records: tuple[Record, ...]  # every record, by time
 
     @classmethod
     def of(cls, records: Iterable[Record]) -> LossLedger:
-        ordered = sorted(records, key=lambda r: r.time)
+        ordered = tuple(sorted(records, key=lambda r: r.time))
         return cls(
             losses=tuple(r for r in ordered if r.kind == RecordKind.DATA_LOST),
             reports=tuple(r for r in ordered if r.kind == RecordKind.HISTORY_LOST),
+            records=ordered,
         )
 
     def history_at(self, moment: float) -> int:
@@ -59,3 +70,32 @@ class LossLedger:
             if report.candidate == candidate and after < report.time <= until:
                 return report
         return None
+
+    def must_report(self, loss: Record) -> set[str]:
+        """The candidates that were running when etcd lost its data, and had seen it at least
+        :data:`VISIBLE_LOSS` revisions above the revision it went back to."""
+        seen: dict[str, int] = defaultdict(int)
+        running: set[str] = set()
+        for record in self.records:
+            if record.time >= loss.time:
+                break
+            who = record.candidate
+            if not who:
+                continue
+            running.add(who)
+            if record.kind in (RecordKind.KILLED, RecordKind.EXITED):
+                running.discard(who)
+            elif record.kind == RecordKind.HISTORY_LOST:
+                seen[who] = record.revision  # its library now follows the new history
+            else:
+                seen[who] = max(seen[who], _revision_seen(record))
+        return {who for who in running if seen[who] >= loss.revision + VISIBLE_LOSS}
+
+
+def _revision_seen(record: Record) -> int:
+    """A revision the candidate's library must have seen to write ``record``."""
+    if record.kind == RecordKind.SEEN or (record.kind == RecordKind.WRITE and record.ok):
+        return record.revision
+    if record.kind == RecordKind.ELECTED:
+        return record.token
+    return 0
