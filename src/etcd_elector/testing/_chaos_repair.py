@@ -13,7 +13,7 @@ from etcd_elector import AsyncClient
 
 from ._cluster import EtcdCluster
 
-__all__ = ["MIN_LOST_REVISIONS", "Backups", "Repair", "bump_revision", "revision_of"]
+__all__ = ["MIN_LOST_REVISIONS", "Backup", "Backups", "Repair", "bump_revision", "revision_of"]
 
 #: How far back a data loss takes etcd at least. A loss shows only to a candidate whose next
 #: answer from etcd is below the highest revision it saw; the others' campaigns write too (two
