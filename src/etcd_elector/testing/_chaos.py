@@ -92,6 +92,9 @@ class ChaosSettings:
     candidates: int = 3
     members: int = 1
     faults: tuple[str, ...] = ()  # default: every fault that makes sense for ``members``
+    # Trials to run however long they take, then go on until ``duration`` is over: a short
+    # run covers the faults it names (each once before any twice) on a slow machine too.
+    min_trials: int = 0
 
 
 @dataclass
@@ -385,7 +388,8 @@ def chosen_faults(settings: ChaosSettings) -> tuple[str, ...]:
 def run_chaos(
     settings: ChaosSettings, progress: Callable[[str], None] = lambda _: None
 ) -> ChaosResult:
-    """Run one seeded fault schedule for ``settings.duration`` seconds and check it."""
+    """Run one seeded fault schedule for ``settings.duration`` seconds (and at least
+    ``settings.min_trials`` trials) and check it."""
     faults = chosen_faults(settings)
     run = _Run(settings, progress)
     trials = 0
@@ -401,7 +405,7 @@ def run_chaos(
                 run.extra.append(Violation("failover", "no leader was ever elected"))
             started = time.monotonic()
             deck: list[str] = []
-            while time.monotonic() - started < settings.duration:
+            while trials < settings.min_trials or time.monotonic() - started < settings.duration:
                 trials += 1
                 if not deck:
                     deck = list(faults)
