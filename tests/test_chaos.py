@@ -12,7 +12,7 @@ import pytest
 
 from etcd_elector._errors import ConfigurationError
 from etcd_elector.testing import ChaosSettings, run_chaos
-from etcd_elector.testing._chaos import PEER_FAULTS
+from etcd_elector.testing._chaos import DATA_LOSS_FAULTS, PEER_FAULTS
 
 
 @pytest.mark.timeout(300)
@@ -29,12 +29,46 @@ def test_no_split_brain_under_random_faults(seed: int, members: int) -> None:
 def test_no_split_brain_when_etcd_members_are_cut_off_from_their_peers() -> None:
     # Every fault comes once before any comes twice: two trials cover both partitions, the
     # member the leader talks to and the member a standby talks to.
-    result = run_chaos(
-        ChaosSettings(duration=8, seed=14, ttl=2, candidates=3, members=3, faults=PEER_FAULTS)
+    settings = ChaosSettings(
+        duration=8, seed=14, ttl=2, candidates=3, members=3, faults=PEER_FAULTS, min_trials=2
     )
+    result = run_chaos(settings)
     assert result.report.ok, result.summary()
     assert all(result.faults[fault] >= 1 for fault in PEER_FAULTS), result.faults
     assert result.report.writes_committed > 0, "leaders did no fenced work"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("members", "faults"),
+    # With one member, mixed with a candidate killed (and replaced) and one frozen.
+    [(1, ("kill", "pause_long", *DATA_LOSS_FAULTS)), (3, ("restore_old_snapshot",))],
+)
+def test_terms_end_and_tokens_resume_above_the_floor_when_etcd_loses_its_data(
+    members: int, faults: tuple[str, ...]
+) -> None:
+    # Each fault once, however long it takes: bounded by the count, not by the clock.
+    settings = ChaosSettings(
+        duration=0,
+        seed=15,
+        ttl=2,
+        candidates=3,
+        members=members,
+        faults=faults,
+        min_trials=len(faults),
+    )
+    result = run_chaos(settings)
+    report = result.report
+    assert report.ok, result.summary()
+    assert result.faults == dict.fromkeys(faults, 1), result.faults
+    losses = sum(fault in DATA_LOSS_FAULTS for fault in faults)
+    assert report.data_losses == len(result.repairs) == losses
+    # Every candidate running at a loss (three, a killed one replaced) told of it, and the
+    # repair moved the revision past every token seen: no token or revision was excused.
+    assert report.loss_reports == 3 * losses
+    assert report.regressions_reported == 0
+    assert all(repair.bumped > 0 for repair in result.repairs)
+    assert report.writes_committed > 0, "leaders did no fenced work"
 
 
 @pytest.mark.parametrize(
@@ -42,6 +76,7 @@ def test_no_split_brain_when_etcd_members_are_cut_off_from_their_peers() -> None
     [
         (("partition_leader_member",), 1, "'partition_leader_member' needs three etcd members"),
         (("quorum_loss",), 1, "'quorum_loss' needs three etcd members"),
+        (("wipe",), 3, "'wipe' needs a one-member etcd"),
         (("kill", "unplug"), 3, "unknown chaos fault 'unplug': choose from kill, "),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -64,3 +65,21 @@ def test_faults_that_do_not_fit_are_one_line_and_code_4() -> None:
     one_member = chaos("--faults", "partition_leader_member")
     assert one_member.returncode == 4
     assert "'partition_leader_member' needs three etcd members" in one_member.stderr
+
+
+def test_data_loss_faults_print_the_table_one_row_a_line() -> None:
+    done = chaos("--duration", "2s", "--seed", "7", "--faults", "wipe")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "\\n" not in done.stdout  # no row folded into an escaped line
+    table = lines[next(i for i, line in enumerate(lines) if line.startswith("seed ")) :]
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in table)
+    assert rows["faults"].startswith("wipe ")
+    losses = int(rows["faults"].removeprefix("wipe "))
+    # Each of the three candidates reported each wipe; the repair left nothing to excuse.
+    assert rows["etcd data losses / reports"] == f"{losses} / {3 * losses} from candidates"
+    assert rows["regressions after a report"] == "0"
+    assert rows["token / revision / loss violations"] == "0"
+    assert "moved the revision past" in rows["longest repair"]
+    repairs = [line for line in lines if line.strip().startswith("wipe: etcd back in")]
+    assert len(repairs) == losses, lines

@@ -50,9 +50,11 @@ async def chaos(args: ParsedArgs, options: Options, printer: Printer) -> int:
         run_chaos, settings, lambda line: printer.event("progress", text=line, detail=line)
     )
     report = result.report
+    # One row a line: the printer keeps every line to one line on a terminal.
+    table = result.summary().splitlines()
     printer.event(
         "chaos_finished",
-        text=result.summary(),
+        text=table[0],
         seed=settings.seed,
         trials=result.trials,
         faults=dict(result.faults),
@@ -60,6 +62,12 @@ async def chaos(args: ParsedArgs, options: Options, printer: Printer) -> int:
         writes_committed=report.writes_committed,
         writes_refused=report.writes_refused,
         worst_failover=report.worst_failover,
+        data_losses=report.data_losses,
+        loss_reports=report.loss_reports,
+        regressions_reported=report.regressions_reported,
+        longest_repair=max((r.seconds for r in result.repairs), default=None),
         violations=[f"{v.kind}: {v.message}" for v in report.violations],
     )
+    for row in table[1:]:
+        printer.text(row)
     return ExitCode.OK if report.ok else ExitCode.VIOLATION

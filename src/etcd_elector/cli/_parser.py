@@ -510,11 +510,14 @@ def _build() -> argparse.ArgumentParser:
         "chaos",
         "soak the election under seeded random faults and check for two leaders at once",
         "Starts its own etcd and candidate processes that do fenced writes, injects faults\n"
-        "(kills, pauses, blackholes, drops, latency, compaction, etcd member restarts; with\n"
-        "--members 3 also etcd leader kills, quorum loss, and cutting the member a leader\n"
-        "or standby uses off from its peers) and checks the recorded history: no\n"
-        "overlapping leaders, no stale fenced write, a new leader within the bound after\n"
-        "each fault, no leaked lease. The TTL is 2 s unless --ttl is given.",
+        "(kills, pauses, blackholes, drops, latency, compaction, etcd member restarts, etcd's\n"
+        "data wiped (one member) or restored from an older backup, each repaired by moving\n"
+        "the revision past every token seen; with --members 3 also etcd leader kills, quorum\n"
+        "loss, and cutting the member a leader or standby uses off from its peers) and\n"
+        "checks the recorded history: no overlapping leaders, no stale fenced write, no\n"
+        "token or revision that went back unreported, every data loss reported, a new\n"
+        "leader within the bound after each fault, no leaked lease. The TTL is 2 s unless\n"
+        "--ttl is given.",
     )
     chaos.add_argument(
         "--duration",

@@ -11,6 +11,14 @@ end every candidate exits cleanly and etcd is asked whether any lease or key lea
 With three etcd members the faults include peer partitions: the member that the leading
 candidate talks to, or the one a standby talks to, is cut off from the other members (the
 candidates' own connections stay up, so they see a member without a raft leader).
+
+Data-loss faults make etcd's history go back: ``wipe`` (a one-member etcd started again on an
+empty data dir, same cluster id) and ``restore_old_snapshot`` (every member restored from a
+backup taken a fault cycle earlier, with a new cluster id). Their repair is the operator's
+remedy from docs/operations.md: once every candidate has reported the loss, the revision is
+moved past the highest token any of them saw (writes to a scratch key, which etcd 3.5.1 needs
+in place of ``--bump-revision``), with the candidates cut off from etcd meanwhile, as the
+docs' "before candidates run"; only then is the fault healed.
 """
 
 from __future__ import annotations
@@ -34,12 +42,22 @@ from etcd_elector import AsyncClient, _clock
 from etcd_elector._errors import ConfigurationError
 from etcd_elector._orphans import dies_with_parent
 
+from ._chaos_repair import MIN_LOST_REVISIONS, Backups, Repair, bump_revision, revision_of
 from ._checker import CheckReport, FaultKind, Violation, check_history, recovery_bound
 from ._cluster import EtcdCluster
 from ._history import Record, RecordKind
+from ._losses import LossLedger
 from ._proxy import FaultProxy
 
-__all__ = ["FAULTS", "PEER_FAULTS", "ChaosResult", "ChaosSettings", "chosen_faults", "run_chaos"]
+__all__ = [
+    "DATA_LOSS_FAULTS",
+    "FAULTS",
+    "PEER_FAULTS",
+    "ChaosResult",
+    "ChaosSettings",
+    "chosen_faults",
+    "run_chaos",
+]
 
 ELECTION = "chaos"
 NAMESPACE = "/etcd-elector-chaos"
@@ -49,11 +67,20 @@ CANDIDATE_FAULTS = ("kill", "pause_short", "pause_long", "blackhole", "drop", "l
 MEMBER_FAULTS = ("member_restart", "etcd_leader_kill", "quorum_loss")
 # The member the leader's (or a standby's) client uses is cut off from its peers.
 PEER_FAULTS = ("partition_leader_member", "partition_standby_member")
-FAULTS = CANDIDATE_FAULTS + MEMBER_FAULTS + PEER_FAULTS
+# etcd's history goes back: its data dir wiped (one member only), or an older backup restored.
+DATA_LOSS_FAULTS = ("wipe", "restore_old_snapshot")
+FAULTS = CANDIDATE_FAULTS + MEMBER_FAULTS + PEER_FAULTS + DATA_LOSS_FAULTS
+# What the checker finds when tokens or revisions go back, or a loss goes unreported.
+HISTORY_VIOLATIONS = ("token", "reused_revision", "history_lost")
+# Where the repair writes to move etcd's revision (outside the election's prefix).
+BUMP_KEY = f"{NAMESPACE}/revision-bump"
 
 
 def fault_kind(fault: str) -> FaultKind:
-    """Whether ``fault`` can cost etcd its raft leader (and so restart every lease)."""
+    """Whether ``fault`` can cost etcd its raft leader (and so restart every lease), or
+    its history."""
+    if fault in DATA_LOSS_FAULTS:
+        return "history"
     return "etcd" if fault in MEMBER_FAULTS + PEER_FAULTS else "candidate"
 
 
@@ -65,6 +92,9 @@ class ChaosSettings:
     candidates: int = 3
     members: int = 1
     faults: tuple[str, ...] = ()  # default: every fault that makes sense for ``members``
+    # Trials to run however long they take, then go on until ``duration`` is over: a short
+    # run covers the faults it names (each once before any twice) on a slow machine too.
+    min_trials: int = 0
 
 
 @dataclass
@@ -73,10 +103,13 @@ class ChaosResult:
     report: CheckReport
     faults: Counter[str] = field(default_factory=Counter)
     trials: int = 0
+    repairs: list[Repair] = field(default_factory=list)
 
     def summary(self) -> str:
         report = self.report
         worst = report.worst_failover
+        longest = max(self.repairs, key=lambda r: r.seconds, default=None)
+        across = report.worst_repair_failover
         rows = [
             ("seed", str(self.settings.seed)),
             ("ttl", f"{self.settings.ttl}s"),
@@ -92,9 +125,25 @@ class ChaosResult:
             ("stale writes", str(sum(v.kind == "stale_write" for v in report.violations))),
             (
                 "other violations",
-                str(sum(v.kind not in ("overlap", "stale_write") for v in report.violations)),
+                str(
+                    sum(
+                        v.kind not in ("overlap", "stale_write", *HISTORY_VIOLATIONS)
+                        for v in report.violations
+                    )
+                ),
             ),
             ("worst failover", f"{worst:.3f}s" if worst is not None else "n/a"),
+            (
+                "etcd data losses / reports",
+                f"{report.data_losses} / {report.loss_reports} from candidates",
+            ),
+            ("regressions after a report", str(report.regressions_reported)),
+            (
+                "token / revision / loss violations",
+                str(sum(v.kind in HISTORY_VIOLATIONS for v in report.violations)),
+            ),
+            ("longest repair", longest.describe() if longest is not None else "n/a"),
+            ("worst failover across a repair", f"{across:.3f}s" if across is not None else "n/a"),
         ]
         width = max(len(name) for name, _ in rows)
         lines = [f"{name:<{width}}  {value}" for name, value in rows]
@@ -204,6 +253,8 @@ class _Run:
         self.next_id = 0
         self.candidates: list[_Candidate] = []
         self.log_dir = tempfile.mkdtemp(prefix="etcd-elector-chaos-")
+        self.backups = Backups(self.log_dir)
+        self.repairs: list[Repair] = []
 
     def sink(self, line: str) -> None:
         with contextlib.suppress(ValueError, TypeError):
@@ -211,9 +262,11 @@ class _Run:
             with self.lock:
                 self.records.append(record)
 
-    def note(self, kind: str, **fields: object) -> None:
+    def note(self, kind: str, **fields: object) -> Record:
         with self.lock:
-            self.records.append(Record(kind, _clock.now(), **fields))  # type: ignore[arg-type]
+            record = Record(kind, _clock.now(), **fields)  # type: ignore[arg-type]
+            self.records.append(record)
+        return record
 
     def spawn(self, cluster: EtcdCluster) -> _Candidate:
         self.next_id += 1
@@ -271,6 +324,42 @@ class _Run:
                 return candidate
         return self.rng.choice(live)
 
+    def live(self) -> list[_Candidate]:
+        return [c for c in self.candidates if c.process.poll() is None]
+
+    def ledger(self) -> LossLedger:
+        with self.lock:
+            return LossLedger.of(self.records)
+
+    def unaware(self, back_to: int) -> set[str]:
+        """Live candidates that have not seen etcd far enough past ``back_to`` to be sure to
+        notice if it went back there now (see :meth:`LossLedger.must_report`)."""
+        now = Record(RecordKind.DATA_LOST, _clock.now(), revision=back_to)
+        return {c.ident for c in self.live()} - self.ledger().must_report(now)
+
+    def unreported(self, loss: Record) -> set[str]:
+        """Live candidates that must report ``loss`` and have not yet."""
+        ledger = self.ledger()
+        live = {c.ident for c in self.live()}
+        return {
+            who
+            for who in ledger.must_report(loss) & live
+            if ledger.next_report(who, after=loss.time) is None
+        }
+
+    def highest_seen(self) -> int:
+        """The highest token or revision any candidate saw, by its records: what an operator
+        reads from the history-loss ERROR lines and the fenced systems."""
+        with self.lock:
+            return max(
+                (
+                    max(r.token, r.revision, r.previous_revision)
+                    for r in self.records
+                    if r.candidate and r.kind != RecordKind.KILLED
+                ),
+                default=0,
+            )
+
 
 def chosen_faults(settings: ChaosSettings) -> tuple[str, ...]:
     """The faults a run of ``settings`` injects: ``settings.faults``, or every fault that
@@ -279,7 +368,9 @@ def chosen_faults(settings: ChaosSettings) -> tuple[str, ...]:
     :raises ConfigurationError: for an unknown fault, or one that needs three members.
     """
     if not settings.faults:
-        return FAULTS if settings.members >= 3 else (*CANDIDATE_FAULTS, "member_restart")
+        if settings.members >= 3:
+            return tuple(f for f in FAULTS if f != "wipe")
+        return (*CANDIDATE_FAULTS, "member_restart", *DATA_LOSS_FAULTS)
     unknown = [fault for fault in settings.faults if fault not in FAULTS]
     if unknown:
         raise ConfigurationError(
@@ -288,30 +379,41 @@ def chosen_faults(settings: ChaosSettings) -> tuple[str, ...]:
     needs_three = [f for f in settings.faults if f in ("quorum_loss", *PEER_FAULTS)]
     if needs_three and settings.members < 3:
         raise ConfigurationError(f"chaos fault {needs_three[0]!r} needs three etcd members")
+    if "wipe" in settings.faults and settings.members != 1:
+        raise ConfigurationError(
+            "chaos fault 'wipe' needs a one-member etcd (a wiped member of a larger cluster "
+            "must be removed and added again); use restore_old_snapshot with three"
+        )
     return settings.faults
 
 
 def run_chaos(
     settings: ChaosSettings, progress: Callable[[str], None] = lambda _: None
 ) -> ChaosResult:
-    """Run one seeded fault schedule for ``settings.duration`` seconds and check it."""
+    """Run one seeded fault schedule for ``settings.duration`` seconds (and at least
+    ``settings.min_trials`` trials) and check it."""
     faults = chosen_faults(settings)
     run = _Run(settings, progress)
     trials = 0
     partitionable = settings.members >= 3
+    restores = "restore_old_snapshot" in faults
     with EtcdCluster.start(settings.members, partitionable=partitionable) as cluster:
         try:
+            if restores:
+                run.backups.take(cluster)  # before the first candidate: an empty etcd
             for _ in range(settings.candidates):
                 run.spawn(cluster)
             if not run.wait_for_leader(30):
                 run.extra.append(Violation("failover", "no leader was ever elected"))
             started = time.monotonic()
             deck: list[str] = []
-            while time.monotonic() - started < settings.duration:
+            while trials < settings.min_trials or time.monotonic() - started < settings.duration:
                 trials += 1
                 if not deck:
                     deck = list(faults)
                     run.rng.shuffle(deck)
+                    if restores:  # a restore goes back to the backup of the cycle before
+                        run.backups.take(cluster)
                 fault = deck.pop()
                 run.faults[fault] += 1
                 target = run.by_ident(run.leader() if run.rng.random() < 0.8 else None)
@@ -338,7 +440,9 @@ def run_chaos(
         shutil.rmtree(run.log_dir, ignore_errors=True)
     else:
         progress(f"candidate logs kept in {run.log_dir}")
-    return ChaosResult(settings=settings, report=report, faults=run.faults, trials=trials)
+    return ChaosResult(
+        settings=settings, report=report, faults=run.faults, trials=trials, repairs=run.repairs
+    )
 
 
 def _inject(run: _Run, cluster: EtcdCluster, fault: str, target: _Candidate) -> str:
@@ -389,7 +493,68 @@ def _inject(run: _Run, cluster: EtcdCluster, fault: str, target: _Candidate) -> 
         cluster.wait_for_leader(10)
     elif fault in PEER_FAULTS:
         return _partition(run, cluster, fault)
+    elif fault in DATA_LOSS_FAULTS:
+        return _lose_data(run, cluster, fault)
     return fault
+
+
+def _lose_data(run: _Run, cluster: EtcdCluster, fault: str) -> str:
+    """Make etcd's history go back, then repair it as an operator would: wait until every
+    candidate reported the loss, cut them off, move the revision past the highest token any
+    of them saw, let them back."""
+    ttl = run.settings.ttl
+    backup = run.backups.before_last() if fault == "restore_old_snapshot" else None
+    back_to = 1 if backup is None else backup.revision
+    # A loss large enough for every candidate to see: etcd well past where it goes back to,
+    # and every candidate aware of it (it renews its lease three times a TTL).
+    asyncio.run(bump_revision(cluster.endpoint_string, back_to + MIN_LOST_REVISIONS, key=BUMP_KEY))
+    _wait_while(lambda: run.unaware(back_to), 3 * ttl + 5)
+    unaware = run.unaware(back_to)
+    if unaware:
+        run.progress(f"  {', '.join(sorted(unaware))} did not see etcd's latest revisions")
+    revision = asyncio.run(revision_of(cluster.endpoint_string))
+    for member in cluster.members[:1] if backup is None else cluster.members:
+        member.kill()
+    # The old history is gone, the new one not served yet: the checker's boundary.
+    loss = run.note(
+        RecordKind.DATA_LOST,
+        revision=back_to,
+        previous_revision=revision,
+        detail=f"{fault}: etcd goes back from revision {revision} or later to {back_to}"
+        + ("" if backup is None else f" or earlier ({backup.path.name})"),
+    )
+    lost = time.monotonic()
+    if backup is None:
+        cluster.members[0].wipe_and_restart()
+    else:
+        cluster.restore_snapshot(backup.path)
+    serving = time.monotonic()
+    _wait_while(lambda: run.unreported(loss), 4 * ttl + 10)
+    silent = run.unreported(loss)
+    if silent:  # the checker names them; the repair goes on
+        run.progress(f"  no history-loss report from {', '.join(sorted(silent))}")
+    reported = time.monotonic()
+    floor = run.highest_seen()
+    for candidate in run.live():
+        candidate.each_proxy(lambda p: p.refuse())
+        candidate.each_proxy(lambda p: p.drop())
+    try:
+        bumped = asyncio.run(bump_revision(cluster.endpoint_string, floor, key=BUMP_KEY))
+    finally:
+        for candidate in run.live():
+            candidate.each_proxy(lambda p: p.heal())
+    repair = Repair(
+        fault,
+        restart=serving - lost,
+        reports=reported - serving,
+        bump=time.monotonic() - reported,
+        bumped=bumped,
+        floor=floor,
+    )
+    run.repairs.append(repair)
+    what = repair.describe()
+    run.progress(f"  {what}")
+    return what
 
 
 def _partition(run: _Run, cluster: EtcdCluster, fault: str) -> str:
@@ -413,6 +578,12 @@ def _partition(run: _Run, cluster: EtcdCluster, fault: str) -> str:
     cluster.network.heal()
     cluster.member(name).wait_healthy(10)
     return what
+
+
+def _wait_while(condition: Callable[[], object], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 async def _compact(endpoints: str) -> None:

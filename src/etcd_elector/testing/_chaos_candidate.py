@@ -2,7 +2,9 @@
 
 It runs the elector through the public API. While leader it does fenced writes (a guarded
 transaction bumping a counter key) and prints one JSON :class:`Record` per event on stdout:
-elected, lost (with the moment it stopped believing it led), each write, and a clean exit.
+elected, lost (with the moment it stopped believing it led), each write, each history loss
+the library reports (with the revisions it names), the highest revision the library has seen
+whenever it changes (what the candidate knows of etcd's history), and a clean exit.
 """
 
 from __future__ import annotations
@@ -13,15 +15,36 @@ import contextlib
 import signal
 import sys
 
-from etcd_elector import AsyncClient, LeadershipError, Op, Term, TransportError, _clock
+from etcd_elector import (
+    AsyncClient,
+    HistoryLoss,
+    LeadershipError,
+    Op,
+    Term,
+    TransportError,
+    _clock,
+)
 from etcd_elector.testing._history import Record, RecordKind
 
 WRITE_EVERY = 0.05
+SEEN_EVERY = 0.25
 
 
 def emit(record: Record) -> None:
     sys.stdout.write(record.to_json() + "\n")
     sys.stdout.flush()
+
+
+async def record_seen(client: AsyncClient, me: str, stop: asyncio.Event) -> None:
+    """A ``seen`` record whenever the highest revision the library saw changed."""
+    last = 0
+    while not stop.is_set():
+        revision = client.history.revision
+        if revision != last:
+            emit(Record(RecordKind.SEEN, _clock.now(), candidate=me, revision=revision))
+            last = revision
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SEEN_EVERY)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -33,6 +56,22 @@ async def main(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     async with AsyncClient(args.endpoints, timeout=2.0, stream_timeout=1.0) as client:
+
+        def history_lost(loss: HistoryLoss) -> None:
+            emit(
+                Record(
+                    RecordKind.HISTORY_LOST,
+                    loss.detected_at,
+                    candidate=me,
+                    revision=loss.revision,
+                    previous_revision=loss.previous_revision,
+                    reason=loss.kind,
+                    detail=loss.describe(),
+                )
+            )
+
+        client.history.add_listener(history_lost)
+        seen = asyncio.create_task(record_seen(client, me, stop))
         elector = client.elector(
             args.name, namespace=args.namespace, ttl=args.ttl, value=me, backoff=(0.05, 1.0)
         )
@@ -90,6 +129,7 @@ async def main(args: argparse.Namespace) -> None:
             await elector.close()
             with contextlib.suppress(Exception):
                 await runner
+            await seen
     emit(Record(RecordKind.EXITED, _clock.now(), candidate=me, leases=tuple(sorted(leases))))
 
 

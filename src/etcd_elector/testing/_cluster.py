@@ -792,7 +792,7 @@ class EtcdCluster:
                 "--initial-cluster-token",
                 token,
                 "--initial-advertise-peer-urls",
-                member.peer_url,
+                member.advertised_peer_url,  # as in --initial-cluster (a proxy's, if partitionable)
             )
             shutil.rmtree(member.data_dir, ignore_errors=True)
             restored.rename(member.data_dir)

@@ -16,6 +16,9 @@ __all__ = ["Record", "RecordKind", "dump_records", "load_records"]
 
 
 class RecordKind:
+    # The highest ``revision`` a candidate's library had seen by then: its first answer from
+    # etcd, then again whenever it grew (or went back, after a history loss).
+    SEEN = "seen"
     ELECTED = "elected"  # token = the term's fencing token
     LOST = "lost"  # ``until`` = when the candidate stopped believing it led
     WRITE = "write"  # a fenced write: ``ok`` if committed, ``revision`` of the commit
@@ -23,6 +26,14 @@ class RecordKind:
     EXITED = "exited"  # the candidate exited cleanly; ``leases`` it used
     FAULT = "fault"  # written by the nemesis: ``detail`` says which
     HEALED = "healed"  # written by the nemesis: every fault is undone
+    # Written by the nemesis between the death of an etcd and the start of the etcd that
+    # replaces it with an older history (its data wiped, or an older snapshot restored):
+    # etcd goes back from ``previous_revision`` to ``revision`` (at most).
+    DATA_LOST = "data_lost"
+    # A candidate's library reported that etcd's history went back: ``previous_revision`` is
+    # the highest revision it had seen, ``revision`` what etcd answered then (so revisions
+    # ``revision + 1 .. previous_revision`` will be issued again), ``reason`` the kind of loss.
+    HISTORY_LOST = "history_lost"
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class Record:
     reason: str = ""
     ok: bool = False
     revision: int = 0
+    previous_revision: int = 0
     detail: str = ""
     leases: tuple[int, ...] = field(default_factory=tuple)
 
