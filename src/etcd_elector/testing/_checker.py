@@ -375,7 +375,7 @@ def _check_terms_at_losses(
                     "history_lost",
                     f"{interval.candidate} (token {interval.token}) was leading when etcd lost "
                     f"its data at {loss.time:.6f} ({loss.detail or 'data lost'}) and its term "
-                    f"{ended}, not with {EndReason.HISTORY_LOST!r}",
+                    f"{ended}, not with {str(EndReason.HISTORY_LOST)!r}",
                 )
             )
 
