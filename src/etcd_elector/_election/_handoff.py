@@ -1,0 +1,113 @@
+"""Handing leadership to a chosen successor in one fenced transaction.
+
+etcd's rule stays whole: the leader is the candidate with the lowest create revision (Go's
+``etcdctl elect -l`` reads it so). To make a chosen candidate that, the leader deletes its own
+key *and* the keys of the candidates queued ahead of the successor, in one transaction that
+commits only while each of those keys (the leader's first: its term) is the one it read. The
+successor's predecessor watch fires and it confirms as any next-in-line does; the candidates
+taken out find their key deleted, read the handoff's record that names them, and queue again
+(behind the successor). If anything moved meanwhile (a candidate died, the successor left)
+the transaction fails, and it is tried again from a fresh read; without a successor the
+caller resigns instead, which is the normal order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..etcd._client import AsyncEtcdClient
+from ..etcd._txn import Compare, Op
+from ._moves import DEFAULT_PRIORITY, HandoffRecord, MoveKeys, decode_priority
+from ._term import Term
+from ._view import AsyncElectionView, LeaderInfo
+
+__all__ = ["MAX_REQUEUED", "Successor", "choose_successor", "hand_off_txn", "read_priorities"]
+
+#: Candidates a handoff may take out of the queue ahead of its successor: each costs two
+#: operations of one transaction, and etcd's default limit is 128 operations.
+MAX_REQUEUED = 50
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Successor:
+    """Who a handoff made the next leader, and the candidates it asked to queue again."""
+
+    candidate: LeaderInfo
+    requeued: int
+
+
+async def read_priorities(client: AsyncEtcdClient, keys: MoveKeys) -> dict[int, int]:
+    """Every declared priority, by lease id (malformed ones are left out)."""
+    found = await client.get_prefix(keys.priorities)
+    priorities: dict[int, int] = {}
+    for kv in found.kvs:
+        lease = keys.lease_of_priority(kv.key)
+        priority = decode_priority(kv.value)
+        if lease is not None and priority is not None:
+            priorities[lease] = priority
+    return priorities
+
+
+def choose_successor(
+    others: Sequence[LeaderInfo], priorities: Mapping[int, int], to: bytes | None
+) -> LeaderInfo | None:
+    """The candidate to hand off to, from ``others`` (queue order): the first whose value is
+    ``to``; without ``to``, the first of the highest priority. ``None``: nobody fits (a
+    named successor that is gone), or nobody may lead (priority 0)."""
+    if to is not None:
+        return next((c for c in others if c.value == to), None)
+    best: LeaderInfo | None = None
+    best_priority = 0
+    for candidate in others:
+        priority = priorities.get(candidate.lease_id, DEFAULT_PRIORITY)
+        if priority > best_priority:
+            best, best_priority = candidate, priority
+    return best
+
+
+async def hand_off_txn(
+    view: AsyncElectionView, keys: MoveKeys, term: Term, to: bytes | None
+) -> Successor | None:
+    """Delete our key (while it is ``term``'s) and those queued ahead of the chosen successor,
+    in one transaction. ``None`` if there is nobody to hand off to (the caller resigns).
+
+    :raises TransportError: if etcd cannot be reached (the caller resigns, or the key
+        expires with the lease).
+    """
+    client = view.client
+    own = term.key.encode()
+    for _attempt in range(_ATTEMPTS):
+        candidates = await view.candidates()
+        if not candidates or candidates[0].key != term.key or candidates[0].token != term.token:
+            return None  # we no longer lead: nothing of ours to hand over
+        priorities = await read_priorities(client, keys) if to is None else {}
+        successor = choose_successor(candidates[1:], priorities, to)
+        if successor is None:
+            return None
+        ahead = [c for c in candidates[1:] if c.token < successor.token]
+        if len(ahead) > MAX_REQUEUED:
+            return None
+        compares = [
+            Compare.create_revision(own) == term.token,
+            Compare.create_revision(successor.key) == successor.token,
+            *(Compare.create_revision(c.key) == c.token for c in ahead),
+        ]
+        success = [Op.delete(own), *(Op.delete(c.key) for c in ahead), Op.delete(keys.request)]
+        if ahead:
+            record = HandoffRecord(
+                from_key=term.key,
+                token=term.token,
+                to_key=successor.key,
+                to_token=successor.token,
+                requeue=tuple((c.key, c.token) for c in ahead),
+            )
+            success.append(Op.put(keys.record, record.encode()))
+        result = await client.txn(compares, success, [Op.get(own)])
+        if result.succeeded:
+            return Successor(successor, len(ahead))
+        mine = result.responses[0].kvs
+        if not mine or mine[0].create_revision != term.token:
+            return None  # our key went meanwhile
+    return None
