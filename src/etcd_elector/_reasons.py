@@ -17,8 +17,8 @@ class EndReason(enum.StrEnum):
 
     The session's own: ``DEADLINE``, ``EXPIRED``, ``CLOSED``, ``ORPHANED``, ``HISTORY_LOST``
     (a term ends with its session's reason). The term's: ``RESIGNED``, ``HANDED_OFF``,
-    ``PAUSED``, ``KEY_DELETED``, ``NOT_LEADER``. The elector's, as ``on_lost`` gets them: ``WORK_DONE``, ``WORK_FAILED``
-    and ``CLOSED``.
+    ``PAUSED``, ``KEY_DELETED``, ``NOT_LEADER``. The elector's, as ``on_lost`` gets them:
+    ``WORK_DONE``, ``WORK_FAILED`` and ``CLOSED``.
     """
 
     #: No renewal before the local deadline.
