@@ -129,19 +129,22 @@ class Pause:
 
 @dataclass(frozen=True)
 class HandoffRequest:
-    """Anyone's request that the leader hand off: to the candidate whose value is ``to``, or
-    (``None``) to the next in line."""
+    """Anyone's request that the leader whose term is ``token`` hand off: to the candidate
+    whose value is ``to``, or (``None``) to the next in line. A request for an earlier term
+    is stale and ignored (the next handoff clears it)."""
 
     to: str | None
     by: str
     at: float
+    token: int
 
     def encode(self) -> bytes:
-        return json.dumps({"to": self.to, "by": self.by, "at": self.at}).encode()
+        fields = {"to": self.to, "by": self.by, "at": self.at, "token": self.token}
+        return json.dumps(fields).encode()
 
     @classmethod
-    def make(cls, to: str | None, by: str) -> HandoffRequest:
-        return cls(to=to, by=bounded(by, _TEXT), at=time.time())
+    def make(cls, to: str | None, by: str, token: int) -> HandoffRequest:
+        return cls(to=to, by=bounded(by, _TEXT), at=time.time(), token=token)
 
     @classmethod
     def decode(cls, raw: bytes) -> HandoffRequest | None:
@@ -151,8 +154,14 @@ class HandoffRequest:
         to = found.get("to")
         if to is not None and not (isinstance(to, str) and len(to) <= _MAX_VALUE):
             return None
+        token = found.get("token")
+        if isinstance(token, bool) or not isinstance(token, int):
+            return None
         return cls(
-            to=to, by=_text(found.get("by")) or "unknown", at=_number(found.get("at")) or 0.0
+            to=to,
+            by=_text(found.get("by")) or "unknown",
+            at=_number(found.get("at")) or 0.0,
+            token=token,
         )
 
 
