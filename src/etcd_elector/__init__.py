@@ -14,8 +14,10 @@ from ._client import AsyncClient
 from ._config import ClientConfig
 from ._election._election import AsyncElection
 from ._election._elector import AsyncElector, ElectorEvent, ElectorState
+from ._election._moves import Pause
 from ._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
 from ._election._session import AsyncSession, SessionState
+from ._election._states import Move, MoveKind
 from ._election._term import Term
 from ._election._timing import TimingReport, check_timing
 from ._election._view import AsyncElectionView, LeaderInfo
@@ -104,10 +106,13 @@ __all__ = [
     "LeadershipLost",
     "LeaseNotFound",
     "MetricsSink",
+    "Move",
+    "MoveKind",
     "NoLeader",
     "NoopMetrics",
     "NotLeader",
     "Op",
+    "Pause",
     "PermissionDenied",
     "PrometheusMetrics",
     "RequestRejected",

@@ -118,6 +118,7 @@ class Lead:
                 await wait_first(work_task, lost, closing, moving)
                 if moving.done() and not moving.cancelled() and not work_task.done():
                     self._move = moving.result()
+                drained_for_close = self._move is None and closing.done()
                 if self._move is not None or (closing.done() and not work_task.done()):
                     await self._drain_work(work_task, lost)
                 ended = end_seen(term, lost)
@@ -127,7 +128,8 @@ class Lead:
                     failure = work_task.exception()
                     if failure is None:
                         finished, result = True, work_task.result()
-                        reason = EndReason.WORK_DONE
+                        # Work that returned because it was told to stop did not end the term.
+                        reason = EndReason.CLOSED if drained_for_close else EndReason.WORK_DONE
                     elif ended is None or not part_of_the_loss(failure):
                         error, reason = failure, EndReason.WORK_FAILED
                     elif not isinstance(failure, LeadershipError):

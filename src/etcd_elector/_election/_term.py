@@ -9,6 +9,7 @@ the end of this module.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import threading
@@ -52,6 +53,7 @@ class _TermState:
         self.holds = holds
         self.fenced = FencedWrites()
         self.draining = threading.Event()
+        self.drain_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self.hand_off: Callable[[bytes | None], None] | None = None
 
 
@@ -103,6 +105,20 @@ class Term:
         meanwhile (fenced writes commit); the work is cancelled when the elector's drain
         budget is spent, and the key goes only after the work has stopped."""
         return self._state.draining
+
+    async def wait_draining(self) -> None:
+        """Return once ``draining`` is set: for async work that awaits between units
+        (``await term.wait_draining()`` beside its own work, then finish and return)."""
+        state = self._state
+        if state.draining.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        with _drain_lock:
+            state.drain_waiters.append((loop, waiter))
+        if state.draining.is_set():  # set between the check and the registration
+            _wake(waiter)
+        await waiter
 
     def hand_off(self, to: str | bytes | None = None) -> None:
         """Ask the elector to hand leadership off: the work is told to stop (``draining``),
@@ -169,7 +185,21 @@ def end_term(term: Term, reason: EndReason) -> None:
 
 def start_draining(term: Term) -> None:
     """Tell the work of ``term`` to stop (it sees ``term.draining`` set)."""
-    term._state.draining.set()
+    state = term._state
+    state.draining.set()
+    with _drain_lock:
+        waiters, state.drain_waiters = state.drain_waiters, []
+    for loop, waiter in waiters:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(_wake, waiter)
+
+
+_drain_lock = threading.Lock()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def on_hand_off(term: Term, hook: Callable[[bytes | None], None] | None) -> None:
