@@ -104,6 +104,17 @@ class MovesWatch:
                             self._announce()
             except (WatchError, TransportError) as exc:
                 if not exc.retriable:
-                    raise
+                    # Without access to the moves keys (a role on the election's prefix
+                    # only), the election works as before, with no planned moves.
+                    self._log(
+                        logging.WARNING,
+                        "cannot follow planned moves (pause, handoff requests, priorities): "
+                        f"grant read access to {self.keys.prefix.decode(errors='replace')}",
+                        detail=exc,
+                    )
+                    self.pause, self.request = None, None
+                    self.ready.set()
+                    self._announce()
+                    return
                 self._log(logging.DEBUG, "moves watch failed, re-reading", detail=exc)
                 await backoff.sleep()

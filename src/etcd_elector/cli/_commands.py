@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+from .._election._moves import Pause
 from .._election._term import Term
 from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
 from .._tasks import unless
@@ -13,7 +15,7 @@ from ._etcd_wait import reach_etcd, resolve_wait
 from ._exit import ExitCode, signal_code
 from ._leadership import Leadership
 from ._observation import print_history_loss, print_leader, print_observation
-from ._options import Options
+from ._options import Options, parse_priority
 from ._output import Printer, printable
 from ._parser import ParsedArgs
 from ._renewal import read_renewal
@@ -33,7 +35,13 @@ async def campaign(args: ParsedArgs, options: Options, printer: Printer) -> int:
             assert signals.received is not None
             return signal_code(signals.received)
         leadership = Leadership(
-            client, options, printer, args.name, value=args.value, once=args.once
+            client,
+            options,
+            printer,
+            args.name,
+            value=args.value,
+            once=args.once,
+            priority=parse_priority(args.priority),
         )
 
         async def hold(term: Term) -> None:
@@ -89,12 +97,17 @@ async def leader(args: ParsedArgs, options: Options, printer: Printer) -> int:
     return ExitCode.OK if current is not None else ExitCode.NO_LEADER
 
 
+def _pause_fields(pause: Pause) -> dict[str, object]:
+    return {"by": pause.by, "reason": pause.reason, "at": pause.at}
+
+
 async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
     """Every candidate in election order, with value, lease, lease renewal and token; with a
     token file, whether etcd's history went back below it."""
     async with open_client(options, keep_token_file=False) as client:
         view = await preflight(client, args.name, options)
         candidates = await view.candidates()
+        pause = await view.paused()
         renewals = await asyncio.gather(
             *(read_renewal(client, candidate.lease_id) for candidate in candidates)
         )
@@ -129,8 +142,16 @@ async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
             revision=history.revision,
             cluster_id=None if history.cluster_id is None else f"{history.cluster_id:x}",
             token_floor=history.floor if options.token_file is not None else None,
+            paused=None if pause is None else _pause_fields(pause),
         )
         return ExitCode.OK
+    if pause is not None:
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(pause.at))
+        why = f": {printable(pause.reason)}" if pause.reason else ""
+        printer.text(
+            f"election {args.name} is PAUSED by {printable(pause.by)} since {since}{why} "
+            f"(nobody leads until 'etcd-elector resume {args.name}')"
+        )
     if not rows:
         printer.text(f"election {args.name} (namespace {options.namespace}): no candidates")
         return ExitCode.OK
