@@ -211,6 +211,8 @@ def test_a_leader_that_ignores_requests_times_out_and_the_request_is_withdrawn(
         check=True,
     ).stdout
     assert "handoff-request" not in keys
+    paused = run_cli(*_ask(etcd_endpoint, etcd_prefix), "pause", "svc", "--wait", "0.5")
+    assert paused.returncode == 12 and "pause stays" in paused.stderr
 
 
 def test_the_named_successor_killed_mid_handoff_leaves_a_leader_within_ttl(

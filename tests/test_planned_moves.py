@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 from helpers.election_kit import namespace_of, wait_until
+from prometheus_client import CollectorRegistry
 
 from etcd_elector import (
     AsyncClient,
@@ -19,8 +21,11 @@ from etcd_elector import (
     ElectorEvent,
     ElectorState,
     EndReason,
+    HealthServer,
     MoveKind,
+    PrometheusMetrics,
     Term,
+    set_metrics,
 )
 
 NAME = "moves"
@@ -172,9 +177,12 @@ async def test_work_that_ignores_the_drain_is_cancelled_at_the_budget_before_the
 
 
 async def test_a_handoff_request_makes_the_named_candidate_lead(
-    etcd_endpoint: str, etcd_prefix: str
+    etcd_endpoint: str, etcd_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     namespace = namespace_of(etcd_prefix)
+    registry = CollectorRegistry()
+    previous = set_metrics(PrometheusMetrics(registry))
+    caplog.set_level(logging.INFO, logger="etcd_elector")
     async with AsyncClient(etcd_endpoint) as client, electors(client, namespace) as make:
         a = make("a", drain=1.0)
         await wait_until(lambda: a.leading, "a leads")
@@ -198,6 +206,15 @@ async def test_a_handoff_request_makes_the_named_candidate_lead(
         # The request is carried out once: nobody hands off again.
         assert (await client.get(view.moves.request)).kv is None
         assert await leader_value(client, namespace) == b"c"
+    set_metrics(previous)
+    for kind in ("handoff_requested", "draining", "handed_off"):
+        sample = registry.get_sample_value(
+            "etcd_elector_planned_moves_total", {"election": NAME, "kind": kind}
+        )
+        assert sample == 1, kind
+    term = a.elected[0][0]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("handed-off")]
+    assert lines and f"key={term.key}" in lines[0] and f"lease={term.lease_hex}" in lines[0]
 
 
 async def test_a_request_for_a_leader_that_is_gone_is_not_acted_on(
@@ -317,6 +334,9 @@ async def test_pause_leaves_no_leader_nor_candidate_key_until_resume(
         assert a.ended[0][1] is EndReason.PAUSED
         found = await view.paused()
         assert found is not None and (found.by, found.reason) == ("ops", "database migration")
+        status, body = HealthServer(b.elector).health()
+        assert status == 200 and body["elector"] == "paused"
+        assert body["paused"]["by"] == "ops" and body["paused"]["reason"] == "database migration"
         paused_events = [e.move for e in b.events if e.move and e.move.kind is MoveKind.PAUSED]
         assert paused_events and paused_events[-1].by == "ops"
         # A candidate that starts while paused holds off too.

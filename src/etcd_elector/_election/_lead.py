@@ -190,10 +190,11 @@ class Lead:
         move, term = self._move, self.term
         if move is not None:
             self._announce_move(move)
-        self._state = ElectorState.DRAINING
-        self._announce(
-            MoveKind.DRAINING, reason=move.reason if move else "close", budget=self._drain
-        )
+        if move is not None or self._drain > 0:  # a plain close without a budget: as before
+            self._state = ElectorState.DRAINING
+            self._announce(
+                MoveKind.DRAINING, reason=move.reason if move else "close", budget=self._drain
+            )
         start_draining(term)
         if self._drain > 0 and not work_task.done():
             await asyncio.wait([work_task, lost], timeout=self._drain)

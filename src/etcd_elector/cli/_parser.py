@@ -462,7 +462,11 @@ def _build() -> argparse.ArgumentParser:
         "12: not carried out within --wait (the request is withdrawn).",
     )
     handoff.add_argument("name", help="election name")
-    handoff.add_argument("--to", metavar="VALUE", help="the value of the candidate to lead next")
+    handoff.add_argument(
+        "--to",
+        metavar="VALUE",
+        help="the value of the candidate to lead next (default: the next in line)",
+    )
     handoff.add_argument(
         "--wait", metavar="SECONDS", help="how long to wait for the new leader (default 60)"
     )
@@ -475,7 +479,9 @@ def _build() -> argparse.ArgumentParser:
         "(the pause stays in force).",
     )
     pause.add_argument("name", help="election name")
-    pause.add_argument("--reason", metavar="TEXT", help="why, shown by status and in events")
+    pause.add_argument(
+        "--reason", metavar="TEXT", help="why, shown by status and in events (default none)"
+    )
     pause.add_argument(
         "--wait", metavar="SECONDS", help="how long to wait for no leader (default 60)"
     )
