@@ -2,7 +2,8 @@
 
 It runs the elector through the public API. While leader it does fenced writes (a guarded
 transaction bumping a counter key) and prints one JSON :class:`Record` per event on stdout:
-elected, lost (with the moment it stopped believing it led), each write, and a clean exit.
+elected, lost (with the moment it stopped believing it led), each write, the moment its work
+stopped acting (``work_end``: it returns when drained, or is cancelled), and a clean exit.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ import contextlib
 import signal
 import sys
 
-from etcd_elector import AsyncClient, LeadershipError, Op, Term, TransportError, _clock
+from etcd_elector import (
+    AsyncClient,
+    AsyncElection,
+    LeadershipError,
+    Op,
+    Term,
+    TransportError,
+    _clock,
+)
 from etcd_elector.testing._history import Record, RecordKind
 
 WRITE_EVERY = 0.05
@@ -34,7 +43,13 @@ async def main(args: argparse.Namespace) -> None:
 
     async with AsyncClient(args.endpoints, timeout=2.0, stream_timeout=1.0) as client:
         elector = client.elector(
-            args.name, namespace=args.namespace, ttl=args.ttl, value=me, backoff=(0.05, 1.0)
+            args.name,
+            namespace=args.namespace,
+            ttl=args.ttl,
+            value=me,
+            backoff=(0.05, 1.0),
+            drain=args.drain,
+            priority=args.priority,
         )
 
         def on_elected(term: Term) -> None:
@@ -62,7 +77,14 @@ async def main(args: argparse.Namespace) -> None:
         async def work(term: Term) -> None:
             election = elector.election
             assert election is not None
-            while True:
+            try:
+                await act(term, election)
+            finally:
+                # Stamped after the last action: drained (it returned) or cancelled.
+                emit(Record(RecordKind.WORK_END, _clock.now(), candidate=me, token=term.token))
+
+        async def act(term: Term, election: AsyncElection) -> None:
+            while not term.draining.is_set():
                 if not term.is_leader():
                     await asyncio.sleep(WRITE_EVERY)
                     continue
@@ -100,6 +122,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--ttl", type=int, required=True)
     parser.add_argument("--id", required=True)
+    parser.add_argument("--priority", type=int, default=1)
+    parser.add_argument("--drain", type=float, default=0.5)
     return parser.parse_args(argv)
 
 

@@ -23,6 +23,7 @@ class RecordKind:
     EXITED = "exited"  # the candidate exited cleanly; ``leases`` it used
     FAULT = "fault"  # written by the nemesis: ``detail`` says which
     HEALED = "healed"  # written by the nemesis: every fault is undone
+    WORK_END = "work_end"  # the work of term ``token`` stopped acting (returned or cancelled)
 
 
 @dataclass(frozen=True)
