@@ -290,6 +290,8 @@ def test_pause_and_resume(
     a.expect("elected")
     b = cli(*common, "campaign", "svc", "--value", "b")
     b.expect("campaigning")
+    observer = cli(*_ask(etcd_endpoint, etcd_prefix), "observe", "svc")
+    observer.expect("leader")
     done = run_cli(
         *_ask(etcd_endpoint, etcd_prefix), "pause", "svc", "--reason", "schema migration"
     )
@@ -311,6 +313,9 @@ def test_pause_and_resume(
     wait_until(lambda: _leader_value(etcd_endpoint, etcd_prefix) in ("a", "b"), 20, "a leader")
     leader = _leader_value(etcd_endpoint, etcd_prefix)
     assert leader in ("a", "b")
+    paused = observer.expect("paused")
+    assert paused["reason"] == "schema migration" and paused["by"].startswith("etcd-elector@")
+    observer.expect("resumed")
     again = run_cli(*_ask(etcd_endpoint, etcd_prefix), "resume", "svc")
     assert again.returncode == 0 and '"was_paused":false' in again.stdout
     long = run_cli(*_ask(etcd_endpoint, etcd_prefix), "pause", "svc", "--reason", "x" * 201)

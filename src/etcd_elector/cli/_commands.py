@@ -7,9 +7,10 @@ import logging
 import time
 
 from .._election._moves import Pause
+from .._election._movewatch import MovesWatch
 from .._election._term import Term
 from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
-from .._tasks import unless
+from .._tasks import cancel_all, first_result, unless
 from ._connect import open_client, preflight
 from ._etcd_wait import reach_etcd, resolve_wait
 from ._exit import ExitCode, signal_code
@@ -71,10 +72,41 @@ async def observe(args: ParsedArgs, options: Options, printer: Printer) -> int:
                 if printer.broken:
                     return
 
-        await unless(follow(), signals.wait())  # what follow() raises goes on up
+        async def follow_pause() -> None:
+            """``paused`` (who, why, since when) and ``resumed`` as they happen."""
+            moves = MovesWatch(client, view.moves, _debug_line)
+            watching = asyncio.ensure_future(moves.run())
+            try:
+                await moves.ready.wait()
+                shown: Pause | None = None
+                while True:
+                    if moves.pause != shown:
+                        if moves.pause is not None:
+                            pause = moves.pause
+                            printer.event(
+                                "paused",
+                                args.name,
+                                by=pause.by,
+                                reason=pause.reason or None,
+                                paused_at=pause.at,
+                            )
+                        else:
+                            printer.event("resumed", args.name)
+                        shown = moves.pause
+                    await moves.changed()
+            finally:
+                await cancel_all([watching])
+
+        await unless(first_result(follow(), follow_pause()), signals.wait())
         if signals.received is not None:
             return signal_code(signals.received)
         return ExitCode.OK
+
+
+def _debug_line(level: int, message: str, /, **fields: object) -> None:
+    """What the observer's moves watch has to say (without access to the moves keys, it
+    shows no pauses): a debug line."""
+    log.debug("%s %s", message, fields.get("detail", ""))
 
 
 async def leader(args: ParsedArgs, options: Options, printer: Printer) -> int:
