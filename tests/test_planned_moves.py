@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from helpers.election_kit import namespace_of, wait_until
+from helpers.election_kit import WAIT_S, namespace_of, wait_until
 from prometheus_client import CollectorRegistry
 
 from etcd_elector import (
     AsyncClient,
     AsyncElection,
     AsyncElector,
+    Client,
     ConfigurationError,
     ElectorEvent,
     ElectorState,
@@ -348,3 +350,44 @@ async def test_pause_leaves_no_leader_nor_candidate_key_until_resume(
         assert MoveKind.RESUMED in b.kinds()
         assert await view.paused() is None
         assert await view.resume() is False
+
+
+def test_threaded_work_drains_in_its_own_thread_before_the_successor(
+    etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    namespace = namespace_of(etcd_prefix)
+    started = threading.Event()
+    last_action: list[float] = []
+    elected: list[float] = []
+
+    def work(term: Term) -> None:
+        started.set()
+        term.draining.wait(WAIT_S)  # between units of work, as threaded work checks term.lost
+        time.sleep(0.3)  # finishing the unit at hand
+        last_action.append(time.monotonic())
+
+    with Client(etcd_endpoint) as client:
+        old = client.elector(NAME, namespace=namespace, value="old", drain=5.0)
+        new = client.elector(
+            NAME,
+            namespace=namespace,
+            value="new",
+            on_elected=lambda term: elected.append(time.monotonic()),
+        )
+        old_thread = threading.Thread(target=old.run, args=(work,))
+        old_thread.start()
+        assert started.wait(WAIT_S)
+        new_thread = threading.Thread(target=new.run, args=(lambda term: term.lost.wait(WAIT_S),))
+        new_thread.start()
+        view = client.election_view(NAME, namespace=namespace)
+        deadline = time.monotonic() + WAIT_S
+        while len(view.candidates()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        old.close()
+        old_thread.join(WAIT_S)
+        new_deadline = time.monotonic() + WAIT_S
+        while not elected and time.monotonic() < new_deadline:
+            time.sleep(0.02)
+        new.close()
+        new_thread.join(WAIT_S)
+    assert last_action and elected and elected[0] > last_action[0]
