@@ -20,6 +20,7 @@ from typing import Any
 
 import scenario_failover_report
 import scenario_handoff_report
+import scenario_moves_report
 import scenario_overhead_report
 import scenario_partition_report
 import scenario_scale_report
@@ -38,6 +39,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any] | None, Plotter], Section]] = {
     "scale": scenario_scale_report.section,
     "overhead": scenario_overhead_report.section,
     "steady": scenario_steady_report.section,
+    "moves": scenario_moves_report.section,
 }
 
 

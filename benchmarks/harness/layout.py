@@ -11,7 +11,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 
 # Each runs as benchmarks/scenario_<name>.py and writes <name>.json; run.py runs them in
 # this order.
-SCENARIOS = ("overhead", "handoff", "failover", "partition", "scale", "steady")
+SCENARIOS = ("overhead", "handoff", "failover", "partition", "scale", "steady", "moves")
 
 # python-etcd3 0.12 needs an old protobuf: it runs from a virtual environment of its own.
 ETCD3_VENV = BENCH_DIR / ".venv-etcd3"

@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING, Any
 from .. import _clock, _metrics
 from .._bounded import bounded
 from .._errors import (
-    AmbiguousResult,
     CampaignFailed,
+    EtcdElectorError,
     LeadershipLost,
     NotLeader,
     SessionLost,
     TokenRegressed,
-    TransportError,
 )
 from .._keys import KeyLike, as_bytes
 from .._log import log_event
@@ -36,7 +35,7 @@ from ..etcd._txn import Compare, Op
 from ..etcd._types import RangeResult, TxnResult
 from ._campaign import Campaign
 from ._candidate import CandidateKey, claim_candidacy
-from ._handoff import Successor, hand_off_txn
+from ._handoff import Plan, Successor, hand_off_txn, plan_handoff
 from ._keywait import first_deleted
 from ._moves import HandoffRecord, MoveKeys
 from ._names import (
@@ -385,12 +384,19 @@ class AsyncElection:
         async with self._lock:
             term = self.check()
             key, token = term.key.encode(), term.token
+            successor: Successor | None = None
+            plan: Plan | None = None
+            try:
+                # Read while the term still holds: the leaderless gap is the txn alone.
+                plan = await plan_handoff(self.view, self.moves, term, wanted)
+            except EtcdElectorError as exc:  # a plain resign then
+                self._event(logging.WARNING, "cannot read the candidates", key=key, detail=exc)
             self._end_term(EndReason.HANDED_OFF)
             await self._stop_guards()
-            successor: Successor | None = None
             try:
-                successor = await hand_off_txn(self.view, self.moves, term, wanted)
-            except (AmbiguousResult, TransportError) as exc:
+                if plan is not None:
+                    successor = await hand_off_txn(self.view, self.moves, term, wanted, plan)
+            except EtcdElectorError as exc:  # ambiguous, unreachable, refused: resign
                 self._event(logging.WARNING, "handoff failed, resigning", key=key, detail=exc)
             if successor is None:
                 await self._delete_key(key, token)  # guarded: a no-op if it went already

@@ -22,7 +22,15 @@ from ._moves import DEFAULT_PRIORITY, HandoffRecord, MoveKeys, decode_priority
 from ._term import Term
 from ._view import AsyncElectionView, LeaderInfo
 
-__all__ = ["MAX_REQUEUED", "Successor", "choose_successor", "hand_off_txn", "read_priorities"]
+__all__ = [
+    "MAX_REQUEUED",
+    "Plan",
+    "Successor",
+    "choose_successor",
+    "hand_off_txn",
+    "plan_handoff",
+    "read_priorities",
+]
 
 #: Candidates a handoff may take out of the queue ahead of its successor: each costs two
 #: operations of one transaction, and etcd's default limit is 128 operations.
@@ -67,28 +75,50 @@ def choose_successor(
     return best
 
 
-async def hand_off_txn(
+@dataclass(frozen=True)
+class Plan:
+    """A handoff as read: the successor and the candidates queued ahead of it."""
+
+    successor: LeaderInfo
+    ahead: tuple[LeaderInfo, ...]
+
+
+async def plan_handoff(
     view: AsyncElectionView, keys: MoveKeys, term: Term, to: bytes | None
+) -> Plan | None:
+    """Read who to hand off to (no write: safe while the term still holds, which keeps the
+    leaderless gap to the transaction alone). ``None``: nobody to hand off to, or we no
+    longer lead."""
+    candidates = await view.candidates()
+    if not candidates or candidates[0].key != term.key or candidates[0].token != term.token:
+        return None  # we no longer lead: nothing of ours to hand over
+    priorities = await read_priorities(view.client, keys) if to is None else {}
+    successor = choose_successor(candidates[1:], priorities, to)
+    if successor is None:
+        return None
+    ahead = tuple(c for c in candidates[1:] if c.token < successor.token)
+    if len(ahead) > MAX_REQUEUED:
+        return None
+    return Plan(successor, ahead)
+
+
+async def hand_off_txn(
+    view: AsyncElectionView, keys: MoveKeys, term: Term, to: bytes | None, plan: Plan | None
 ) -> Successor | None:
-    """Delete our key (while it is ``term``'s) and those queued ahead of the chosen successor,
-    in one transaction. ``None`` if there is nobody to hand off to (the caller resigns).
+    """Delete our key (while it is ``term``'s) and those queued ahead of the successor of
+    ``plan``, in one transaction; if anything moved since it was read, read again and retry.
+    ``None`` if there is nobody to hand off to (the caller resigns).
 
     :raises TransportError: if etcd cannot be reached (the caller resigns, or the key
         expires with the lease).
     """
-    client = view.client
     own = term.key.encode()
-    for _attempt in range(_ATTEMPTS):
-        candidates = await view.candidates()
-        if not candidates or candidates[0].key != term.key or candidates[0].token != term.token:
-            return None  # we no longer lead: nothing of ours to hand over
-        priorities = await read_priorities(client, keys) if to is None else {}
-        successor = choose_successor(candidates[1:], priorities, to)
-        if successor is None:
+    for attempt in range(_ATTEMPTS):
+        if attempt:
+            plan = await plan_handoff(view, keys, term, to)
+        if plan is None:
             return None
-        ahead = [c for c in candidates[1:] if c.token < successor.token]
-        if len(ahead) > MAX_REQUEUED:
-            return None
+        successor, ahead = plan.successor, plan.ahead
         compares = [
             Compare.create_revision(own) == term.token,
             Compare.create_revision(successor.key) == successor.token,
@@ -104,7 +134,7 @@ async def hand_off_txn(
                 requeue=tuple((c.key, c.token) for c in ahead),
             )
             success.append(Op.put(keys.record, record.encode()))
-        result = await client.txn(compares, success, [Op.get(own)])
+        result = await view.client.txn(compares, success, [Op.get(own)])
         if result.succeeded:
             return Successor(successor, len(ahead))
         mine = result.responses[0].kvs
