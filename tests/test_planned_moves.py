@@ -11,7 +11,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from helpers.cli_process import run_cli
 from helpers.election_kit import WAIT_S, namespace_of, wait_until
+from helpers.security import enable_auth
 from prometheus_client import CollectorRegistry
 
 from etcd_elector import (
@@ -29,6 +31,7 @@ from etcd_elector import (
     Term,
     set_metrics,
 )
+from etcd_elector.testing import EtcdCluster
 
 NAME = "moves"
 
@@ -391,3 +394,34 @@ def test_threaded_work_drains_in_its_own_thread_before_the_successor(
         new.close()
         new_thread.join(WAIT_S)
     assert last_action and elected and elected[0] > last_action[0]
+
+
+async def test_a_role_on_the_election_prefix_only_still_elects_without_planned_moves(
+    etcd_binary: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A least-privilege role from before planned moves (read and write on
+    ``<namespace>/<name>/`` only) keeps working: the elector warns once that it cannot follow
+    the moves keys, and leads as before."""
+    namespace = "/apps"
+    caplog.set_level(logging.WARNING, logger="etcd_elector")
+    with EtcdCluster.start(1, binary=etcd_binary) as cluster:
+        endpoint = cluster.endpoints[0]
+        enable_auth(endpoint, {"alice": ("alice-password", f"{namespace}/{NAME}/")})
+        async with (
+            AsyncClient(endpoint, username="alice", password="alice-password") as client,
+            electors(client, namespace) as make,
+        ):
+            a = make("a")
+            await wait_until(lambda: a.leading, "a leads")
+            warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            assert any(
+                "cannot follow planned moves" in line and f"{namespace}/{NAME}#moves/" in line
+                for line in warnings
+            ), warnings
+            # status, with the same role, still lists the candidates (no pause shown).
+            env = {"ETCD_USER": "alice", "ETCD_PASSWORD": "alice-password"}
+            done = await asyncio.to_thread(
+                run_cli, "--endpoints", endpoint, "--namespace", namespace, "status", NAME, env=env
+            )
+            assert done.returncode == 0, done.stderr
+            assert "1 candidate(s)" in done.stdout

@@ -9,6 +9,8 @@ import time
 from .._election._moves import Pause
 from .._election._movewatch import MovesWatch
 from .._election._term import Term
+from .._election._view import AsyncElectionView
+from .._errors import PermissionDenied
 from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
 from .._tasks import cancel_all, first_result, unless
 from ._connect import open_client, preflight
@@ -129,6 +131,16 @@ async def leader(args: ParsedArgs, options: Options, printer: Printer) -> int:
     return ExitCode.OK if current is not None else ExitCode.NO_LEADER
 
 
+async def _pause_if_readable(view: AsyncElectionView) -> Pause | None:
+    """The pause in force; ``None`` also for a role that may read only the election's own
+    prefix (from before planned moves), which ``status`` must keep serving."""
+    try:
+        return await view.paused()
+    except PermissionDenied:
+        log.debug("no access to %s: pauses not shown", view.moves.prefix.decode())
+        return None
+
+
 def _pause_fields(pause: Pause) -> dict[str, object]:
     return {"by": pause.by, "reason": pause.reason, "at": pause.at}
 
@@ -139,7 +151,7 @@ async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
     async with open_client(options, keep_token_file=False) as client:
         view = await preflight(client, args.name, options)
         candidates = await view.candidates()
-        pause = await view.paused()
+        pause = await _pause_if_readable(view)
         renewals = await asyncio.gather(
             *(read_renewal(client, candidate.lease_id) for candidate in candidates)
         )
