@@ -160,9 +160,9 @@ class Lead:
         """Stop the work (leadership may already be gone), resign unless the term was lost,
         and report the end."""
         term = self.term
-        on_hand_off(term, None)
+        on_hand_off(term, _over)  # a late term.hand_off() finds the term over: nothing to do
         if work_task is not None:
-            if not work_task.done() and self._drain > 0:
+            if not work_task.done() and self._state is ElectorState.DRAINING and self._drain:
                 _metrics.sink().planned_move(self.election.name, "drain_cancelled")
             failure = await cancel_and_wait(work_task)
             if failure is not None and not isinstance(failure, LeadershipError):
@@ -249,3 +249,7 @@ class Lead:
 def _settle(future: asyncio.Future[bytes | None], to: bytes | None) -> None:
     if not future.done():
         future.set_result(to)
+
+
+def _over(to: bytes | None) -> None:
+    """``term.hand_off()`` once the term is over."""
