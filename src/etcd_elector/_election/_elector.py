@@ -33,7 +33,7 @@ from .._log import log_event
 from .._reasons import EndReason
 from .._repeats import RepeatThrottle
 from .._stop_signals import StopSignals
-from .._tasks import Stopped, cancel_all, cancel_and_wait, unless, wait_first
+from .._tasks import Stopped, cancel_all, cancel_and_wait, first_result, unless, wait_first
 from ._election import AsyncElection
 from ._lead import Lead, log_stop_error
 from ._moves import DEFAULT_PRIORITY, MoveKeys, validate_priority
@@ -322,7 +322,7 @@ class AsyncElector:
                 if self.priority == 0:
                     await self._stand_by()
                     continue
-                if not await self._moves_known() or await self._held_off():
+                if await self._held_off():
                     continue
                 term = await self._campaign()
                 if term is None:
@@ -350,7 +350,7 @@ class AsyncElector:
     async def _campaign(self) -> Term | None:
         """One campaign attempt; ``None`` means try again (after a backoff) or closing."""
         session = await self._live_session()
-        if session is None:
+        if session is None or not await self._moves_known(session):
             return None
         election = self._election
         if election is None or election.session is not session:
@@ -408,9 +408,13 @@ class AsyncElector:
         except Exception:
             self._event(logging.ERROR, "following planned moves stopped", exc_info=True)
 
-    async def _moves_known(self) -> bool:
-        """Wait for the first read of the moves keys (a campaign must know of a pause)."""
-        return await self._unless_closing(self.moves.ready.wait()) is not None
+    async def _moves_known(self, session: AsyncSession) -> bool:
+        """Wait for the first read of the moves keys (a campaign must know of a pause): etcd
+        just granted a lease, so it comes at once unless the session is lost first."""
+        if self.moves.ready.is_set():
+            return True
+        await self._unless_closing(first_result(self.moves.ready.wait(), session.wait_lost()))
+        return self.moves.ready.is_set() and not self.moves.paused
 
     async def _stand_by(self) -> None:
         """Priority 0: never campaign; wait until closed."""
