@@ -425,3 +425,16 @@ async def test_a_role_on_the_election_prefix_only_still_elects_without_planned_m
             )
             assert done.returncode == 0, done.stderr
             assert "1 candidate(s)" in done.stdout
+
+
+def test_the_blocking_view_asks_for_moves_too(etcd_endpoint: str, etcd_prefix: str) -> None:
+    namespace = namespace_of(etcd_prefix)
+    with Client(etcd_endpoint) as client:
+        view = client.election_view(NAME, namespace=namespace)
+        assert view.request_handoff(to="x") is None  # nobody leads: nothing asked
+        assert view.paused() is None
+        pause = view.pause("maintenance", by="ops")
+        found = view.paused()
+        assert found is not None and (found.by, found.reason) == ("ops", "maintenance")
+        assert found.at == pause.at
+        assert view.resume() is True and view.paused() is None
