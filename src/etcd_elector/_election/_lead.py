@@ -195,9 +195,10 @@ class Lead:
             self._announce(
                 MoveKind.DRAINING, reason=move.reason if move else "close", budget=self._drain
             )
-        start_draining(term)
-        if self._drain > 0 and not work_task.done():
-            await asyncio.wait([work_task, lost], timeout=self._drain)
+        if self._drain > 0:  # with no budget the work is cancelled at once, as it always was
+            start_draining(term)
+            if not work_task.done():
+                await asyncio.wait([work_task, lost], timeout=self._drain)
 
     def _announce_move(self, move: PlannedMove) -> None:
         kind = MoveKind.PAUSED if move.pause else MoveKind.HANDOFF_REQUESTED

@@ -100,8 +100,9 @@ class Term:
 
     @property
     def draining(self) -> threading.Event:
-        """Set when the leader is asked to stop for a planned move (a handoff, a pause, the
-        elector closing): finish the unit of work at hand and return. The term still holds
+        """Set when an elector with a drain budget is to stop leading for a reason of its own
+        (a handoff, a pause, a close or stop signal): finish the unit of work at hand and
+        return. The term still holds
         meanwhile (fenced writes commit); the work is cancelled when the elector's drain
         budget is spent, and the key goes only after the work has stopped."""
         return self._state.draining
