@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import signal
@@ -155,10 +156,16 @@ def test_handoff_to_a_named_candidate(
     resigned = [e for e in a.events if e.get("event") == "resigned"]
     assert [e["reason"] for e in resigned] == ["handed_off"]
     assert _leader_value(etcd_endpoint, etcd_prefix) == "c"
-    # Without --to: a drained resign to the next in line (b, queued before a and c's new keys).
+    # Without --to: a drained resign to the next in line (a and b queued again, in either
+    # order, behind c).
+    listed = run_cli(*_ask(etcd_endpoint, etcd_prefix), "status", "svc")
+    order = [json.loads(line) for line in listed.stdout.splitlines()]
+    values = [e["value"] for e in order if e["event"] == "candidate"]
+    assert values[0] == "c" and sorted(values[1:]) == ["a", "b"]
     done = run_cli(*_ask(etcd_endpoint, etcd_prefix), "handoff", "svc")
     assert done.returncode == 0, done.stderr
-    b.expect("elected")
+    {"a": a, "b": b}[values[1]].expect("elected")
+    assert _leader_value(etcd_endpoint, etcd_prefix) == values[1]
     # Bad requests, each with its own exit code and one line.
     nobody = run_cli(*_ask(etcd_endpoint, etcd_prefix), "handoff", "svc", "--to", "nobody")
     assert nobody.returncode == 11 and "no candidate" in nobody.stderr

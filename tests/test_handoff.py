@@ -22,7 +22,7 @@ async def _queue(
     first = await elections[0].campaign("c0")
     tasks: list[asyncio.Task[Term]] = []
     for index, election in enumerate(elections[1:], start=1):
-        tasks.append(asyncio.create_task(election.campaign(f"c{index}")))
+        tasks.append(asyncio.create_task(election.campaign(f"c{index}", priority=1)))
 
         async def queued(n: int = index + 1) -> bool:
             return len(await elections[0].view.candidates()) == n
@@ -116,5 +116,39 @@ async def test_hand_off_without_a_name_prefers_the_highest_priority(
             assert successor is not None and successor.value == expected
             done, _ = await asyncio.wait(tasks, timeout=WAIT_S, return_when="FIRST_COMPLETED")
             assert [t.result().value for t in done] == [expected]
+        finally:
+            await _finish(tasks)
+
+
+async def test_a_handoff_never_passes_a_candidate_that_does_not_follow_planned_moves(
+    etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """A candidate that declared nothing (Go's recipe, or an election driven without an
+    elector) would take its deleted key for a won election: the handoff resigns instead, and
+    that candidate leads in the normal order, its key never touched."""
+    namespace = namespace_of(etcd_prefix)
+    async with AsyncClient(etcd_endpoint) as client, contextlib.AsyncExitStack() as stack:
+        sessions = [await stack.enter_async_context(client.session(ttl=10)) for _ in range(3)]
+        elections = [AsyncElection(s, NAME, namespace=namespace) for s in sessions]
+        first = await elections[0].campaign("c0")
+        tasks = [asyncio.create_task(elections[1].campaign("undeclared"))]
+
+        async def two() -> bool:
+            return len(await elections[0].view.candidates()) == 2
+
+        await wait_until(two, "the undeclared candidate queued")
+        tasks.append(asyncio.create_task(elections[2].campaign("c2", priority=1)))
+
+        async def three() -> bool:
+            return len(await elections[0].view.candidates()) == 3
+
+        await wait_until(three, "c2 queued")
+        undeclared = (await elections[0].view.candidates())[1]
+        try:
+            assert await elections[0].hand_off(to="c2") is None
+            assert first.end_reason is EndReason.HANDED_OFF
+            term = await asyncio.wait_for(tasks[0], WAIT_S)
+            assert term.value == b"undeclared" and term.token == undeclared.token
+            assert not tasks[1].done()
         finally:
             await _finish(tasks)

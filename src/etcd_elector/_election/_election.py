@@ -35,7 +35,7 @@ from ..etcd._txn import Compare, Op
 from ..etcd._types import RangeResult, TxnResult
 from ._campaign import Campaign
 from ._candidate import CandidateKey, claim_candidacy
-from ._handoff import Plan, Successor, hand_off_txn, plan_handoff
+from ._handoff import NoPlan, Plan, Successor, hand_off_txn, plan_handoff
 from ._keywait import first_deleted
 from ._moves import HandoffRecord, MoveKeys
 from ._names import (
@@ -156,7 +156,9 @@ class AsyncElection:
         the queue: we then queue again at once (behind the successor), as its record asks.
 
         :param priority: declared in the transaction that creates our key (the elector's
-            ``priority``); ``None`` declares none (the default priority).
+            ``priority``), which also says that we follow planned moves: a handoff may then
+            take our key out of the queue, and we queue again. ``None`` declares nothing: a
+            handoff never passes us (as it never passes Go's recipe).
 
         :raises SessionLost: if the session ends while waiting (no phantom leadership).
         :raises CampaignFailed: if our key is deleted by someone else while waiting.
@@ -384,26 +386,26 @@ class AsyncElection:
         async with self._lock:
             term = self.check()
             key, token = term.key.encode(), term.token
-            successor: Successor | None = None
-            plan: Plan | None = None
+            plan: Plan | NoPlan
+            outcome: Successor | NoPlan
             try:
                 # Read while the term still holds: the leaderless gap is the txn alone.
                 plan = await plan_handoff(self.view, self.moves, term, wanted)
             except EtcdElectorError as exc:  # a plain resign then
-                self._event(logging.WARNING, "cannot read the candidates", key=key, detail=exc)
+                plan = NoPlan(f"cannot read the candidates: {exc}")
             self._end_term(EndReason.HANDED_OFF)
             await self._stop_guards()
             try:
-                if plan is not None:
-                    successor = await hand_off_txn(self.view, self.moves, term, wanted, plan)
+                outcome = await hand_off_txn(self.view, self.moves, term, wanted, plan)
             except EtcdElectorError as exc:  # ambiguous, unreachable, refused: resign
-                self._event(logging.WARNING, "handoff failed, resigning", key=key, detail=exc)
-            if successor is None:
+                outcome = NoPlan(f"the handoff failed: {exc}")
+            if isinstance(outcome, NoPlan):
                 await self._delete_key(key, token)  # guarded: a no-op if it went already
             self._key = None
-        if successor is None:
-            self._event(logging.INFO, "no successor to hand off to: resigned", key=key)
+        if isinstance(outcome, NoPlan):
+            self._event(logging.INFO, "no handoff, resigned", key=key, detail=outcome.why)
             return None
+        successor = outcome
         self._event(
             logging.INFO,
             "handed off",

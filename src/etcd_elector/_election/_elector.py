@@ -357,7 +357,8 @@ class AsyncElector:
             election = AsyncElection(session, self.name, namespace=self.namespace)
             self._election = election
         self._publish(ElectorEvent(ElectorState.CAMPAIGNING))
-        priority = None if self.priority == DEFAULT_PRIORITY else self.priority
+        # Declared (we follow planned moves) unless the moves keys are out of our reach.
+        priority = self.priority if self.moves.available else None
         try:
             term = await self._unless_closing(
                 election.campaign(self.value, priority=priority), or_paused=True

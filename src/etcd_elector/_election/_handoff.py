@@ -9,6 +9,11 @@ taken out find their key deleted, read the handoff's record that names them, and
 (behind the successor). If anything moved meanwhile (a candidate died, the successor left)
 the transaction fails, and it is tried again from a fresh read; without a successor the
 caller resigns instead, which is the normal order.
+
+Only candidates that declared themselves (a priority key on their lease, written with their
+candidate key) are ever taken out of the queue: they know to queue again. Go's recipe (and a
+candidate driving an election without an elector) would take its deleted key for a won
+election, so a handoff that would have to pass such a candidate is a plain resign instead.
 """
 
 from __future__ import annotations
@@ -16,20 +21,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..etcd._client import AsyncEtcdClient
 from ..etcd._txn import Compare, Op
+from ..etcd._types import KeyValue, RangeResult
 from ._moves import DEFAULT_PRIORITY, HandoffRecord, MoveKeys, decode_priority
+from ._names import is_candidate_key
 from ._term import Term
 from ._view import AsyncElectionView, LeaderInfo
 
 __all__ = [
     "MAX_REQUEUED",
+    "NoPlan",
     "Plan",
     "Successor",
     "choose_successor",
     "hand_off_txn",
     "plan_handoff",
-    "read_priorities",
 ]
 
 #: Candidates a handoff may take out of the queue ahead of its successor: each costs two
@@ -46,11 +52,9 @@ class Successor:
     requeued: int
 
 
-async def read_priorities(client: AsyncEtcdClient, keys: MoveKeys) -> dict[int, int]:
-    """Every declared priority, by lease id (malformed ones are left out)."""
-    found = await client.get_prefix(keys.priorities)
+def _priorities(keys: MoveKeys, kvs: Sequence[KeyValue]) -> dict[int, int]:
     priorities: dict[int, int] = {}
-    for kv in found.kvs:
+    for kv in kvs:
         lease = keys.lease_of_priority(kv.key)
         priority = decode_priority(kv.value)
         if lease is not None and priority is not None:
@@ -62,8 +66,9 @@ def choose_successor(
     others: Sequence[LeaderInfo], priorities: Mapping[int, int], to: bytes | None
 ) -> LeaderInfo | None:
     """The candidate to hand off to, from ``others`` (queue order): the first whose value is
-    ``to``; without ``to``, the first of the highest priority. ``None``: nobody fits (a
-    named successor that is gone), or nobody may lead (priority 0)."""
+    ``to``; without ``to``, the first of the highest priority (a candidate that declared
+    none has the default). ``None``: nobody fits (a named successor that is gone), or nobody
+    may lead (priority 0)."""
     if to is not None:
         return next((c for c in others if c.value == to), None)
     best: LeaderInfo | None = None
@@ -83,31 +88,52 @@ class Plan:
     ahead: tuple[LeaderInfo, ...]
 
 
+@dataclass(frozen=True)
+class NoPlan:
+    """Why there is nothing to hand off to (the caller resigns: the normal order)."""
+
+    why: str
+
+
 async def plan_handoff(
     view: AsyncElectionView, keys: MoveKeys, term: Term, to: bytes | None
-) -> Plan | None:
-    """Read who to hand off to (no write: safe while the term still holds, which keeps the
-    leaderless gap to the transaction alone). ``None``: nobody to hand off to, or we no
-    longer lead."""
-    candidates = await view.candidates()
+) -> Plan | NoPlan:
+    """Read who to hand off to: the candidates and the declared priorities in one read (no
+    write: safe while the term still holds, which keeps the leaderless gap to the
+    transaction alone)."""
+    client = view.client
+    read = await client.txn(
+        [], [Op.get(view.prefix, prefix=True), Op.get(keys.priorities, prefix=True)], []
+    )
+    found: RangeResult = read.responses[0]
+    declared = _priorities(keys, read.responses[1].kvs)
+    candidates = sorted(
+        (LeaderInfo.from_kv(kv) for kv in found.kvs if is_candidate_key(view.prefix, kv.key)),
+        key=lambda c: c.token,
+    )
     if not candidates or candidates[0].key != term.key or candidates[0].token != term.token:
-        return None  # we no longer lead: nothing of ours to hand over
-    priorities = await read_priorities(view.client, keys) if to is None else {}
-    successor = choose_successor(candidates[1:], priorities, to)
+        return NoPlan("we no longer lead")
+    successor = choose_successor(candidates[1:], declared, to)
     if successor is None:
-        return None
+        return NoPlan("no such candidate" if to is not None else "no candidate may lead")
     ahead = tuple(c for c in candidates[1:] if c.token < successor.token)
     if len(ahead) > MAX_REQUEUED:
-        return None
+        return NoPlan(f"more than {MAX_REQUEUED} candidates queued ahead of the successor")
+    unaware = [c for c in ahead if c.lease_id not in declared]
+    if unaware:
+        return NoPlan(
+            f"{len(unaware)} candidate(s) ahead of the successor do not follow planned moves "
+            f"(the first: lease {unaware[0].lease_hex})"
+        )
     return Plan(successor, ahead)
 
 
 async def hand_off_txn(
-    view: AsyncElectionView, keys: MoveKeys, term: Term, to: bytes | None, plan: Plan | None
-) -> Successor | None:
+    view: AsyncElectionView, keys: MoveKeys, term: Term, to: bytes | None, plan: Plan | NoPlan
+) -> Successor | NoPlan:
     """Delete our key (while it is ``term``'s) and those queued ahead of the successor of
     ``plan``, in one transaction; if anything moved since it was read, read again and retry.
-    ``None`` if there is nobody to hand off to (the caller resigns).
+    A :class:`NoPlan` if there is nobody to hand off to (the caller resigns).
 
     :raises TransportError: if etcd cannot be reached (the caller resigns, or the key
         expires with the lease).
@@ -116,8 +142,8 @@ async def hand_off_txn(
     for attempt in range(_ATTEMPTS):
         if attempt:
             plan = await plan_handoff(view, keys, term, to)
-        if plan is None:
-            return None
+        if isinstance(plan, NoPlan):
+            return plan
         successor, ahead = plan.successor, plan.ahead
         compares = [
             Compare.create_revision(own) == term.token,
@@ -139,5 +165,5 @@ async def hand_off_txn(
             return Successor(successor, len(ahead))
         mine = result.responses[0].kvs
         if not mine or mine[0].create_revision != term.token:
-            return None  # our key went meanwhile
-    return None
+            return NoPlan("our key went meanwhile")
+    return NoPlan(f"the queue kept changing ({_ATTEMPTS} attempts)")

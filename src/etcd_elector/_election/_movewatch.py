@@ -41,6 +41,7 @@ class MovesWatch:
         self.priorities: dict[int, int] = {}  # declared priorities, by lease id
         self.priority_changes = 0
         self.ready = asyncio.Event()  # set once the first read is in
+        self.available = True  # false once etcd refused us the moves keys
         self._changed = asyncio.Event()
         self._log = log
 
@@ -113,6 +114,7 @@ class MovesWatch:
                         detail=exc,
                     )
                     self.pause, self.request = None, None
+                    self.available = False
                     self.ready.set()
                     self._announce()
                     return
