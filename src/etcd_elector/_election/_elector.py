@@ -206,9 +206,6 @@ class AsyncElector:
     async def start(self) -> AsyncElector:
         if not self._started and not self._closed:
             self._started = True
-            self._moves_task = asyncio.get_running_loop().create_task(
-                self._follow_moves(), name=f"etcd-elector-moves-{self.name}"
-            )
             if self.on_leader_change is not None:
                 self._observer = asyncio.get_running_loop().create_task(
                     self._watch_leader(), name=f"etcd-elector-observe-{self.name}"
@@ -317,6 +314,10 @@ class AsyncElector:
             raise RuntimeError("run() is already active on this elector")
         self._running = True
         self._run_finished.clear()
+        if self._moves_task is None:  # planned moves are followed while the elector runs
+            self._moves_task = asyncio.get_running_loop().create_task(
+                self._follow_moves(), name=f"etcd-elector-moves-{self.name}"
+            )
         try:
             while not self._closing.is_set():
                 if self.priority == 0:
