@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from .._backoff import Backoff
 from .._errors import TransportError, WatchError
@@ -49,9 +50,11 @@ class MovesWatch:
     def paused(self) -> bool:
         return self.pause is not None
 
-    async def changed(self) -> None:
-        """Return at the next change (of anything this watch follows)."""
-        await self._changed.wait()
+    def changed(self) -> Coroutine[Any, Any, bool]:
+        """Return at the next change (of anything this watch follows) after this call: the
+        event is taken now, not when the coroutine first runs, so a change in between (a
+        task made of it starts a loop iteration later) is not missed."""
+        return self._changed.wait()
 
     def _announce(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
