@@ -21,9 +21,11 @@ from .. import _clock, _metrics
 from .._bounded import bounded
 from .._errors import (
     CampaignFailed,
+    EtcdElectorError,
     LeadershipLost,
     NotLeader,
     SessionLost,
+    TokenRegressed,
 )
 from .._keys import KeyLike, as_bytes
 from .._log import log_event
@@ -33,7 +35,9 @@ from ..etcd._txn import Compare, Op
 from ..etcd._types import RangeResult, TxnResult
 from ._campaign import Campaign
 from ._candidate import CandidateKey, claim_candidacy
+from ._handoff import NoPlan, Plan, Successor, hand_off_txn, plan_handoff
 from ._keywait import first_deleted
+from ._moves import HandoffRecord, MoveKeys
 from ._names import (
     DEFAULT_NAMESPACE,
     candidate_key,
@@ -81,6 +85,7 @@ class AsyncElection:
         self.namespace = validate_namespace(namespace)
         self.view = AsyncElectionView(session.client, self.name, namespace=self.namespace)
         self.prefix = self.view.prefix
+        self.moves = MoveKeys(self.namespace, self.name)
         claim_candidacy(session, self.prefix, self.name, self.namespace)
         self.identity = identity
         self._client = session.client
@@ -142,12 +147,18 @@ class AsyncElection:
 
     # -- campaign --------------------------------------------------------------------------------
 
-    async def campaign(self, value: KeyLike) -> Term:
+    async def campaign(self, value: KeyLike, *, priority: int | None = None) -> Term:
         """Become leader: write our key, wait for every earlier candidate, then re-check.
 
         One campaign at a time: campaign again once a term has ended (or a campaign failed or
         was cancelled). If cancelled, the campaign deletes its key before the cancellation
-        propagates.
+        propagates. A leader's handoff to a candidate queued behind us takes our key out of
+        the queue: we then queue again at once (behind the successor), as its record asks.
+
+        :param priority: declared in the transaction that creates our key (the elector's
+            ``priority``), which also says that we follow planned moves: a handoff may then
+            take our key out of the queue, and we queue again. ``None`` declares nothing: a
+            handoff never passes us (as it never passes Go's recipe).
 
         :raises SessionLost: if the session ends while waiting (no phantom leadership).
         :raises CampaignFailed: if our key is deleted by someone else while waiting.
@@ -169,21 +180,34 @@ class AsyncElection:
         self.session.check()
         self._campaigning = True
         try:
-            return await self._campaign(raw_value)
+            return await self._campaign(raw_value, priority)
         finally:
             self._campaigning = False
 
-    async def _campaign(self, raw_value: bytes) -> Term:
-        key = candidate_key(self.namespace, self.name, self.session.lease_id)
+    async def _campaign(self, raw_value: bytes, priority: int | None) -> Term:
+        lease = self.session.lease_id
+        key = candidate_key(self.namespace, self.name, lease)
         campaign = Campaign(session=self.session, view=self.view, key=key, log=self._event)
         started = _clock.now()
         self._event(logging.INFO, "campaign started", key=key, value=raw_value)
         _metrics.sink().campaign_started(self.name)
+        also = []
+        if priority is not None:
+            also.append(Op.put(self.moves.priority(lease), str(priority), lease=lease))
         try:
-            async with self._lock:
-                token = await campaign.create(raw_value)
-                self._key, self._token = key, token
-            revision = await campaign.win(token)
+            while True:
+                async with self._lock:
+                    token = await campaign.create(raw_value, also)
+                    self._key, self._token = key, token
+                try:
+                    revision = await campaign.win(token)
+                    break
+                except CampaignFailed as exc:
+                    if isinstance(exc, TokenRegressed) or not await self._requeue_asked(token):
+                        raise
+                    self._event(
+                        logging.INFO, "queueing again after a handoff", key=key, token=token
+                    )
         except (SessionLost, CampaignFailed):
             self._key = None  # gone with the session, or deleted (TokenRegressed: by us)
             raise
@@ -206,6 +230,13 @@ class AsyncElection:
         _metrics.sink().campaign_waited(self.name, waited)
         self._event(logging.INFO, "elected", key=key, value=raw_value, token=token, waited=waited)
         return term
+
+    async def _requeue_asked(self, token: int) -> bool:
+        """Whether the last handoff took our key (created at ``token``) out of the queue."""
+        found = (await self._client.get(self.moves.record)).kv
+        record = HandoffRecord.decode(found.value) if found is not None else None
+        key = candidate_key(self.namespace, self.name, self.session.lease_id).decode()
+        return record is not None and record.asks_to_requeue(key, token)
 
     def _candidate(self, key: bytes) -> CandidateKey:
         return CandidateKey(self._client, key, self.session.lease_id, self._event)
@@ -336,6 +367,55 @@ class AsyncElection:
             await self._delete_key(key, token)
             self._key = None
             self._event(logging.DEBUG, "resigned", key=key)
+
+    async def hand_off(self, to: KeyLike | None = None) -> LeaderInfo | None:
+        """Give up leadership to a chosen successor: the candidate whose value is ``to``
+        (the first of them in queue order), or without ``to`` the first candidate of the
+        highest priority (the next in line when nobody declared one). One fenced transaction
+        deletes our key and those queued ahead of the successor (they queue again, behind
+        it), so the successor leads next and the lowest create revision still leads. With no
+        such candidate (gone, or died meanwhile) it is a plain resign: the next in line leads.
+        Returns the successor, or ``None`` after a plain resign.
+
+        The term ends (reason ``handed_off``) before etcd is asked. This does not drain the
+        work: an elector's ``term.hand_off()`` does (stops the work, then calls this).
+
+        :raises NotLeader: if we do not lead.
+        """
+        wanted = None if to is None else as_bytes(to)
+        async with self._lock:
+            term = self.check()
+            key, token = term.key.encode(), term.token
+            plan: Plan | NoPlan
+            outcome: Successor | NoPlan
+            try:
+                # Read while the term still holds: the leaderless gap is the txn alone.
+                plan = await plan_handoff(self.view, self.moves, term, wanted)
+            except EtcdElectorError as exc:  # a plain resign then
+                plan = NoPlan(f"cannot read the candidates: {exc}")
+            self._end_term(EndReason.HANDED_OFF)
+            await self._stop_guards()
+            try:
+                outcome = await hand_off_txn(self.view, self.moves, term, wanted, plan)
+            except EtcdElectorError as exc:  # ambiguous, unreachable, refused: resign
+                outcome = NoPlan(f"the handoff failed: {exc}")
+            if isinstance(outcome, NoPlan):
+                await self._delete_key(key, token)  # guarded: a no-op if it went already
+            self._key = None
+        if isinstance(outcome, NoPlan):
+            self._event(logging.INFO, "no handoff, resigned", key=key, detail=outcome.why)
+            return None
+        successor = outcome
+        self._event(
+            logging.INFO,
+            "handed off",
+            key=key,
+            token=token,
+            successor=successor.candidate.key,
+            successor_lease=successor.candidate.lease_hex,
+            requeued=successor.requeued,
+        )
+        return successor.candidate
 
     async def leader(self) -> LeaderInfo | None:
         """The current leader, read linearizably, or ``None`` if nobody leads."""

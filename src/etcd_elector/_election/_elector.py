@@ -16,9 +16,11 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import _metrics
 from .._backoff import Backoff
 from .._errors import (
     CampaignFailed,
+    ConfigurationError,
     EtcdElectorError,
     LeadershipError,
     LeadershipLost,
@@ -31,12 +33,14 @@ from .._log import log_event
 from .._reasons import EndReason
 from .._repeats import RepeatThrottle
 from .._stop_signals import StopSignals
-from .._tasks import Stopped, cancel_and_wait, unless
+from .._tasks import Stopped, cancel_all, cancel_and_wait, first_result, unless, wait_first
 from ._election import AsyncElection
 from ._lead import Lead, log_stop_error
+from ._moves import DEFAULT_PRIORITY, MoveKeys, validate_priority
+from ._movewatch import MovesWatch
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ._session import AsyncSession
-from ._states import ElectorEvent, ElectorState, StateStream
+from ._states import ElectorEvent, ElectorState, Move, MoveKind, StateStream
 from ._term import Term
 from ._timing import Timing
 from ._view import AsyncElectionView, LeaderInfo
@@ -75,6 +79,14 @@ class AsyncElector:
         An error in it is logged, and the elector goes on.
     :param on_leader_change: ``on_leader_change(leader_or_None)`` for every change seen. An
         error in it is logged, and the elector goes on.
+    :param drain: the drain budget in seconds (default 0): when the elector stops leading
+        for a reason of its own (closed, a stop signal, a handoff, a pause), ``term.draining``
+        is set and the work gets this long to return before it is cancelled; the key is
+        released only after that. A loss of the term cancels it at once: the lease deadline
+        always wins over the budget.
+    :param priority: 0 (never lead: a standby that only observes) to 1,000,000 (default 1).
+        The highest-priority live candidate leads: a leader hands off (drained) to a
+        candidate of higher priority as soon as it queues. Ties keep queue order.
     :param stop_on: error classes that end ``run()`` instead of being ridden out. Errors that
         retrying cannot cure (``retriable`` is false: credentials, permissions, a request etcd
         refuses, such as a value over its size limit) always end it; the others (etcd down,
@@ -99,6 +111,8 @@ class AsyncElector:
         on_leader_change: OnLeaderChange | None = None,
         backoff: tuple[float, float] = (0.1, 5.0),
         stop_on: tuple[type[Exception], ...] = (),
+        drain: float = 0.0,
+        priority: int = DEFAULT_PRIORITY,
     ) -> None:
         self.client = client
         self.name = validate_name(name)
@@ -111,6 +125,10 @@ class AsyncElector:
         self.on_leader_change = on_leader_change
         self.backoff = backoff
         self.view = AsyncElectionView(client, self.name, namespace=self.namespace)
+        self.drain = _drain_budget(drain)
+        self.priority = validate_priority(priority)
+        self.moves = MovesWatch(client, MoveKeys(self.namespace, self.name), self._event)
+        self._moves_task: asyncio.Task[None] | None = None
         self._session: AsyncSession | None = None
         self._retired: list[AsyncSession] = []
         self._election: AsyncElection | None = None
@@ -213,6 +231,9 @@ class AsyncElector:
         observer, self._observer = self._observer, None
         if observer is not None and (error := await cancel_and_wait(observer)) is not None:
             raise error
+        moves, self._moves_task = self._moves_task, None
+        if moves is not None:
+            await cancel_and_wait(moves)
         await self._close_sessions()
         self._closed = True
         self._restore_signals()
@@ -293,8 +314,17 @@ class AsyncElector:
             raise RuntimeError("run() is already active on this elector")
         self._running = True
         self._run_finished.clear()
+        if self._moves_task is None:  # planned moves are followed while the elector runs
+            self._moves_task = asyncio.get_running_loop().create_task(
+                self._follow_moves(), name=f"etcd-elector-moves-{self.name}"
+            )
         try:
             while not self._closing.is_set():
+                if self.priority == 0:
+                    await self._stand_by()
+                    continue
+                if await self._held_off():
+                    continue
                 term = await self._campaign()
                 if term is None:
                     continue
@@ -321,15 +351,19 @@ class AsyncElector:
     async def _campaign(self) -> Term | None:
         """One campaign attempt; ``None`` means try again (after a backoff) or closing."""
         session = await self._live_session()
-        if session is None:
+        if session is None or not await self._moves_known(session):
             return None
         election = self._election
         if election is None or election.session is not session:
             election = AsyncElection(session, self.name, namespace=self.namespace)
             self._election = election
         self._publish(ElectorEvent(ElectorState.CAMPAIGNING))
+        # Declared (we follow planned moves) unless the moves keys are out of our reach.
+        priority = self.priority if self.moves.available else None
         try:
-            term = await self._unless_closing(election.campaign(self.value))
+            term = await self._unless_closing(
+                election.campaign(self.value, priority=priority), or_paused=True
+            )
         except (SessionLost, CampaignFailed, TransportError) as exc:
             if self._gives_up_on(exc):
                 raise
@@ -362,8 +396,51 @@ class AsyncElector:
             call=self._call,
             publish=self._publish,
             log=self._event,
+            moves=self.moves,
+            drain=self.drain,
+            priority=self.priority,
         )
         return await lead.run(work, self.on_elected, self.on_lost)
+
+    async def _follow_moves(self) -> None:
+        try:
+            await self.moves.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._event(logging.ERROR, "following planned moves stopped", exc_info=True)
+
+    async def _moves_known(self, session: AsyncSession) -> bool:
+        """Wait for the first read of the moves keys (a campaign must know of a pause): etcd
+        just granted a lease, so it comes at once unless the session is lost first."""
+        if self.moves.ready.is_set():
+            return True
+        await self._unless_closing(first_result(self.moves.ready.wait(), session.wait_lost()))
+        return self.moves.ready.is_set() and not self.moves.paused
+
+    async def _stand_by(self) -> None:
+        """Priority 0: never campaign; wait until closed."""
+        if self.state is not ElectorState.STANDBY:
+            self._publish(ElectorEvent(ElectorState.STANDBY))
+            self._event(logging.INFO, "standing by: priority 0 never leads")
+        await self._closing.wait()
+
+    async def _held_off(self) -> bool:
+        """While the election is paused, say so and wait for the resume (or closing);
+        ``True`` if it was paused."""
+        pause = self.moves.pause
+        if pause is None:
+            return False
+        move = Move(MoveKind.PAUSED, by=pause.by, reason=pause.reason or None)
+        self._publish(ElectorEvent(ElectorState.PAUSED, move=move))
+        _metrics.sink().planned_move(self.name, "paused")
+        self._event(logging.INFO, "paused: holding off", by=pause.by, why=pause.reason or None)
+        await self._unless_closing(self.moves.wait_unpaused())
+        if not self._closing.is_set():
+            self._publish(ElectorEvent(ElectorState.IDLE, move=Move(MoveKind.RESUMED)))
+            _metrics.sink().planned_move(self.name, "resumed")
+            self._event(logging.INFO, "resumed")
+        return True
 
     async def _live_session(self) -> AsyncSession | None:
         """The current session if alive, else a new one (``None`` if etcd is unreachable)."""
@@ -391,9 +468,13 @@ class AsyncElector:
         self._session = session
         return session
 
-    async def _unless_closing(self, awaitable: Awaitable[T]) -> T | None:
-        """Await ``awaitable`` unless the elector starts closing first (then ``None``)."""
-        outcome = await unless(awaitable, self._closing.wait())
+    async def _unless_closing(
+        self, awaitable: Awaitable[T], *, or_paused: bool = False
+    ) -> T | None:
+        """Await ``awaitable`` unless the elector starts closing (or, ``or_paused``, the
+        election is paused) first: then ``None``."""
+        stop = self._closing_or_paused() if or_paused else self._closing.wait()
+        outcome = await unless(awaitable, stop)
         if isinstance(outcome, Stopped):
             if outcome.error is not None and not isinstance(outcome.error, LeadershipError):
                 log_stop_error(self._event, outcome.error)
@@ -402,6 +483,14 @@ class AsyncElector:
             await outcome.close()
             return None
         return outcome
+
+    async def _closing_or_paused(self) -> None:
+        closing = asyncio.ensure_future(self._closing.wait())
+        paused = asyncio.ensure_future(self.moves.wait_paused())
+        try:
+            await wait_first(closing, paused)
+        finally:
+            await cancel_all([closing, paused])
 
     async def _pause(self) -> None:
         """Jittered exponential backoff, cut short by closing."""
@@ -445,6 +534,15 @@ class AsyncElector:
             if propagate:
                 raise
             self._event(logging.ERROR, f"elector callback {callback!r} failed", exc_info=True)
+
+
+def _drain_budget(drain: object) -> float:
+    """:raises ConfigurationError: unless a finite number of seconds >= 0."""
+    if isinstance(drain, bool) or not isinstance(drain, int | float) or not 0 <= drain < 1e6:
+        raise ConfigurationError(
+            f"drain must be a number of seconds from 0 (cancel the work at once), got {drain!r}"
+        )
+    return float(drain)
 
 
 def _quiet_note(quiet: int) -> str:

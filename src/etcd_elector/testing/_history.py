@@ -34,6 +34,7 @@ class RecordKind:
     # the highest revision it had seen, ``revision`` what etcd answered then (so revisions
     # ``revision + 1 .. previous_revision`` will be issued again), ``reason`` the kind of loss.
     HISTORY_LOST = "history_lost"
+    WORK_END = "work_end"  # the work of term ``token`` stopped acting (returned or cancelled)
 
 
 @dataclass(frozen=True)
