@@ -19,14 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _clock, _metrics
 from .._bounded import bounded
-from .._errors import (
-    CampaignFailed,
-    EtcdElectorError,
-    LeadershipLost,
-    NotLeader,
-    SessionLost,
-    TokenRegressed,
-)
+from .._errors import CampaignFailed, LeadershipLost, NotLeader, SessionLost, TokenRegressed
 from .._keys import KeyLike, as_bytes
 from .._log import log_event
 from .._reasons import EndReason
@@ -35,15 +28,10 @@ from ..etcd._txn import Compare, Op
 from ..etcd._types import RangeResult, TxnResult
 from ._campaign import Campaign
 from ._candidate import CandidateKey, claim_candidacy
-from ._handoff import NoPlan, Plan, Successor, hand_off_txn, plan_handoff
+from ._handing_off import HandingOff
 from ._keywait import first_deleted
-from ._moves import HandoffRecord, MoveKeys
-from ._names import (
-    DEFAULT_NAMESPACE,
-    candidate_key,
-    validate_name,
-    validate_namespace,
-)
+from ._moves import MoveKeys
+from ._names import DEFAULT_NAMESPACE, candidate_key, validate_name, validate_namespace
 from ._term import Term, begin_term, end_term, record_fenced_write, report_lost_writes
 from ._view import AsyncElectionView, LeaderInfo
 
@@ -55,7 +43,7 @@ __all__ = ["AsyncElection"]
 log = logging.getLogger(__name__)
 
 
-class AsyncElection:
+class AsyncElection(HandingOff):
     """An election on one session: ``AsyncElection(session, "name")``::
 
         election = AsyncElection(session, "scheduler")
@@ -231,13 +219,6 @@ class AsyncElection:
         self._event(logging.INFO, "elected", key=key, value=raw_value, token=token, waited=waited)
         return term
 
-    async def _requeue_asked(self, token: int) -> bool:
-        """Whether the last handoff took our key (created at ``token``) out of the queue."""
-        found = (await self._client.get(self.moves.record)).kv
-        record = HandoffRecord.decode(found.value) if found is not None else None
-        key = candidate_key(self.namespace, self.name, self.session.lease_id).decode()
-        return record is not None and record.asks_to_requeue(key, token)
-
     def _candidate(self, key: bytes) -> CandidateKey:
         return CandidateKey(self._client, key, self.session.lease_id, self._event)
 
@@ -367,55 +348,6 @@ class AsyncElection:
             await self._delete_key(key, token)
             self._key = None
             self._event(logging.DEBUG, "resigned", key=key)
-
-    async def hand_off(self, to: KeyLike | None = None) -> LeaderInfo | None:
-        """Give up leadership to a chosen successor: the candidate whose value is ``to``
-        (the first of them in queue order), or without ``to`` the first candidate of the
-        highest priority (the next in line when nobody declared one). One fenced transaction
-        deletes our key and those queued ahead of the successor (they queue again, behind
-        it), so the successor leads next and the lowest create revision still leads. With no
-        such candidate (gone, or died meanwhile) it is a plain resign: the next in line leads.
-        Returns the successor, or ``None`` after a plain resign.
-
-        The term ends (reason ``handed_off``) before etcd is asked. This does not drain the
-        work: an elector's ``term.hand_off()`` does (stops the work, then calls this).
-
-        :raises NotLeader: if we do not lead.
-        """
-        wanted = None if to is None else as_bytes(to)
-        async with self._lock:
-            term = self.check()
-            key, token = term.key.encode(), term.token
-            plan: Plan | NoPlan
-            outcome: Successor | NoPlan
-            try:
-                # Read while the term still holds: the leaderless gap is the txn alone.
-                plan = await plan_handoff(self.view, self.moves, term, wanted)
-            except EtcdElectorError as exc:  # a plain resign then
-                plan = NoPlan(f"cannot read the candidates: {exc}")
-            self._end_term(EndReason.HANDED_OFF)
-            await self._stop_guards()
-            try:
-                outcome = await hand_off_txn(self.view, self.moves, term, wanted, plan)
-            except EtcdElectorError as exc:  # ambiguous, unreachable, refused: resign
-                outcome = NoPlan(f"the handoff failed: {exc}")
-            if isinstance(outcome, NoPlan):
-                await self._delete_key(key, token)  # guarded: a no-op if it went already
-            self._key = None
-        if isinstance(outcome, NoPlan):
-            self._event(logging.INFO, "no handoff, resigned", key=key, detail=outcome.why)
-            return None
-        successor = outcome
-        self._event(
-            logging.INFO,
-            "handed off",
-            key=key,
-            token=token,
-            successor=successor.candidate.key,
-            successor_lease=successor.candidate.lease_hex,
-            requeued=successor.requeued,
-        )
-        return successor.candidate
 
     async def leader(self) -> LeaderInfo | None:
         """The current leader, read linearizably, or ``None`` if nobody leads."""

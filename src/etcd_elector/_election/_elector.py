@@ -11,16 +11,13 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import signal
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import _metrics
 from .._backoff import Backoff
 from .._errors import (
     CampaignFailed,
-    ConfigurationError,
     EtcdElectorError,
     LeadershipError,
     LeadershipLost,
@@ -31,16 +28,18 @@ from .._identity import default_identity
 from .._keys import KeyLike, as_bytes
 from .._log import log_event
 from .._reasons import EndReason
-from .._repeats import RepeatThrottle
+from .._repeats import RepeatThrottle, quiet_note
 from .._stop_signals import StopSignals
-from .._tasks import Stopped, cancel_all, cancel_and_wait, first_result, unless, wait_first
+from .._tasks import Stopped, cancel_and_wait, unless
 from ._election import AsyncElection
+from ._following_moves import FollowingMoves
 from ._lead import Lead, log_stop_error
-from ._moves import DEFAULT_PRIORITY, MoveKeys, validate_priority
+from ._moves import DEFAULT_PRIORITY, MoveKeys, validate_drain, validate_priority
 from ._movewatch import MovesWatch
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ._session import AsyncSession
-from ._states import ElectorEvent, ElectorState, Move, MoveKind, StateStream
+from ._states import ElectorEvent, ElectorState, StateStream
+from ._stopping import Stopping
 from ._term import Term
 from ._timing import Timing
 from ._view import AsyncElectionView, LeaderInfo
@@ -61,7 +60,7 @@ OnLost = Callable[[Term, EndReason], object]
 OnLeaderChange = Callable[[LeaderInfo | None], object]
 
 
-class AsyncElector:
+class AsyncElector(FollowingMoves, Stopping):
     """Leader election as most services want it. Use ``client.elector("name")``.
 
     ::
@@ -125,7 +124,7 @@ class AsyncElector:
         self.on_leader_change = on_leader_change
         self.backoff = backoff
         self.view = AsyncElectionView(client, self.name, namespace=self.namespace)
-        self.drain = _drain_budget(drain)
+        self.drain = validate_drain(drain)
         self.priority = validate_priority(priority)
         self.moves = MovesWatch(client, MoveKeys(self.namespace, self.name), self._event)
         self._moves_task: asyncio.Task[None] | None = None
@@ -240,49 +239,6 @@ class AsyncElector:
         if self.state is not ElectorState.STOPPED:
             self._publish(ElectorEvent(ElectorState.STOPPED))
 
-    def stop_on_signals(self) -> None:
-        """Stop cleanly on SIGTERM (docker stop, systemd, Kubernetes) and SIGINT (Ctrl-C)::
-
-            async with client.elector("scheduler") as elector:
-                elector.stop_on_signals()
-                await elector.run(schedule_jobs)  # returns None once a signal came
-
-        The work is cancelled, the elector resigns (the next candidate takes over within a
-        round trip) and ``run()`` returns ``None``: no ``KeyboardInterrupt``, no traceback. A
-        signal that comes again while stopping is ignored, so the resign still happens. Once
-        ``run()`` has returned after a stop (or at ``close()``), the previous handlers are back.
-        Call it from the main thread, inside the running event loop.
-
-        :raises RuntimeError: outside the main thread or outside a running event loop.
-        """
-        if self._stop_signals is None:
-            signals = StopSignals(asyncio.get_running_loop(), self.on_stop_signal)
-            signals.install()
-            self._stop_signals = signals
-
-    def _restore_signals(self) -> None:
-        """Give SIGTERM and SIGINT back, once stopping is over: until then, a signal that comes
-        again must not cut the resign short."""
-        signals, self._stop_signals = self._stop_signals, None
-        if signals is not None:
-            signals.restore()
-
-    @property
-    def stopping(self) -> bool:
-        """Whether the elector was told to stop (``close()``, a stop signal)."""
-        return self._closing.is_set()
-
-    def on_stop_signal(self, signum: int) -> None:
-        """What a stop signal does (either twin's :meth:`stop_on_signals` handler calls it, on
-        the event loop): the work stops, we resign, ``run()`` returns ``None``. Again while
-        stopping, nothing."""
-        name = signal.Signals(signum).name
-        if self._closing.is_set():
-            self._event(logging.INFO, f"{name} again: already stopping", signal=name)
-            return
-        self._event(logging.INFO, f"{name}: stopping (the work stops, then we resign)", signal=name)
-        self._closing.set()
-
     # -- the loop --------------------------------------------------------------------------------
 
     async def run(self, work: Work) -> Any:
@@ -372,7 +328,7 @@ class AsyncElector:
                 level,
                 "campaign failed, trying again",
                 lease=session.lease_hex,
-                detail=f"{exc}{_quiet_note(quiet)}",
+                detail=f"{exc}{quiet_note(quiet)}",
             )
             await self._pause()
             return None
@@ -402,46 +358,6 @@ class AsyncElector:
         )
         return await lead.run(work, self.on_elected, self.on_lost)
 
-    async def _follow_moves(self) -> None:
-        try:
-            await self.moves.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self._event(logging.ERROR, "following planned moves stopped", exc_info=True)
-
-    async def _moves_known(self, session: AsyncSession) -> bool:
-        """Wait for the first read of the moves keys (a campaign must know of a pause): etcd
-        just granted a lease, so it comes at once unless the session is lost first."""
-        if self.moves.ready.is_set():
-            return True
-        await self._unless_closing(first_result(self.moves.ready.wait(), session.wait_lost()))
-        return self.moves.ready.is_set() and not self.moves.paused
-
-    async def _stand_by(self) -> None:
-        """Priority 0: never campaign; wait until closed."""
-        if self.state is not ElectorState.STANDBY:
-            self._publish(ElectorEvent(ElectorState.STANDBY))
-            self._event(logging.INFO, "standing by: priority 0 never leads")
-        await self._closing.wait()
-
-    async def _held_off(self) -> bool:
-        """While the election is paused, say so and wait for the resume (or closing);
-        ``True`` if it was paused."""
-        pause = self.moves.pause
-        if pause is None:
-            return False
-        move = Move(MoveKind.PAUSED, by=pause.by, reason=pause.reason or None)
-        self._publish(ElectorEvent(ElectorState.PAUSED, move=move))
-        _metrics.sink().planned_move(self.name, "paused")
-        self._event(logging.INFO, "paused: holding off", by=pause.by, why=pause.reason or None)
-        await self._unless_closing(self.moves.wait_unpaused())
-        if not self._closing.is_set():
-            self._publish(ElectorEvent(ElectorState.IDLE, move=Move(MoveKind.RESUMED)))
-            _metrics.sink().planned_move(self.name, "resumed")
-            self._event(logging.INFO, "resumed")
-        return True
-
     async def _live_session(self) -> AsyncSession | None:
         """The current session if alive, else a new one (``None`` if etcd is unreachable)."""
         if self._session is not None and self._session.alive:
@@ -459,7 +375,7 @@ class AsyncElector:
                 raise
             level, quiet = self._failures.level(("session", type(exc)))
             self._event(
-                level, "cannot start a session, retrying", detail=f"{exc}{_quiet_note(quiet)}"
+                level, "cannot start a session, retrying", detail=f"{exc}{quiet_note(quiet)}"
             )
             await self._pause()
             return None
@@ -483,14 +399,6 @@ class AsyncElector:
             await outcome.close()
             return None
         return outcome
-
-    async def _closing_or_paused(self) -> None:
-        closing = asyncio.ensure_future(self._closing.wait())
-        paused = asyncio.ensure_future(self.moves.wait_paused())
-        try:
-            await wait_first(closing, paused)
-        finally:
-            await cancel_all([closing, paused])
 
     async def _pause(self) -> None:
         """Jittered exponential backoff, cut short by closing."""
@@ -534,17 +442,3 @@ class AsyncElector:
             if propagate:
                 raise
             self._event(logging.ERROR, f"elector callback {callback!r} failed", exc_info=True)
-
-
-def _drain_budget(drain: object) -> float:
-    """:raises ConfigurationError: unless a finite number of seconds >= 0."""
-    if isinstance(drain, bool) or not isinstance(drain, int | float) or not 0 <= drain < 1e6:
-        raise ConfigurationError(
-            f"drain must be a number of seconds from 0 (cancel the work at once), got {drain!r}"
-        )
-    return float(drain)
-
-
-def _quiet_note(quiet: int) -> str:
-    """What a repeated warning adds: how often it failed since the last one."""
-    return f" (failed {quiet} more times since the last warning)" if quiet else ""

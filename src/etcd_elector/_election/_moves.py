@@ -27,6 +27,7 @@ __all__ = [
     "MoveKeys",
     "Pause",
     "decode_priority",
+    "validate_drain",
     "validate_priority",
 ]
 
@@ -35,6 +36,15 @@ DEFAULT_PRIORITY = 1
 MAX_PRIORITY = 1_000_000
 _MAX_VALUE = 4096  # bytes of a metadata value we parse; longer ones are ignored
 _TEXT = 200  # characters of a free-text field (who, why) we keep
+
+
+def validate_drain(drain: object) -> float:
+    """:raises ConfigurationError: unless a finite number of seconds >= 0."""
+    if isinstance(drain, bool) or not isinstance(drain, int | float) or not 0 <= drain < 1e6:
+        raise ConfigurationError(
+            f"drain must be a number of seconds from 0 (cancel the work at once), got {drain!r}"
+        )
+    return float(drain)
 
 
 def validate_priority(priority: object) -> int:
