@@ -94,7 +94,10 @@ def test_planned_moves_mixed_with_crashes_keep_one_leader_and_drain_before_relea
     and leaving, and pauses, mixed with kills and short freezes: no overlap, no stale write,
     and no work of a moved leader still acting once its successor's term began."""
     faults = (*MOVE_FAULTS, "kill", "pause_short")
-    result = run_chaos(ChaosSettings(duration=25, seed=21, ttl=2, candidates=3, faults=faults))
+    settings = ChaosSettings(
+        duration=25, seed=21, ttl=2, candidates=3, faults=faults, min_trials=len(faults)
+    )  # each fault at least once, however slow the machine
+    result = run_chaos(settings)
     assert result.report.ok, result.summary()
     moves = sum(result.faults[fault] for fault in MOVE_FAULTS)
     assert moves >= 4, result.faults
