@@ -38,6 +38,13 @@ class Recorder:
 
     events: list[tuple[str, float, int, str | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # When each term ended locally (token -> Term.ended_at): before its key went, so before
+    # any successor could be elected; on_lost itself is called after the resign.
+    ended_at: dict[int, float | None] = field(default_factory=dict)
+
+    def lost(self, term: Term, reason: str) -> None:
+        self.ended_at[term.token] = term.ended_at
+        self.add("lost", term.token, reason)
 
     def add(self, kind: str, token: int = 0, reason: str | None = None) -> None:
         with self.lock:
@@ -104,7 +111,7 @@ class AsyncCandidate:
             namespace=self.namespace,
             ttl=TTL,
             on_elected=lambda term: self.record.add("elected", term.token),
-            on_lost=lambda term, reason: self.record.add("lost", term.token, reason),
+            on_lost=self.record.lost,
             backoff=(0.05, 0.5),
             **self.options,
         )
@@ -169,7 +176,7 @@ class SyncCandidate:
             namespace=self.namespace,
             ttl=TTL,
             on_elected=lambda term: self.record.add("elected", term.token),
-            on_lost=lambda term, reason: self.record.add("lost", term.token, reason),
+            on_lost=self.record.lost,
             backoff=(0.05, 0.5),
             **self.options,
         )
@@ -259,7 +266,8 @@ async def test_work_returning_hands_over_while_old_lease_is_alive(
     async with AsyncClient(etcd_endpoint) as observer:
         assert (await observer.lease_time_to_live(first.lease_id())).ttl > 0
     assert first.record.of("lost")[0][3] == "work_done"
-    assert first.record.of("lost")[0][1] <= second.record.of("elected")[0][1]
+    ended_at = first.record.ended_at[first.record.of("lost")[0][2]]
+    assert ended_at is not None and ended_at <= second.record.of("elected")[0][1]
     await first.close()
 
 
