@@ -47,6 +47,7 @@ from etcd_elector import AsyncClient, _clock
 from etcd_elector._errors import ConfigurationError
 from etcd_elector._orphans import dies_with_parent
 
+from ._chaos_leaks import find_leaks
 from ._chaos_repair import MIN_LOST_REVISIONS, Backups, Repair, bump_revision, revision_of
 from ._checker import CheckReport, FaultKind, Violation, check_history, recovery_bound
 from ._cluster import EtcdCluster
@@ -456,7 +457,8 @@ def run_chaos(
             # Also when a fault or the runner itself fails: no candidate outlives the run.
             for candidate in run.candidates:
                 candidate.finish(timeout=10)
-        run.extra.extend(asyncio.run(_leaks(cluster.endpoint_string, run.records)))
+        leaks = find_leaks(cluster.endpoint_string, f"{NAMESPACE}/{ELECTION}/", run.records)
+        run.extra.extend(asyncio.run(leaks))
     report = check_history(run.records, extra=run.extra)
     if report.ok:
         shutil.rmtree(run.log_dir, ignore_errors=True)
@@ -658,23 +660,3 @@ async def _compact(endpoints: str) -> None:
     async with AsyncClient(endpoints) as client:
         revision = (await client.get(NAMESPACE)).revision
         await client.compact(revision)
-
-
-async def _leaks(endpoints: str, records: list[Record]) -> list[Violation]:
-    """After every candidate exited cleanly, no key and none of their leases may remain."""
-    violations = []
-    exited = [r for r in records if r.kind == RecordKind.EXITED]
-    async with AsyncClient(endpoints) as client:
-        keys = await client.get_prefix(f"{NAMESPACE}/{ELECTION}/", keys_only=True)
-        if keys.kvs:
-            names = ", ".join(kv.key.decode() for kv in keys.kvs)
-            violations.append(Violation("leak", f"keys left after a clean exit: {names}"))
-        live = set(await client.lease_list())
-        for record in exited:
-            leaked = live.intersection(record.leases)
-            if leaked:
-                leases = ", ".join(f"{lease:x}" for lease in sorted(leaked))
-                violations.append(
-                    Violation("leak", f"{record.candidate} exited cleanly but lease {leases} lives")
-                )
-    return violations

@@ -19,6 +19,7 @@ import sys
 from etcd_elector import (
     AsyncClient,
     AsyncElection,
+    ElectorState,
     HistoryLoss,
     LeadershipError,
     Op,
@@ -84,6 +85,16 @@ async def main(args: argparse.Namespace) -> None:
             priority=args.priority,
         )
 
+        async def record_sessions() -> None:
+            # Every lease it campaigns with, so that the runner can tell a key this candidate
+            # left after a clean exit (a leak) from one a killed candidate left (it lapses).
+            async for event in elector.states():
+                session = elector.session
+                if event.state is ElectorState.CAMPAIGNING and session is not None:
+                    leases.add(session.lease_id)
+
+        sessions = asyncio.create_task(record_sessions())
+
         def on_elected(term: Term) -> None:
             leases.add(term.lease_id)
             emit(Record(RecordKind.ELECTED, term.elected_at, candidate=me, token=term.token))
@@ -145,6 +156,8 @@ async def main(args: argparse.Namespace) -> None:
             with contextlib.suppress(Exception):
                 await runner
             await seen
+            with contextlib.suppress(TimeoutError):  # the stream ends once the elector stopped
+                await asyncio.wait_for(sessions, 5)
     emit(Record(RecordKind.EXITED, _clock.now(), candidate=me, leases=tuple(sorted(leases))))
 
 
