@@ -21,6 +21,7 @@ from .._log import log_event
 from ..etcd._history_guard import HistoryLoss
 from ..etcd._txn import Op
 from ..etcd._types import Event, EventType, KeyValue
+from ._moves import MoveKeys, Pause
 from ._names import (
     DEFAULT_NAMESPACE,
     election_prefix,
@@ -29,6 +30,7 @@ from ._names import (
     validate_namespace,
 )
 from ._observe import EtcdReachable, EtcdUnreachable, LeaderObserved, ObservationEvent
+from ._requests import clear_pause, read_pause, request_handoff, set_pause
 
 if TYPE_CHECKING:
     from ..etcd._client import AsyncEtcdClient
@@ -94,6 +96,40 @@ class AsyncElectionView:
         self.name = validate_name(name)
         self.namespace = validate_namespace(namespace)
         self.prefix = election_prefix(self.namespace, self.name)
+        self.moves = MoveKeys(self.namespace, self.name)
+
+    # -- planned moves anyone may ask for (no session needed) -------------------------------
+
+    async def request_handoff(
+        self, to: str | None = None, *, by: str | None = None
+    ) -> LeaderInfo | None:
+        """Ask the current leader to hand off: drained, then to the candidate whose value is
+        ``to`` (normal order if it is gone), or without ``to`` to the next in line (the
+        highest priority). The leader's elector carries it out; a request for a leader that
+        is gone by then is ignored. Returns the leader asked, or ``None`` (nothing written)
+        when nobody leads.
+
+        :param by: who asks, for logs and events (default: ``hostname:pid``).
+        """
+        current = await self.leader()
+        if current is None:
+            return None
+        await request_handoff(self.client, self.moves, current.token, to, by)
+        return current
+
+    async def pause(self, reason: str | None = None, *, by: str | None = None) -> Pause:
+        """Pause the election: the leader drains and steps down, and no candidate leads (nor
+        holds a key: ``etcdctl elect -l`` shows none) until :meth:`resume`. Candidates stay
+        and say they are paused. Electors of releases before planned moves ignore it."""
+        return await set_pause(self.client, self.moves, reason, by)
+
+    async def resume(self) -> bool:
+        """Lift a pause; ``True`` if the election was paused."""
+        return await clear_pause(self.client, self.moves)
+
+    async def paused(self) -> Pause | None:
+        """The pause in force (who, why, since when), or ``None``."""
+        return await read_pause(self.client, self.moves)
 
     async def leader(self) -> LeaderInfo | None:
         """The current leader, read linearizably, or ``None`` if nobody leads."""

@@ -37,6 +37,7 @@ from etcd_elector._orphans import dies_with_parent
 from etcd_elector.shards import GroupKeys
 
 from ._binary import etcd_version, find_etcd_binary
+from ._chaos_leaks import find_leaks
 from ._checker import CheckReport, Violation, check_history
 from ._cluster import EtcdCluster
 from ._history import Record, RecordKind, dump_records
@@ -297,7 +298,8 @@ def run_shard_chaos(
             # Also when a fault or the runner itself fails: no replica outlives the run.
             for replica in run.replicas:
                 replica.finish(timeout=15)
-        run.extra.extend(asyncio.run(_leaks(cluster.endpoint_string, run.records)))
+        leaks = find_leaks(cluster.endpoint_string, GroupKeys(NAMESPACE, GROUP).base, run.records)
+        run.extra.extend(asyncio.run(leaks))
         if settings.members > 1:
             run.extra.extend(asyncio.run(_divergence(cluster.endpoints)))
     reports = _check(run.records, settings.shards)
@@ -372,26 +374,6 @@ def _inject(run: _Run, fault: str) -> None:
         member.kill()
         time.sleep(rng.uniform(0.1, ttl))
         member.restart()
-
-
-async def _leaks(endpoints: str, records: list[Record]) -> list[Violation]:
-    """After every replica exited cleanly, no group key and none of their leases may remain."""
-    violations = []
-    exited = [r for r in records if r.kind == RecordKind.EXITED]
-    async with AsyncClient(endpoints) as client:
-        keys = await client.get_prefix(GroupKeys(NAMESPACE, GROUP).base, keys_only=True)
-        if keys.kvs:
-            names = ", ".join(kv.key.decode(errors="replace") for kv in keys.kvs[:20])
-            violations.append(Violation("leak", f"keys left after a clean exit: {names}"))
-        live = set(await client.lease_list())
-        for record in exited:
-            leaked = live.intersection(record.leases)
-            if leaked:
-                leases = ", ".join(f"{lease:x}" for lease in sorted(leaked))
-                violations.append(
-                    Violation("leak", f"{record.candidate} exited cleanly but lease {leases} lives")
-                )
-    return violations
 
 
 async def _divergence(endpoints: list[str]) -> list[Violation]:
