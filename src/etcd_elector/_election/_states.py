@@ -3,11 +3,10 @@ number of followers read (:class:`StateStream`)."""
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
+from .._broadcast import Broadcast
 from .._reasons import EndReason
 from ._term import Term
 
@@ -64,27 +63,14 @@ class ElectorEvent:
     move: Move | None = None
 
 
-class StateStream:
-    """The current state, and every change published to each follower (none is missed)."""
+class StateStream(Broadcast[ElectorEvent]):
+    """The current state, and every change published to each follower (none is missed); a
+    follow ends after ``STOPPED``."""
 
     def __init__(self) -> None:
+        super().__init__(lambda event: event.state is ElectorState.STOPPED)
         self.current = ElectorState.IDLE
-        self._followers: list[asyncio.Queue[ElectorEvent]] = []
 
     def publish(self, event: ElectorEvent) -> None:
         self.current = event.state
-        for queue in self._followers:
-            queue.put_nowait(event)
-
-    async def follow(self) -> AsyncGenerator[ElectorEvent, None]:
-        """Every change from now on, ending after ``STOPPED``."""
-        queue: asyncio.Queue[ElectorEvent] = asyncio.Queue()
-        self._followers.append(queue)
-        try:
-            while True:
-                event = await queue.get()
-                yield event
-                if event.state is ElectorState.STOPPED:
-                    return
-        finally:
-            self._followers.remove(queue)
+        super().publish(event)
