@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -45,15 +42,14 @@ from dataclasses import dataclass, field
 
 from etcd_elector import AsyncClient, _clock
 from etcd_elector._errors import ConfigurationError
-from etcd_elector._orphans import dies_with_parent
 
 from ._chaos_leaks import find_leaks
+from ._chaos_process import ChaosProcess
 from ._chaos_repair import MIN_LOST_REVISIONS, Backups, Repair, bump_revision, revision_of
 from ._checker import CheckReport, FaultKind, Violation, check_history, recovery_bound
 from ._cluster import EtcdCluster
 from ._history import Record, RecordKind
 from ._losses import LossLedger
-from ._proxy import FaultProxy
 
 __all__ = [
     "DATA_LOSS_FAULTS",
@@ -163,95 +159,20 @@ class ChaosResult:
         return "\n".join(lines)
 
 
-class _Candidate:
-    """One candidate process, connected to etcd through its own fault proxies.
-
-    ``proxies`` follow the cluster's member order; the process gets their endpoints starting
-    at member ``first``, so that candidates spread over the members.
-    """
-
-    def __init__(
-        self,
-        ident: str,
-        cluster: EtcdCluster,
-        ttl: int,
-        sink: Callable[[str], None],
-        log_dir: str,
-        first: int = 0,
-        priority: int = 1,
-    ) -> None:
-        self.ident = ident
-        self.log_path = os.path.join(log_dir, f"{ident}.log")
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in finish()
-        self.proxies = [FaultProxy.start(endpoint) for endpoint in cluster.endpoints]
-        first %= len(self.proxies)
-        endpoints = ",".join(p.endpoint for p in self.proxies[first:] + self.proxies[:first])
-        self.process = subprocess.Popen(
-            dies_with_parent(
-                [
-                    sys.executable,
-                    "-m",
-                    "etcd_elector.testing._chaos_candidate",
-                    "--endpoints",
-                    endpoints,
-                    "--name",
-                    ELECTION,
-                    "--namespace",
-                    NAMESPACE,
-                    "--ttl",
-                    str(ttl),
-                    "--id",
-                    ident,
-                    "--priority",
-                    str(priority),
-                ]
-            ),
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            start_new_session=True,
-        )
-        self.paused = False
-        self._reader = threading.Thread(
-            target=self._read, args=(sink,), name=f"etcd-elector-chaos-{ident}", daemon=True
-        )
-        self._reader.start()
-
-    def _read(self, sink: Callable[[str], None]) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            sink(line)
-
-    def signal(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.process.pid, signum)
-
-    def each_proxy(self, action: Callable[[FaultProxy], None]) -> None:
-        for proxy in self.proxies:
-            action(proxy)
-
-    def traffic(self) -> list[int]:
-        """Bytes through each member's proxy so far, in the cluster's member order."""
-        return [p.bytes_to_target + p.bytes_to_client for p in self.proxies]
-
-    def finish(self, timeout: float) -> None:
-        """Ask for a clean exit; kill if it does not come. Idempotent."""
-        if self._log.closed:
-            return
-        if self.paused:
-            self.signal(signal.SIGCONT)
-        self.each_proxy(lambda p: p.heal())
-        self.signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._reader.join(5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self.each_proxy(lambda p: p.close())
-        self._log.close()
+def _candidate(
+    ident: str,
+    cluster: EtcdCluster,
+    ttl: int,
+    sink: Callable[[str], None],
+    log_dir: str,
+    first: int = 0,
+    priority: int = 1,
+) -> ChaosProcess:
+    """One candidate process (``_chaos_candidate``), given the members from ``first`` on."""
+    args = ["--name", ELECTION, "--namespace", NAMESPACE, "--ttl", str(ttl), "--id", ident]
+    args += ["--priority", str(priority)]
+    module = "etcd_elector.testing._chaos_candidate"
+    return ChaosProcess(ident, module, args, cluster.endpoints, sink, log_dir, first=first)
 
 
 class _Run:
@@ -264,7 +185,7 @@ class _Run:
         self.faults: Counter[str] = Counter()
         self.extra: list[Violation] = []
         self.next_id = 0
-        self.candidates: list[_Candidate] = []
+        self.candidates: list[ChaosProcess] = []
         self.log_dir = tempfile.mkdtemp(prefix="etcd-elector-chaos-")
         self.backups = Backups(self.log_dir)
         self.repairs: list[Repair] = []
@@ -281,9 +202,9 @@ class _Run:
             self.records.append(record)
         return record
 
-    def spawn(self, cluster: EtcdCluster, priority: int = 1) -> _Candidate:
+    def spawn(self, cluster: EtcdCluster, priority: int = 1) -> ChaosProcess:
         self.next_id += 1
-        candidate = _Candidate(
+        candidate = _candidate(
             f"c{self.next_id}",
             cluster,
             self.settings.ttl,
@@ -340,14 +261,14 @@ class _Run:
                 in_use[candidate.ident] = members[grown.index(max(grown))].name
         return in_use
 
-    def by_ident(self, ident: str | None) -> _Candidate:
+    def by_ident(self, ident: str | None) -> ChaosProcess:
         live = [c for c in self.candidates if c.process.poll() is None]
         for candidate in live:
             if candidate.ident == ident:
                 return candidate
         return self.rng.choice(live)
 
-    def live(self) -> list[_Candidate]:
+    def live(self) -> list[ChaosProcess]:
         return [c for c in self.candidates if c.process.poll() is None]
 
     def ledger(self) -> LossLedger:
@@ -469,7 +390,7 @@ def run_chaos(
     )
 
 
-def _inject(run: _Run, cluster: EtcdCluster, fault: str, target: _Candidate) -> str:
+def _inject(run: _Run, cluster: EtcdCluster, fault: str, target: ChaosProcess) -> str:
     """Inject ``fault``, hold it, heal it; say what was done."""
     ttl = run.settings.ttl
     rng = run.rng
@@ -583,7 +504,7 @@ def _lose_data(run: _Run, cluster: EtcdCluster, fault: str) -> str:
     return what
 
 
-def _move(run: _Run, cluster: EtcdCluster, fault: str, target: _Candidate) -> str:
+def _move(run: _Run, cluster: EtcdCluster, fault: str, target: ChaosProcess) -> str:
     """Ask for a planned move the way an operator does, and wait for it to be carried out
     (bounded: a move that is not is the checker's to judge, not the nemesis's)."""
     ttl = run.settings.ttl
