@@ -13,6 +13,7 @@ from .._election._names import DEFAULT_NAMESPACE, validate_name, validate_namesp
 from .._election._timing import validate_ttl
 from .._errors import ConfigurationError
 from .._seconds import seconds
+from ._durations import duration_seconds
 from ._output import printable
 from ._parser import COMMAND_GLOBALS, LOG_FORMATS, ParsedArgs
 
@@ -57,11 +58,17 @@ def parse_seconds(
     text: str, what: str, *, allow_zero: bool = False, bounds: tuple[float, float] | None = None
 ) -> float:
     """``text`` as a finite, positive (or zero) number of seconds, within ``bounds`` if given,
-    else a ConfigurationError that quotes ``text`` as typed."""
+    else a ConfigurationError that quotes ``text`` as typed. A unit may follow the number, as
+    in every duration the command line takes (``500ms``, ``5s``, ``2m``)."""
     try:
         value = float(text)
     except ValueError:
-        raise ConfigurationError(f"{what} must be a number of seconds, got {text!r}") from None
+        in_seconds = duration_seconds(text)
+        if in_seconds is None:
+            raise ConfigurationError(
+                f"{what} must be a number of seconds (or with a unit: 500ms, 5s, 2m), got {text!r}"
+            ) from None
+        value = in_seconds
     if bounds is not None:
         low, high = bounds
         if not low <= value <= high:  # also false for nan
