@@ -98,15 +98,14 @@ class NoPlan:
 async def plan_handoff(
     view: AsyncElectionView, keys: MoveKeys, term: Term, to: bytes | None
 ) -> Plan | NoPlan:
-    """Read who to hand off to: the candidates and the declared priorities in one read (no
-    write: safe while the term still holds, which keeps the leaderless gap to the
-    transaction alone)."""
+    """Read who to hand off to: the candidates, and the declared priorities at the same
+    revision (no write: safe while the term still holds, which keeps the leaderless gap to
+    the transaction alone). Plain reads, never a read-only transaction: see
+    :meth:`AsyncElectionView.standing`."""
     client = view.client
-    read = await client.txn(
-        [], [Op.get(view.prefix, prefix=True), Op.get(keys.priorities, prefix=True)], []
-    )
-    found: RangeResult = read.responses[0]
-    declared = _priorities(keys, read.responses[1].kvs)
+    found: RangeResult = await client.get_prefix(view.prefix)
+    priorities = await client.get_prefix(keys.priorities, revision=found.revision)
+    declared = _priorities(keys, priorities.kvs)
     candidates = sorted(
         (LeaderInfo.from_kv(kv) for kv in found.kvs if is_candidate_key(view.prefix, kv.key)),
         key=lambda c: c.token,

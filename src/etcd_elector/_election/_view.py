@@ -19,7 +19,6 @@ from .._bounded import bounded
 from .._errors import TransportError, WatchError
 from .._log import log_event
 from ..etcd._history_guard import HistoryLoss
-from ..etcd._txn import Op
 from ..etcd._types import Event, EventType, KeyValue
 from ._moves import MoveKeys, Pause
 from ._names import (
@@ -149,6 +148,12 @@ class AsyncElectionView:
         """The first candidate by create revision (lowest, or highest at or below a bound),
         with the revision of the read. Keys under the prefix that are not candidates are
         skipped."""
+        kv, read_at = await self._nearest(descending, max_create_revision, revision)
+        return None if kv is None else (kv, read_at)
+
+    async def _nearest(
+        self, descending: bool, max_create_revision: int = 0, revision: int = 0
+    ) -> tuple[KeyValue | None, int]:
         bound = max_create_revision
         while True:
             result = await self.client.get_prefix(
@@ -159,52 +164,38 @@ class AsyncElectionView:
                 max_create_revision=bound,
                 revision=revision,
             )
+            revision = revision or result.revision  # further pages at the same revision
             for kv in result.kvs:
                 if is_candidate_key(self.prefix, kv.key):
-                    return kv, result.revision
+                    return kv, revision
             if not result.more or not result.kvs:
-                return None
+                return None, revision
             if descending:
                 bound = result.kvs[-1].create_revision - 1
             else:  # rare: a page of foreign keys first; read the rest in one go
                 everything = await self.client.get_prefix(
-                    self.prefix, sort_by_create_revision=True, revision=result.revision
+                    self.prefix, sort_by_create_revision=True, revision=revision
                 )
-                for kv in everything.kvs:
-                    if is_candidate_key(self.prefix, kv.key):
-                        return kv, everything.revision
-                return None
+                found = (kv for kv in everything.kvs if is_candidate_key(self.prefix, kv.key))
+                return next(found, None), revision
 
     async def standing(self, token: int) -> Standing:
-        """Where the candidate created at ``token`` stands, in one linearizable read (a
-        transaction of two reads at one revision): the first candidate, and the nearest one
-        created before ``token``."""
-        page = _PAGE
-        ops = [
-            Op.get(self.prefix, prefix=True, limit=page, sort_by_create_revision=True),
-            Op.get(
-                self.prefix,
-                prefix=True,
-                limit=page,
-                sort_by_create_revision=True,
-                descending=True,
-                max_create_revision=token - 1,
-            ),
-        ]
-        result = await self.client.txn([], ops)
-        revision = result.revision
-        found: list[KeyValue | None] = []
-        for read, descending in zip(result.responses, (False, True), strict=True):
-            kv = next((kv for kv in read.kvs if is_candidate_key(self.prefix, kv.key)), None)
-            if kv is None and read.more:
-                # A page of keys that are not candidates (rare): read on at the same revision.
-                bound = token - 1 if descending else 0
-                rest = await self.nearest(
-                    descending=descending, max_create_revision=bound, revision=revision
-                )
-                kv = rest[0] if rest is not None else None
-            found.append(kv)
-        return Standing(first=found[0], predecessor=found[1], revision=revision)
+        """Where the candidate created at ``token`` stands: the first candidate (a
+        linearizable read) and, unless that is the candidate itself, the nearest one created
+        before ``token``, read at the same revision. A successor that leads needs the first
+        read alone.
+
+        Plain reads, never a read-only transaction: etcd 3.5.0 to 3.5.4 crash when a
+        read-only transaction is cancelled while it runs (etcd-io/etcd#14110), and a
+        candidate's reads are cancelled whenever it stops or its deadline passes.
+        """
+        first, revision = await self._nearest(descending=False)
+        if first is None or first.create_revision >= token:
+            return Standing(first=first, predecessor=None, revision=revision)
+        predecessor, _ = await self._nearest(
+            descending=True, max_create_revision=token - 1, revision=revision
+        )
+        return Standing(first=first, predecessor=predecessor, revision=revision)
 
     async def observe(self) -> AsyncIterator[LeaderInfo | None]:
         """Yield the current leader (or ``None``) at once, then every change.
@@ -297,17 +288,10 @@ class AsyncElectionView:
             stop_listening()
 
     async def _read_leader(self) -> tuple[LeaderInfo | None, int]:
-        """The leader and the revision it was read at (to watch from)."""
-        first = await self.nearest(descending=False)
-        if first is not None:
-            revision = first[1]
-        else:
-            # "Nobody" was read without a revision to watch from. Take one from a second read
-            # and look again at exactly that revision: a candidate created between the two
-            # reads is then seen here instead of silently skipped.
-            revision = (await self.client.get(self.prefix)).revision
-            first = await self.nearest(descending=False, revision=revision)
-        return (LeaderInfo.from_kv(first[0]) if first else None), revision
+        """The leader and the revision it was read at (to watch from), also when nobody
+        leads."""
+        first, revision = await self._nearest(descending=False)
+        return (LeaderInfo.from_kv(first) if first is not None else None), revision
 
     def _may_change_leader(self, last: object, event: Event) -> bool:
         if not is_candidate_key(self.prefix, event.kv.key):
