@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +19,10 @@ from etcd_elector import AsyncClient, AsyncElection
 from etcd_elector.etcd import Compare, Op
 from etcd_elector.etcd._client import AsyncEtcdClient
 from etcd_elector.etcd._txn import build_txn_request, reads_only
+from etcd_elector.testing import EtcdMember
+
+ROUNDS = 200
+ROUNDS_BUDGET_S = 60.0  # bounded however slow the machine
 
 
 @pytest.fixture
@@ -79,3 +85,34 @@ async def test_the_recorder_sees_a_read_only_transaction(
     async with AsyncClient(etcd_endpoint) as client:
         await client.txn([], [Op.get(etcd_prefix, prefix=True)])
     assert len(read_only_txns) == 1
+
+
+async def test_candidates_stopped_while_they_read_where_they_stand_leave_etcd_running(
+    etcd_member: EtcdMember,
+) -> None:
+    """The user's path that crashed etcd 3.5.1 within about 70 rounds when the standing read
+    was a read-only transaction: waiting candidates woken by a resign and stopped at once."""
+    rng = random.Random(7)
+    async with AsyncClient(etcd_member.client_endpoint, timeout=2) as client:
+        started = time.monotonic()
+        for _ in range(ROUNDS):
+            if time.monotonic() - started > ROUNDS_BUDGET_S:
+                break
+            async with client.session(ttl=10) as leading:
+                leader = AsyncElection(leading, "e", namespace="/stopped")
+                await leader.campaign("leader")
+                sessions = [await client.session(ttl=10).start() for _ in range(8)]
+                waiting = [
+                    asyncio.ensure_future(
+                        AsyncElection(s, "e", namespace="/stopped").campaign(str(n))
+                    )
+                    for n, s in enumerate(sessions)
+                ]
+                await leader.resign()  # every waiter reads where it stands now
+                await asyncio.sleep(rng.uniform(0, 0.003))
+                for task in waiting:
+                    task.cancel()  # stopped mid-read
+                await asyncio.gather(*waiting, return_exceptions=True)
+                for session in sessions:
+                    await session.close()
+            assert etcd_member.is_running, "etcd exited: see its log"
