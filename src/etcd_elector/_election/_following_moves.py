@@ -49,9 +49,10 @@ class FollowingMoves:
     async def _moves_known(self, session: AsyncSession) -> bool:
         """Wait for the first read of the moves keys (a campaign must know of a pause): etcd
         just granted a lease, so it comes at once unless the session is lost first."""
-        if self.moves.ready.is_set():
-            return True
-        await self._unless_closing(first_result(self.moves.ready.wait(), session.wait_lost()))
+        if not self.moves.ready.is_set():
+            await self._unless_closing(first_result(self.moves.ready.wait(), session.wait_lost()))
+        # Also when the first read came in while the session was being granted: the pause it
+        # found must hold this campaign off (a candidate that starts while paused never queues).
         return self.moves.ready.is_set() and not self.moves.paused
 
     async def _stand_by(self) -> None:
