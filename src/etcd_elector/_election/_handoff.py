@@ -18,6 +18,7 @@ election, so a handoff that would have to pass such a candidate is a plain resig
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -98,13 +99,21 @@ class NoPlan:
 async def plan_handoff(
     view: AsyncElectionView, keys: MoveKeys, term: Term, to: bytes | None
 ) -> Plan | NoPlan:
-    """Read who to hand off to: the candidates, and the declared priorities at the same
-    revision (no write: safe while the term still holds, which keeps the leaderless gap to
-    the transaction alone). Plain reads, never a read-only transaction: see
-    :meth:`AsyncElectionView.standing`."""
+    """Read who to hand off to: the candidates and the declared priorities (no write: safe
+    while the term still holds, which keeps the leaderless gap to the transaction alone).
+
+    Two plain reads side by side, never a read-only transaction (see
+    :meth:`AsyncElectionView.standing`); if etcd moved on between them, the priorities are
+    read again at the candidates' revision (a candidate declares its priority in the
+    transaction that queues it: seen at two revisions, it could look as if it did not).
+    """
     client = view.client
-    found: RangeResult = await client.get_prefix(view.prefix)
-    priorities = await client.get_prefix(keys.priorities, revision=found.revision)
+    found: RangeResult
+    found, priorities = await asyncio.gather(
+        client.get_prefix(view.prefix), client.get_prefix(keys.priorities)
+    )
+    if priorities.revision != found.revision:
+        priorities = await client.get_prefix(keys.priorities, revision=found.revision)
     declared = _priorities(keys, priorities.kvs)
     candidates = sorted(
         (LeaderInfo.from_kv(kv) for kv in found.kvs if is_candidate_key(view.prefix, kv.key)),
