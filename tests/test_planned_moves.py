@@ -49,7 +49,11 @@ class Tracked:
 
     @property
     def leading(self) -> bool:
-        return self.elector.is_leader()
+        """Leads, and ``on_elected`` has run for this term (it runs a step after the term
+        begins, and the checks below compare its time)."""
+        term = self.elector.term
+        recorded = bool(self.elected) and term is not None and self.elected[-1][0] is term
+        return recorded and self.elector.is_leader()
 
     def kinds(self) -> list[MoveKind]:
         return [e.move.kind for e in self.events if e.move is not None]
@@ -344,9 +348,12 @@ async def test_pause_leaves_no_leader_nor_candidate_key_until_resume(
         assert body["paused"]["by"] == "ops" and body["paused"]["reason"] == "database migration"
         paused_events = [e.move for e in b.events if e.move and e.move.kind is MoveKind.PAUSED]
         assert paused_events and paused_events[-1].by == "ops"
-        # A candidate that starts while paused holds off too.
+        # A candidate that starts while paused holds off too: it never queues (its first read
+        # of the moves keys may come in while its session is being granted).
         c = make("c")
         await wait_until(lambda: c.elector.state is ElectorState.PAUSED, "c paused")
+        assert c.elector.session is not None  # it has a session: it could have queued
+        assert ElectorState.CAMPAIGNING not in [event.state for event in c.events]
         assert await view.leader() is None
         assert await view.resume() is True
         await wait_until(lambda: a.leading or b.leading or c.leading, "a leader again")
