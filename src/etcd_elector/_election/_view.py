@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import _clock
@@ -21,6 +21,7 @@ from .._log import log_event
 from ..etcd._history_guard import HistoryLoss
 from ..etcd._txn import Op
 from ..etcd._types import Event, EventType, KeyValue
+from ._leader import PAGE, LeaderInfo, first_candidate, nearest_reads
 from ._names import (
     DEFAULT_NAMESPACE,
     election_prefix,
@@ -37,37 +38,7 @@ __all__ = ["AsyncElectionView", "LeaderInfo", "Standing"]
 
 log = logging.getLogger(__name__)
 
-_PAGE = 8
 _ERROR_CHARS = 300  # an error from etcd goes into events and logs: keep it bounded
-
-
-@dataclass(frozen=True)
-class LeaderInfo:
-    """A candidate (or the leader) as etcd sees it. ``token`` is its key's create revision."""
-
-    key: str
-    value: bytes
-    token: int
-    lease_id: int
-    mod_revision: int = field(compare=False, default=0)
-
-    @property
-    def value_text(self) -> str:
-        return self.value.decode(errors="replace")
-
-    @property
-    def lease_hex(self) -> str:
-        return f"{self.lease_id:x}"
-
-    @classmethod
-    def from_kv(cls, kv: KeyValue) -> LeaderInfo:
-        return cls(
-            key=kv.key.decode(errors="replace"),
-            value=kv.value,
-            token=kv.create_revision,
-            lease_id=kv.lease,
-            mod_revision=kv.mod_revision,
-        )
 
 
 @dataclass(frozen=True)
@@ -112,38 +83,34 @@ class AsyncElectionView:
     ) -> tuple[KeyValue, int] | None:
         """The first candidate by create revision (lowest, or highest at or below a bound),
         with the revision of the read. Keys under the prefix that are not candidates are
-        skipped."""
-        bound = max_create_revision
-        while True:
-            result = await self.client.get_prefix(
-                self.prefix,
-                sort_by_create_revision=True,
-                descending=descending,
-                limit=_PAGE,
-                max_create_revision=bound,
-                revision=revision,
-            )
-            for kv in result.kvs:
-                if is_candidate_key(self.prefix, kv.key):
-                    return kv, result.revision
-            if not result.more or not result.kvs:
-                return None
-            if descending:
-                bound = result.kvs[-1].create_revision - 1
-            else:  # rare: a page of foreign keys first; read the rest in one go
-                everything = await self.client.get_prefix(
-                    self.prefix, sort_by_create_revision=True, revision=result.revision
+        skipped (the rule of :func:`nearest_reads`, driven here over the client)."""
+        plan = nearest_reads(
+            self.prefix,
+            descending=descending,
+            max_create_revision=max_create_revision,
+            revision=revision,
+        )
+        try:
+            step = next(plan)
+            while True:
+                result = await self.client.get_prefix(
+                    self.prefix,
+                    sort_by_create_revision=True,
+                    descending=step.descending,
+                    limit=step.limit,
+                    max_create_revision=step.max_create_revision,
+                    revision=step.revision,
                 )
-                for kv in everything.kvs:
-                    if is_candidate_key(self.prefix, kv.key):
-                        return kv, everything.revision
-                return None
+                step = plan.send(result)
+        except StopIteration as done:
+            found: tuple[KeyValue, int] | None = done.value
+        return found
 
     async def standing(self, token: int) -> Standing:
         """Where the candidate created at ``token`` stands, in one linearizable read (a
         transaction of two reads at one revision): the first candidate, and the nearest one
         created before ``token``."""
-        page = _PAGE
+        page = PAGE
         ops = [
             Op.get(self.prefix, prefix=True, limit=page, sort_by_create_revision=True),
             Op.get(
@@ -159,7 +126,7 @@ class AsyncElectionView:
         revision = result.revision
         found: list[KeyValue | None] = []
         for read, descending in zip(result.responses, (False, True), strict=True):
-            kv = next((kv for kv in read.kvs if is_candidate_key(self.prefix, kv.key)), None)
+            kv = first_candidate(self.prefix, read)
             if kv is None and read.more:
                 # A page of keys that are not candidates (rare): read on at the same revision.
                 bound = token - 1 if descending else 0

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from .._config import DEFAULT_ENDPOINT, ClientConfig, parse_endpoints
 from .._election._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
-from .._election._timing import validate_ttl
 from .._errors import ConfigurationError
 from .._seconds import seconds
 from ._output import printable
@@ -70,6 +69,8 @@ def _ttl(text: str, source: str) -> int:
         raise ConfigurationError(
             f"{source} must be a whole number of seconds (e.g. 10), got {text!r}"
         ) from None
+    from .._election._timing import validate_ttl  # the commands that lead
+
     return validate_ttl(value, what=source, typed=text)
 
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from typing import Any, BinaryIO, TextIO
 
 from .. import _clock
+from .._election._leader import LeaderInfo
 from .._election._term import Term
-from .._election._view import LeaderInfo
 
 __all__ = ["Printer", "bytes_fields", "printable", "unix_time"]
 
