@@ -164,7 +164,7 @@ class GatewayClient:
     def _call(self, path: str, request: dict[str, str], decode: Callable[[Any], T]) -> T:
         deadline = _clock.now() + self.config.timeout
         payload = json.dumps(request).encode()
-        unreachable: list[ConnectionFailed] = []
+        unreachable: list[_Unreachable] = []
         last: TransportError | None = None
         renewed = False
         endpoints = list(self._order)
@@ -189,7 +189,7 @@ class GatewayClient:
                 error = map_status(refused.code, refused.message, str(endpoint), write=False)
             except _Unreachable as exc:
                 error = exc.error
-                unreachable.append(error)
+                unreachable.append(exc)
             except TransportError as exc:  # a timeout, a broken connection, a refused answer
                 error = exc
             if not isinstance(error, ConnectionFailed | RequestTimeout):  # NoLeader is one
@@ -199,9 +199,9 @@ class GatewayClient:
             last = error
             index += 1
         if last is not None and len(unreachable) == len(endpoints):
-            # Nothing could be reached: a TLS failure says why better than "cannot connect".
-            tls = [error for error in unreachable if isinstance(error, TLSHandshakeFailed)]
-            raise tls[0] if tls else cannot_connect(", ".join(map(str, endpoints)))
+            # Nothing could be reached: why (TLS), when known, says more than "cannot connect".
+            explained = [failure.error for failure in unreachable if failure.explained]
+            raise explained[0] if explained else cannot_connect(", ".join(map(str, endpoints)))
         if last is not None:
             raise last
         raise RequestTimeout(f"POST {path} got no answer from etcd within the timeout")
@@ -267,7 +267,15 @@ class GatewayClient:
             ) from None
         except self._tls_errors as exc:  # TLS 1.3: a refused client certificate shows up here
             self._drop(endpoint)
-            raise _Unreachable(self._tls_error(exc, endpoint)) from exc
+            raise _Unreachable(self._tls_error(exc, endpoint), explained=True) from exc
+        except _http.Unanswered as exc:
+            self._drop(endpoint)
+            if exc.first and not endpoint.secure:  # as gRPC's channels explain it too
+                raise _Unreachable(_tls.serves_tls(endpoint.address), explained=True) from exc
+            raise ConnectionFailed(
+                f"etcd at {endpoint} closed the connection without answering",
+                endpoint=str(endpoint),
+            ) from exc
         except OSError as exc:
             self._drop(endpoint)
             raise ConnectionFailed(
@@ -297,7 +305,7 @@ class GatewayClient:
                 None if wrap is None else lambda sock: wrap(endpoint, sock),
             )
         except self._tls_errors as exc:
-            raise _Unreachable(self._tls_error(exc, endpoint)) from exc
+            raise _Unreachable(self._tls_error(exc, endpoint), explained=True) from exc
         except OSError as exc:  # refused, unreachable, no such host, timed out
             error = ConnectionFailed(
                 f"cannot reach etcd at {endpoint}: {_reason(exc)}", endpoint=str(endpoint)
@@ -336,11 +344,13 @@ def _reason(exc: OSError) -> str:
 
 
 class _Unreachable(Exception):
-    """No connection to an endpoint (refused, timed out, TLS failed): try the next one."""
+    """No connection to an endpoint (refused, timed out, TLS failed): try the next one.
+    ``explained``: the error says why (TLS), which beats "cannot connect" when all fail."""
 
-    def __init__(self, error: ConnectionFailed) -> None:
+    def __init__(self, error: ConnectionFailed, *, explained: bool = False) -> None:
         super().__init__(str(error))
         self.error = error
+        self.explained = explained
 
 
 def _decoded(decode: Callable[[Any], T], answer: Any, endpoint: Endpoint, path: str) -> T:
@@ -374,7 +384,7 @@ def _refusal(status: int, body: bytes, endpoint: Endpoint, path: str) -> Excepti
     if refused is not None:
         return _Refused(*refused)
     if status == 400 and b"HTTP request to an HTTPS server" in body:
-        return _Unreachable(_tls.serves_tls(endpoint.address))
+        return _Unreachable(_tls.serves_tls(endpoint.address), explained=True)
     return EtcdServerError(
         f"etcd at {endpoint} answered HTTP {status} to POST {path} "
         f"({bounded(body, _DETAILS_LIMIT)}): is that etcd 3.4 or later, at its client URL?",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from .. import _clock
 
-__all__ = ["Answer", "HttpConnection", "NotHttp", "TooLarge"]
+__all__ = ["Answer", "HttpConnection", "NotHttp", "TooLarge", "Unanswered", "connect"]
 
 _MAX_LINE = 8192
 _MAX_HEADERS = 100
@@ -28,6 +28,16 @@ class NotHttp(ValueError):
 
 class TooLarge(ValueError):
     """The answer is longer than the caller accepts."""
+
+
+class Unanswered(ConnectionError):
+    """The server closed the connection before a status line: ``first`` says whether this was
+    the connection's first request (a TLS server does that to plaintext; an idle kept-alive
+    connection may simply have been closed)."""
+
+    def __init__(self, *, first: bool) -> None:
+        super().__init__("the server closed the connection without answering")
+        self.first = first
 
 
 class Answer:
@@ -52,6 +62,7 @@ class HttpConnection:
         self._buffer = b""
         self._until = 0.0
         self.reusable = True  # False once the server said it closes (or sent no length)
+        self.answered = 0  # exchanges completed on this connection
 
     def close(self) -> None:
         self.reusable = False
@@ -83,12 +94,16 @@ class HttpConnection:
         else:  # the body runs until the server closes
             self.reusable = False
             body = self._to_end(limit)
+        self.answered += 1
         return Answer(status, body)
 
     # -- reading, bounded --------------------------------------------------------------------
 
     def _head(self) -> tuple[int, dict[str, str]]:
-        status_line = self._line()
+        try:
+            status_line = self._line()
+        except ConnectionError:
+            raise Unanswered(first=self.answered == 0) from None
         parts = status_line.split(b" ", 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise NotHttp("its first line is not an HTTP status line")
