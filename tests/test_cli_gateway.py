@@ -223,8 +223,8 @@ async def test_tls_good_and_bad_end_the_same_both_ways(mtls_etcd: str, certs: Ce
     assert "not signed by a CA we trust" in one_error_line(done.stderr)
     # Without --cacert an https:// endpoint is checked against the system's roots, as Python's
     # ssl finds them: here SSL_CERT_FILE names our CA.
-    client = ["--cert", certs.client_cert, "--key", certs.client_key]
-    https = ["--endpoints", f"https://{mtls_etcd}", *client, "--namespace", "/tls"]
+    mtls = ["--cert", certs.client_cert, "--key", certs.client_key]
+    https = ["--endpoints", f"https://{mtls_etcd}", *mtls, "--namespace", "/tls"]
     done = run_cli(*https, "leader", NAME, env={"SSL_CERT_FILE": certs.ca})
     assert done.returncode == ExitCode.OK and "value=over-mtls" in done.stdout, done.stderr
     done = run_cli(*https, "leader", NAME, env={"SSL_CERT_FILE": certs.other_ca})

@@ -184,7 +184,11 @@ class GatewayClient:
             except _Refused as refused:
                 if token_rejected(refused.message) and self._renewable(renewed):
                     renewed, self._authenticated = True, False  # a new token, same endpoint
-                    log.debug("%s: etcd refused the auth token (%s), sending again", path, refused)
+                    log.debug(
+                        "%s: etcd refused the auth token (%s), sending again",
+                        path,
+                        bounded(refused.message, _DETAILS_LIMIT),
+                    )
                     continue
                 error = map_status(refused.code, refused.message, str(endpoint), write=False)
             except _Unreachable as exc:
