@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -272,6 +274,26 @@ async def test_credentials_good_bad_and_missing_end_the_same_both_ways(auth_etcd
     done = run_cli("--endpoints", auth_etcd, "--namespace", ALLOWED, "leader", NAME)
     assert done.returncode == ExitCode.AUTH
     assert "requires credentials" in one_error_line(done.stderr)
+
+
+def test_an_expired_token_is_renewed_and_the_read_sent_again(
+    etcd_binary: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="etcd_elector.etcd._gateway")
+    ttl = 2  # etcd's --auth-token-ttl: a token unused this long is dropped
+    with EtcdCluster.start(1, binary=etcd_binary, auth_token_ttl=ttl) as cluster:
+        endpoint = cluster.endpoints[0]
+        enable_auth(endpoint, {"alice": (PASSWORD, f"{ALLOWED}/")})
+        config = ClientConfig.build(endpoint, username="alice", password=PASSWORD)
+        prefix = election_prefix(ALLOWED, NAME)
+        with GatewayClient(config) as client:
+            assert client.get_prefix(prefix).kvs == ()
+            assert "refused the auth token" not in caplog.text
+            # No request at all for several token lifetimes: etcd expires the token (etcd
+            # checks every second; nothing to wait on but time).
+            time.sleep(2 * ttl + 1.5)
+            assert client.get_prefix(prefix).kvs == ()
+    assert "etcd refused the auth token (etcdserver: invalid auth token)" in caplog.text
 
 
 # -- a cluster: no quorum, a frozen member -----------------------------------------------------
