@@ -20,6 +20,7 @@ from typing import Any
 
 import scenario_failover_report
 import scenario_handoff_report
+import scenario_moves_report
 import scenario_overhead_report
 import scenario_partition_report
 import scenario_scale_report
@@ -42,6 +43,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any] | None, Plotter], Section]] = {
     "steady": scenario_steady_report.section,
     "shards": scenario_shards_report.section,
     "startup": scenario_startup_report.section,
+    "moves": scenario_moves_report.section,
 }
 
 

@@ -7,12 +7,13 @@ seeds run briefly on every submission.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import pytest
 
 from etcd_elector._errors import ConfigurationError
 from etcd_elector.testing import ChaosSettings, run_chaos
-from etcd_elector.testing._chaos import DATA_LOSS_FAULTS, PEER_FAULTS
+from etcd_elector.testing._chaos import DATA_LOSS_FAULTS, MOVE_FAULTS, PEER_FAULTS
 
 
 @pytest.mark.timeout(300)
@@ -85,3 +86,21 @@ def test_faults_that_cannot_run_are_refused_before_starting(
 ) -> None:
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         run_chaos(ChaosSettings(duration=1, members=members, faults=faults))
+
+
+@pytest.mark.timeout(300)
+def test_planned_moves_mixed_with_crashes_keep_one_leader_and_drain_before_release() -> None:
+    """Handoffs (to a chosen standby and to the next in line), a preferred candidate joining
+    and leaving, and pauses, mixed with kills and short freezes: no overlap, no stale write,
+    and no work of a moved leader still acting once its successor's term began."""
+    faults = (*MOVE_FAULTS, "kill", "pause_short")
+    settings = ChaosSettings(
+        duration=25, seed=21, ttl=2, candidates=3, faults=faults, min_trials=len(faults)
+    )  # each fault at least once, however slow the machine
+    result = run_chaos(settings)
+    assert result.report.ok, result.summary()
+    moves = sum(result.faults[fault] for fault in MOVE_FAULTS)
+    assert moves >= 4, result.faults
+    ends = Counter(interval.how_ended for interval in result.report.intervals)
+    assert ends["handed_off"] >= 1 and ends["paused"] >= 1, ends
+    assert result.report.writes_committed > 0, "leaders did no fenced work"

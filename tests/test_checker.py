@@ -336,3 +336,34 @@ def test_a_failover_across_a_repair_is_measured_apart() -> None:
     assert report.repair_failovers == [3.0 - 2.3]
     assert report.failovers == [0.5]
     assert report.worst_failover == 0.5 and report.worst_repair_failover == 3.0 - 2.3
+
+
+def work_end(who: str, t: float, token: int) -> Record:
+    return Record(RecordKind.WORK_END, t, candidate=who, token=token)
+
+
+def test_work_of_a_handed_off_leader_acting_into_the_next_term_is_caught() -> None:
+    history = [
+        elected("a", 1.0, 5),
+        lost("a", 2.0, 5, until=1.5, reason="handed_off"),
+        elected("b", 1.6, 7),
+        work_end("a", 1.7, 5),  # the key went before the work stopped
+    ]
+    report = check_history(history)
+    assert [v.kind for v in report.violations] == ["work_overlap"]
+    assert "a (token 5, handed_off)" in report.violations[0].message
+
+
+def test_work_stopped_before_the_successor_and_a_frozen_losers_late_stamp_pass() -> None:
+    history = [
+        elected("a", 1.0, 5),
+        work_end("a", 1.4, 5),
+        lost("a", 1.5, 5, until=1.45, reason="paused"),
+        elected("b", 1.6, 7),
+        # b was frozen past its deadline: its work's end is stamped late, judged by the others
+        lost("b", 9.0, 7, until=4.0, reason="deadline"),
+        elected("c", 4.6, 9),
+        work_end("b", 9.0, 7),
+    ]
+    report = check_history(history)
+    assert report.ok, report.render()

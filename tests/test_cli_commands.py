@@ -87,6 +87,16 @@ def test_human_output_of_leader_and_status(etcd_endpoint: str, etcd_prefix: str)
     assert empty.returncode == 0 and "no candidates" in empty.stdout
 
 
+def test_options_in_seconds_also_take_a_unit(etcd_endpoint: str, etcd_prefix: str) -> None:
+    """``--timeout 1500ms``, ``--wait 2s``: written as every other duration of the command."""
+    base = ["--endpoints", etcd_endpoint, "--namespace", etcd_prefix.rstrip("/")]
+    leader = run_cli(*base, "--timeout", "1500ms", "leader", "quiet")
+    assert (leader.returncode, leader.stderr) == (3, "")
+    handoff = run_cli(*base, "handoff", "quiet", "--wait", "2s")
+    assert handoff.returncode == 3, handoff.stderr  # no leader to ask, as with --wait 2
+    assert "no leader" in handoff.stderr
+
+
 def test_campaign_once_reports_the_loss_and_exits_7(
     cli: Callable[..., CliProcess],
     etcd_endpoint: str,

@@ -87,6 +87,8 @@ def _assert_one_error_line(done: subprocess.CompletedProcess[str], code: int, *w
             ["ETCD_ELECTOR_IDENTITY", "\\x1b"],
         ),
         (["--timeout", "inf", "leader", "x"], {}, ExitCode.CONFIGURATION, ["between 0.01 and"]),
+        (["--timeout", "2 days", "leader", "x"], {}, ExitCode.CONFIGURATION, ["500ms, 5s, 2m"]),
+        (["handoff", "x", "--wait", "5x"], {}, ExitCode.CONFIGURATION, ["--wait", "'5x'"]),
         (["leader", "x"], {"ETCD_ENDPOINTS": "u:pw@h:1"}, ExitCode.CONFIGURATION, ["***@h:1"]),
     ],
 )

@@ -495,15 +495,17 @@ async def test_observe_does_not_miss_a_leader_elected_while_it_starts(
         client.session(ttl=10) as session,
     ):
         reached, gate = asyncio.Event(), asyncio.Event()
-        real_get = watcher.get
+        real_get_prefix = watcher.get_prefix
 
-        async def gated_get(key: Any, **options: Any) -> Any:
+        async def gated_get_prefix(key: Any, **options: Any) -> Any:
+            # The read is answered ("nobody"); the observer gets it only once a leader exists.
+            result = await real_get_prefix(key, **options)
             if not gate.is_set():
                 reached.set()
                 await gate.wait()
-            return await real_get(key, **options)
+            return result
 
-        monkeypatch.setattr(watcher, "get", gated_get)
+        monkeypatch.setattr(watcher, "get_prefix", gated_get_prefix)
         recorder = Recorder(watcher.election_view(NAME, namespace=namespace).observe())
         try:
             await asyncio.wait_for(reached.wait(), WAIT_S)

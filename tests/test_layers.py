@@ -13,8 +13,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).parent.parent / "src" / "etcd_elector"
 README = Path(__file__).parent.parent / "README.md"
 
-FOUNDATION = """_proto _errors _reasons _bounded _repeats _seconds _environ _clock _backoff _log
-_logfmt _secret _identity _keys _tasks _metrics _orphans _stop_signals _portal _tls _config"""
+FOUNDATION = """_proto _errors _reasons _broadcast _bounded _repeats _seconds _environ _clock
+_backoff _log _logfmt _secret _identity _keys _tasks _metrics _orphans _stop_signals _portal _tls
+_config"""
 
 # Lowest first. A module is in the layer of the longest prefix that names it ("" is the
 # package itself).

@@ -92,8 +92,9 @@ async def test_idle_campaign_processes_cost_etcd_their_keepalives_alone(
     waiting = cli(*args, "campaign", "idle", "--value", "waiting")
     waiting.expect("campaigning")
     await wait_until(
-        lambda: _at_least(etcd_member, "Watch", 3),
-        "the watches created: the leader's on its key, the waiting one's on both keys",
+        lambda: _at_least(etcd_member, "Watch", 5),
+        "the watches created: the leader's on its key, the waiting one's on both keys, and "
+        "each one's on the election's planned moves",
     )
     watch_before = await received(etcd_member, "Watch")
     more = await received(etcd_member, "LeaseKeepAlive") + 2 * 5

@@ -20,6 +20,7 @@ SCENARIOS = (
     "steady",
     "shards",
     "startup",
+    "moves",
 )
 
 # python-etcd3 0.12 needs an old protobuf: it runs from a virtual environment of its own.

@@ -50,8 +50,10 @@ if TYPE_CHECKING:
     from ._election._election import AsyncElection
     from ._election._elector import AsyncElector, ElectorEvent, ElectorState
     from ._election._leader import LeaderInfo
+    from ._election._moves import Pause
     from ._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
     from ._election._session import AsyncSession, SessionState
+    from ._election._states import Move, MoveKind
     from ._election._term import Term
     from ._election._timing import TimingReport, check_timing
     from ._election._view import AsyncElectionView
@@ -92,6 +94,9 @@ _LAZY = {
     "AsyncElector": "._election._elector",
     "ElectorEvent": "._election._elector",
     "ElectorState": "._election._elector",
+    "Pause": "._election._moves",
+    "Move": "._election._states",
+    "MoveKind": "._election._states",
     "EtcdReachable": "._election._observe",
     "EtcdUnreachable": "._election._observe",
     "LeaderObserved": "._election._observe",
@@ -193,11 +198,14 @@ __all__ = [
     "LeadershipLost",
     "LeaseNotFound",
     "MetricsSink",
+    "Move",
+    "MoveKind",
     "NoLeader",
     "NoopMetrics",
     "NotLeader",
     "Op",
     "OwnedShard",
+    "Pause",
     "PermissionDenied",
     "PrometheusMetrics",
     "RequestRejected",

@@ -226,6 +226,9 @@ class HealthServer:
         body: dict[str, Any] = {"election": self.target.name, "leader": self.target.is_leader()}
         if isinstance(self.target, AsyncElector):
             body["elector"] = self.target.state.value
+            pause = self.target.moves.pause
+            if pause is not None:  # the election is paused: who, why, since when
+                body["paused"] = {"by": pause.by, "reason": pause.reason, "at": pause.at}
         if session is None:
             body.update(healthy=False, session=None, reason="no session")
             return 503, body

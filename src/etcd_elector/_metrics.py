@@ -118,6 +118,12 @@ class MetricsSink(Protocol):
         loss) and was refused."""
         return None
 
+    def planned_move(self, election: str, kind: str) -> None:
+        """A planned move happened in this process: ``handoff_requested``, ``draining``,
+        ``drain_cancelled`` (the budget was spent), ``handed_off``, ``handoff_fallback`` (no
+        successor: a plain resign), ``paused`` (stepped down or held off) or ``resumed``."""
+        return None
+
 
 #: The names of the interface's methods, in the order they are defined.
 METHODS: tuple[str, ...] = tuple(
@@ -316,8 +322,19 @@ class PrometheusMetrics(NoopMetrics):
             registry=reg,
         )
 
+        self.planned_moves = prom.Counter(
+            "etcd_elector_planned_moves_total",
+            "Planned moves in this process, by kind: handoff_requested, draining, "
+            "drain_cancelled, handed_off, handoff_fallback, paused, resumed",
+            ["election", "kind"],
+            registry=reg,
+        )
+
     def __repr__(self) -> str:
         return f"<PrometheusMetrics registry={self.registry!r}>"
+
+    def planned_move(self, election: str, kind: str) -> None:
+        self.planned_moves.labels(election, kind).inc()
 
     def leadership(self, election: str, leading: bool) -> None:
         gauge = self.is_leader.labels(election)

@@ -16,10 +16,10 @@ class EndReason(enum.StrEnum):
     """Why a session or a term ended. The values are stable strings for logs and metrics.
 
     The session's own: ``DEADLINE``, ``EXPIRED``, ``CLOSED``, ``ORPHANED``, ``HISTORY_LOST``
-    (a term ends with its session's reason). The term's: ``RESIGNED``, ``KEY_DELETED``,
-    ``NOT_LEADER``. The elector's, as ``on_lost`` gets them: ``WORK_DONE``, ``WORK_FAILED``
-    and ``CLOSED``. A shard's ownership ends with ``MOVED``, ``CLOSED`` (the replica left),
-    ``KEY_DELETED`` or its session's reason.
+    (a term ends with its session's reason). The term's: ``RESIGNED``, ``HANDED_OFF``,
+    ``PAUSED``, ``KEY_DELETED``, ``NOT_LEADER``. The elector's, as ``on_lost`` gets them:
+    ``WORK_DONE``, ``WORK_FAILED`` and ``CLOSED``. A shard's ownership ends with ``MOVED``,
+    ``CLOSED`` (the replica left), ``KEY_DELETED`` or its session's reason.
     """
 
     #: No renewal before the local deadline.
@@ -38,6 +38,11 @@ class EndReason(enum.StrEnum):
     RESIGNED = "resigned"
     #: Someone else deleted our key.
     KEY_DELETED = "key_deleted"
+    #: We handed leadership to a chosen successor (``hand_off``), or a handoff fell back to
+    #: a resign.
+    HANDED_OFF = "handed_off"
+    #: The election was paused (``etcd-elector pause``): we drained and stepped down.
+    PAUSED = "paused"
     #: A linearizable check found another leader.
     NOT_LEADER = "not_leader"
     #: The work returned; the elector resigned.

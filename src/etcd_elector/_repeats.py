@@ -12,7 +12,7 @@ import logging
 
 from . import _clock
 
-__all__ = ["RepeatThrottle"]
+__all__ = ["RepeatThrottle", "quiet_note"]
 
 #: Seconds between two warnings about the same failure.
 INTERVAL = 60.0
@@ -41,3 +41,8 @@ class RepeatThrottle:
     def reset(self) -> None:
         self._kind = None
         self._quiet = 0
+
+
+def quiet_note(quiet: int) -> str:
+    """What a repeated warning adds: how often it failed since the last one."""
+    return f" (failed {quiet} more times since the last warning)" if quiet else ""

@@ -6,7 +6,9 @@ Usage: ``cli_child.py DIR MODE [EXIT_CODE]``. It writes ``DIR/pid`` and ``DIR/en
 * ``trap``: on SIGTERM, append ``term <unix time>`` to ``DIR/marker`` and exit 0;
 * ``ignore``: ignore SIGTERM (only SIGKILL stops it);
 * ``exit``: exit at once with EXIT_CODE;
-* ``flaky``: exit 1 the first time (counted in ``DIR/runs``), then run like ``trap``.
+* ``flaky``: exit 1 the first time (counted in ``DIR/runs``), then run like ``trap``;
+* ``slow``: on SIGTERM, keep working for EXIT_CODE seconds (a float: finishing the unit at
+  hand), append ``last <unix time>`` to ``DIR/marker`` (its last action) and exit 0.
 """
 
 from __future__ import annotations
@@ -39,8 +41,16 @@ def main() -> int:
             marker.write(f"term {time.time()!r}\n")
         os._exit(0)
 
+    def on_term_slowly(signum: int, frame: FrameType | None) -> None:
+        time.sleep(float(sys.argv[3]))
+        with open(where / "marker", "a") as marker:
+            marker.write(f"last {time.time()!r}\n")
+        os._exit(0)
+
     if mode == "ignore":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif mode == "slow":
+        signal.signal(signal.SIGTERM, on_term_slowly)
     else:
         signal.signal(signal.SIGTERM, on_term)
     while True:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from .. import _metrics
@@ -22,6 +22,7 @@ from .._errors import CampaignFailed, LeadershipLost, SessionLost, TokenRegresse
 from .._reasons import EndReason
 from .._tasks import Stopped, shielded, unless
 from ..etcd._history_guard import REMEDY
+from ..etcd._txn import Op
 from ._candidate import CandidateKey
 from ._keywait import first_deleted
 
@@ -56,18 +57,18 @@ class Campaign:
     def key(self) -> bytes:
         return self.candidate.key
 
-    async def create(self, value: bytes) -> int:
+    async def create(self, value: bytes, also: Sequence[Op] = ()) -> int:
         """Create our key holding ``value`` (or adopt it: its name carries our lease); return
-        its create revision, our token.
+        its create revision, our token. ``also``: writes made with the create, in one txn.
 
         :raises SessionLost: if the session ends first.
         :raises CampaignFailed: if the key exists under another lease.
         :raises LeadershipLost: if our key vanished while we set its value.
         """
-        return await self.until_session_lost(self._create(value))
+        return await self.until_session_lost(self._create(value, also))
 
-    async def _create(self, value: bytes) -> int:
-        token, held = await self.candidate.create(value, self.ride_out)
+    async def _create(self, value: bytes, also: Sequence[Op]) -> int:
+        token, held = await self.candidate.create(value, self.ride_out, also)
         if held != value and not await self.candidate.put(token, value):
             raise LeadershipLost(
                 f"our key {bounded(self.key)} in election {self.name!r} is gone",

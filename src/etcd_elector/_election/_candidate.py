@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .._bounded import bounded
@@ -65,11 +65,14 @@ class CandidateKey:
         self.lease_id = lease_id
         self._log = log
 
-    async def create(self, value: bytes, ride_out: RideOut) -> tuple[int, bytes]:
+    async def create(
+        self, value: bytes, ride_out: RideOut, also: Sequence[Op] = ()
+    ) -> tuple[int, bytes]:
         """Create the key with a CAS, or find it already ours; return its create revision (the
         token) and the value it holds (``value``, unless it was ours from before).
         ``ride_out`` repeats a read through transport trouble (a campaign rides out an outage
-        until its session's deadline).
+        until its session's deadline). ``also`` are writes made in the same transaction as
+        the create (a declared priority: whoever sees it sees the key).
 
         :raises CampaignFailed: if the key exists under another lease.
         """
@@ -78,7 +81,7 @@ class CandidateKey:
             try:
                 result = await self.client.txn(
                     [Compare.create_revision(key) == 0],
-                    [Op.put(key, value, lease=lease)],
+                    [Op.put(key, value, lease=lease), *also],
                     [Op.get(key)],
                 )
             except AmbiguousResult:

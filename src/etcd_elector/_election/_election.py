@@ -19,12 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _clock, _metrics
 from .._bounded import bounded
-from .._errors import (
-    CampaignFailed,
-    LeadershipLost,
-    NotLeader,
-    SessionLost,
-)
+from .._errors import CampaignFailed, LeadershipLost, NotLeader, SessionLost, TokenRegressed
 from .._keys import KeyLike, as_bytes
 from .._log import log_event
 from .._reasons import EndReason
@@ -33,13 +28,10 @@ from ..etcd._txn import Compare, Op
 from ..etcd._types import RangeResult, TxnResult
 from ._campaign import Campaign
 from ._candidate import CandidateKey, claim_candidacy
+from ._handing_off import HandingOff
 from ._keywait import first_deleted
-from ._names import (
-    DEFAULT_NAMESPACE,
-    candidate_key,
-    validate_name,
-    validate_namespace,
-)
+from ._moves import MoveKeys
+from ._names import DEFAULT_NAMESPACE, candidate_key, validate_name, validate_namespace
 from ._term import Term, begin_term, end_term, record_fenced_write, report_lost_writes
 from ._view import AsyncElectionView, LeaderInfo
 
@@ -51,7 +43,7 @@ __all__ = ["AsyncElection"]
 log = logging.getLogger(__name__)
 
 
-class AsyncElection:
+class AsyncElection(HandingOff):
     """An election on one session: ``AsyncElection(session, "name")``::
 
         election = AsyncElection(session, "scheduler")
@@ -81,6 +73,7 @@ class AsyncElection:
         self.namespace = validate_namespace(namespace)
         self.view = AsyncElectionView(session.client, self.name, namespace=self.namespace)
         self.prefix = self.view.prefix
+        self.moves = MoveKeys(self.namespace, self.name)
         claim_candidacy(session, self.prefix, self.name, self.namespace)
         self.identity = identity
         self._client = session.client
@@ -142,12 +135,18 @@ class AsyncElection:
 
     # -- campaign --------------------------------------------------------------------------------
 
-    async def campaign(self, value: KeyLike) -> Term:
+    async def campaign(self, value: KeyLike, *, priority: int | None = None) -> Term:
         """Become leader: write our key, wait for every earlier candidate, then re-check.
 
         One campaign at a time: campaign again once a term has ended (or a campaign failed or
         was cancelled). If cancelled, the campaign deletes its key before the cancellation
-        propagates.
+        propagates. A leader's handoff to a candidate queued behind us takes our key out of
+        the queue: we then queue again at once (behind the successor), as its record asks.
+
+        :param priority: declared in the transaction that creates our key (the elector's
+            ``priority``), which also says that we follow planned moves: a handoff may then
+            take our key out of the queue, and we queue again. ``None`` declares nothing: a
+            handoff never passes us (as it never passes Go's recipe).
 
         :raises SessionLost: if the session ends while waiting (no phantom leadership).
         :raises CampaignFailed: if our key is deleted by someone else while waiting.
@@ -169,21 +168,34 @@ class AsyncElection:
         self.session.check()
         self._campaigning = True
         try:
-            return await self._campaign(raw_value)
+            return await self._campaign(raw_value, priority)
         finally:
             self._campaigning = False
 
-    async def _campaign(self, raw_value: bytes) -> Term:
-        key = candidate_key(self.namespace, self.name, self.session.lease_id)
+    async def _campaign(self, raw_value: bytes, priority: int | None) -> Term:
+        lease = self.session.lease_id
+        key = candidate_key(self.namespace, self.name, lease)
         campaign = Campaign(session=self.session, view=self.view, key=key, log=self._event)
         started = _clock.now()
         self._event(logging.INFO, "campaign started", key=key, value=raw_value)
         _metrics.sink().campaign_started(self.name)
+        also = []
+        if priority is not None:
+            also.append(Op.put(self.moves.priority(lease), str(priority), lease=lease))
         try:
-            async with self._lock:
-                token = await campaign.create(raw_value)
-                self._key, self._token = key, token
-            revision = await campaign.win(token)
+            while True:
+                async with self._lock:
+                    token = await campaign.create(raw_value, also)
+                    self._key, self._token = key, token
+                try:
+                    revision = await campaign.win(token)
+                    break
+                except CampaignFailed as exc:
+                    if isinstance(exc, TokenRegressed) or not await self._requeue_asked(token):
+                        raise
+                    self._event(
+                        logging.INFO, "queueing again after a handoff", key=key, token=token
+                    )
         except (SessionLost, CampaignFailed):
             self._key = None  # gone with the session, or deleted (TokenRegressed: by us)
             raise

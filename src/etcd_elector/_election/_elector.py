@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import signal
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,14 +28,18 @@ from .._identity import default_identity
 from .._keys import KeyLike, as_bytes
 from .._log import log_event
 from .._reasons import EndReason
-from .._repeats import RepeatThrottle
+from .._repeats import RepeatThrottle, quiet_note
 from .._stop_signals import StopSignals
 from .._tasks import Stopped, cancel_and_wait, unless
 from ._election import AsyncElection
+from ._following_moves import FollowingMoves
 from ._lead import Lead, log_stop_error
+from ._moves import DEFAULT_PRIORITY, MoveKeys, validate_drain, validate_priority
+from ._movewatch import MovesWatch
 from ._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from ._session import AsyncSession
 from ._states import ElectorEvent, ElectorState, StateStream
+from ._stopping import Stopping
 from ._term import Term
 from ._timing import Timing
 from ._view import AsyncElectionView, LeaderInfo
@@ -57,7 +60,7 @@ OnLost = Callable[[Term, EndReason], object]
 OnLeaderChange = Callable[[LeaderInfo | None], object]
 
 
-class AsyncElector:
+class AsyncElector(FollowingMoves, Stopping):
     """Leader election as most services want it. Use ``client.elector("name")``.
 
     ::
@@ -75,6 +78,14 @@ class AsyncElector:
         An error in it is logged, and the elector goes on.
     :param on_leader_change: ``on_leader_change(leader_or_None)`` for every change seen. An
         error in it is logged, and the elector goes on.
+    :param drain: the drain budget in seconds (default 0): when the elector stops leading
+        for a reason of its own (closed, a stop signal, a handoff, a pause), ``term.draining``
+        is set and the work gets this long to return before it is cancelled; the key is
+        released only after that. A loss of the term cancels it at once: the lease deadline
+        always wins over the budget.
+    :param priority: 0 (never lead: a standby that only observes) to 1,000,000 (default 1).
+        The highest-priority live candidate leads: a leader hands off (drained) to a
+        candidate of higher priority as soon as it queues. Ties keep queue order.
     :param stop_on: error classes that end ``run()`` instead of being ridden out. Errors that
         retrying cannot cure (``retriable`` is false: credentials, permissions, a request etcd
         refuses, such as a value over its size limit) always end it; the others (etcd down,
@@ -99,6 +110,8 @@ class AsyncElector:
         on_leader_change: OnLeaderChange | None = None,
         backoff: tuple[float, float] = (0.1, 5.0),
         stop_on: tuple[type[Exception], ...] = (),
+        drain: float = 0.0,
+        priority: int = DEFAULT_PRIORITY,
     ) -> None:
         self.client = client
         self.name = validate_name(name)
@@ -111,6 +124,10 @@ class AsyncElector:
         self.on_leader_change = on_leader_change
         self.backoff = backoff
         self.view = AsyncElectionView(client, self.name, namespace=self.namespace)
+        self.drain = validate_drain(drain)
+        self.priority = validate_priority(priority)
+        self.moves = MovesWatch(client, MoveKeys(self.namespace, self.name), self._event)
+        self._moves_task: asyncio.Task[None] | None = None
         self._session: AsyncSession | None = None
         self._retired: list[AsyncSession] = []
         self._election: AsyncElection | None = None
@@ -213,54 +230,14 @@ class AsyncElector:
         observer, self._observer = self._observer, None
         if observer is not None and (error := await cancel_and_wait(observer)) is not None:
             raise error
+        moves, self._moves_task = self._moves_task, None
+        if moves is not None:
+            await cancel_and_wait(moves)
         await self._close_sessions()
         self._closed = True
         self._restore_signals()
         if self.state is not ElectorState.STOPPED:
             self._publish(ElectorEvent(ElectorState.STOPPED))
-
-    def stop_on_signals(self) -> None:
-        """Stop cleanly on SIGTERM (docker stop, systemd, Kubernetes) and SIGINT (Ctrl-C)::
-
-            async with client.elector("scheduler") as elector:
-                elector.stop_on_signals()
-                await elector.run(schedule_jobs)  # returns None once a signal came
-
-        The work is cancelled, the elector resigns (the next candidate takes over within a
-        round trip) and ``run()`` returns ``None``: no ``KeyboardInterrupt``, no traceback. A
-        signal that comes again while stopping is ignored, so the resign still happens. Once
-        ``run()`` has returned after a stop (or at ``close()``), the previous handlers are back.
-        Call it from the main thread, inside the running event loop.
-
-        :raises RuntimeError: outside the main thread or outside a running event loop.
-        """
-        if self._stop_signals is None:
-            signals = StopSignals(asyncio.get_running_loop(), self.on_stop_signal)
-            signals.install()
-            self._stop_signals = signals
-
-    def _restore_signals(self) -> None:
-        """Give SIGTERM and SIGINT back, once stopping is over: until then, a signal that comes
-        again must not cut the resign short."""
-        signals, self._stop_signals = self._stop_signals, None
-        if signals is not None:
-            signals.restore()
-
-    @property
-    def stopping(self) -> bool:
-        """Whether the elector was told to stop (``close()``, a stop signal)."""
-        return self._closing.is_set()
-
-    def on_stop_signal(self, signum: int) -> None:
-        """What a stop signal does (either twin's :meth:`stop_on_signals` handler calls it, on
-        the event loop): the work stops, we resign, ``run()`` returns ``None``. Again while
-        stopping, nothing."""
-        name = signal.Signals(signum).name
-        if self._closing.is_set():
-            self._event(logging.INFO, f"{name} again: already stopping", signal=name)
-            return
-        self._event(logging.INFO, f"{name}: stopping (the work stops, then we resign)", signal=name)
-        self._closing.set()
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -293,8 +270,17 @@ class AsyncElector:
             raise RuntimeError("run() is already active on this elector")
         self._running = True
         self._run_finished.clear()
+        if self._moves_task is None:  # planned moves are followed while the elector runs
+            self._moves_task = asyncio.get_running_loop().create_task(
+                self._follow_moves(), name=f"etcd-elector-moves-{self.name}"
+            )
         try:
             while not self._closing.is_set():
+                if self.priority == 0:
+                    await self._stand_by()
+                    continue
+                if await self._held_off():
+                    continue
                 term = await self._campaign()
                 if term is None:
                     continue
@@ -321,15 +307,19 @@ class AsyncElector:
     async def _campaign(self) -> Term | None:
         """One campaign attempt; ``None`` means try again (after a backoff) or closing."""
         session = await self._live_session()
-        if session is None:
+        if session is None or not await self._moves_known(session):
             return None
         election = self._election
         if election is None or election.session is not session:
             election = AsyncElection(session, self.name, namespace=self.namespace)
             self._election = election
         self._publish(ElectorEvent(ElectorState.CAMPAIGNING))
+        # Declared (we follow planned moves) unless the moves keys are out of our reach.
+        priority = self.priority if self.moves.available else None
         try:
-            term = await self._unless_closing(election.campaign(self.value))
+            term = await self._unless_closing(
+                election.campaign(self.value, priority=priority), or_paused=True
+            )
         except (SessionLost, CampaignFailed, TransportError) as exc:
             if self._gives_up_on(exc):
                 raise
@@ -338,7 +328,7 @@ class AsyncElector:
                 level,
                 "campaign failed, trying again",
                 lease=session.lease_hex,
-                detail=f"{exc}{_quiet_note(quiet)}",
+                detail=f"{exc}{quiet_note(quiet)}",
             )
             await self._pause()
             return None
@@ -362,6 +352,9 @@ class AsyncElector:
             call=self._call,
             publish=self._publish,
             log=self._event,
+            moves=self.moves,
+            drain=self.drain,
+            priority=self.priority,
         )
         return await lead.run(work, self.on_elected, self.on_lost)
 
@@ -382,7 +375,7 @@ class AsyncElector:
                 raise
             level, quiet = self._failures.level(("session", type(exc)))
             self._event(
-                level, "cannot start a session, retrying", detail=f"{exc}{_quiet_note(quiet)}"
+                level, "cannot start a session, retrying", detail=f"{exc}{quiet_note(quiet)}"
             )
             await self._pause()
             return None
@@ -391,9 +384,13 @@ class AsyncElector:
         self._session = session
         return session
 
-    async def _unless_closing(self, awaitable: Awaitable[T]) -> T | None:
-        """Await ``awaitable`` unless the elector starts closing first (then ``None``)."""
-        outcome = await unless(awaitable, self._closing.wait())
+    async def _unless_closing(
+        self, awaitable: Awaitable[T], *, or_paused: bool = False
+    ) -> T | None:
+        """Await ``awaitable`` unless the elector starts closing (or, ``or_paused``, the
+        election is paused) first: then ``None``."""
+        stop = self._closing_or_paused() if or_paused else self._closing.wait()
+        outcome = await unless(awaitable, stop)
         if isinstance(outcome, Stopped):
             if outcome.error is not None and not isinstance(outcome.error, LeadershipError):
                 log_stop_error(self._event, outcome.error)
@@ -445,8 +442,3 @@ class AsyncElector:
             if propagate:
                 raise
             self._event(logging.ERROR, f"elector callback {callback!r} failed", exc_info=True)
-
-
-def _quiet_note(quiet: int) -> str:
-    """What a repeated warning adds: how often it failed since the last one."""
-    return f" (failed {quiet} more times since the last warning)" if quiet else ""

@@ -71,30 +71,31 @@ class PrefixRead:
     revision: int
 
 
-# Yields reads, is sent their results, returns the candidate found and the revision it was
-# read at (None: there is none).
-NearestReads = Generator[PrefixRead, RangeResult, tuple[KeyValue, int] | None]
+# Yields reads, is sent their results, returns the candidate found (None: there is none) and
+# the revision of the read.
+NearestReads = Generator[PrefixRead, RangeResult, tuple[KeyValue | None, int]]
 
 
 def nearest_reads(
     prefix: bytes, *, descending: bool, max_create_revision: int = 0, revision: int = 0
 ) -> NearestReads:
     """The first candidate by create revision (the lowest: the leader; or, ``descending``, the
-    highest at or below ``max_create_revision``), with the revision of the read."""
+    highest at or below ``max_create_revision``), with the revision of the read: further
+    pages are read at the first page's revision."""
     bound = max_create_revision
     while True:
         result = yield PrefixRead(descending, PAGE, bound, revision)
+        revision = revision or result.revision  # further pages at the same revision
         kv = first_candidate(prefix, result)
         if kv is not None:
-            return kv, result.revision
+            return kv, revision
         if not result.more or not result.kvs:
-            return None
+            return None, revision
         if descending:
             bound = result.kvs[-1].create_revision - 1
         else:  # rare: a page of foreign keys first; read the rest in one go
-            everything = yield PrefixRead(False, 0, 0, result.revision)
-            kv = first_candidate(prefix, everything)
-            return None if kv is None else (kv, everything.revision)
+            everything = yield PrefixRead(False, 0, 0, revision)
+            return first_candidate(prefix, everything), revision
 
 
 def first_candidate(prefix: bytes, result: RangeResult) -> KeyValue | None:
@@ -134,5 +135,5 @@ def read_leader_blocking(reader: BlockingReader, prefix: bytes) -> LeaderInfo | 
             )
             step = plan.send(result)
     except StopIteration as done:
-        found: tuple[KeyValue, int] | None = done.value
-    return None if found is None else LeaderInfo.from_kv(found[0])
+        found: tuple[KeyValue | None, int] = done.value
+    return None if found[0] is None else LeaderInfo.from_kv(found[0])

@@ -3,57 +3,74 @@ number of followers read (:class:`StateStream`)."""
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
+from .._broadcast import Broadcast
 from .._reasons import EndReason
 from ._term import Term
 
-__all__ = ["ElectorEvent", "ElectorState", "StateStream"]
+__all__ = ["ElectorEvent", "ElectorState", "Move", "MoveKind", "StateStream"]
 
 
 class ElectorState(enum.Enum):
-    """Where an elector is: ``IDLE`` (between terms), ``CAMPAIGNING``, ``LEADING`` or
-    ``STOPPED`` (closed; ``states()`` ends after it)."""
+    """Where an elector is: ``IDLE`` (between terms), ``CAMPAIGNING``, ``LEADING``,
+    ``DRAINING`` (still leading, the work told to stop for a planned move), ``PAUSED`` (the
+    election is paused: holding off until it is resumed), ``STANDBY`` (priority 0: never
+    leads) or ``STOPPED`` (closed; ``states()`` ends after it)."""
 
     IDLE = "idle"
     CAMPAIGNING = "campaigning"
     LEADING = "leading"
+    DRAINING = "draining"
+    PAUSED = "paused"
+    STANDBY = "standby"
     STOPPED = "stopped"
+
+
+class MoveKind(enum.StrEnum):
+    """A planned move, as events, ``--json`` output and metrics name it."""
+
+    HANDOFF_REQUESTED = "handoff-requested"
+    DRAINING = "draining"
+    HANDED_OFF = "handed-off"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+
+
+@dataclass(frozen=True)
+class Move:
+    """What a planned-move event says: its kind and, where they apply, the successor asked
+    for (``to``) or chosen (``successor``, the key), who asked (``by``), why (``reason``:
+    ``request``, ``term``, ``priority``, ``pause``, ``close``...) and the drain budget."""
+
+    kind: MoveKind
+    to: bytes | None = None
+    by: str | None = None
+    reason: str | None = None
+    successor: str | None = None
+    budget: float | None = None
 
 
 @dataclass(frozen=True)
 class ElectorEvent:
-    """A change of the elector's state; ``reason`` is set when a term ends."""
+    """A change of the elector's state; ``reason`` is set when a term ends, ``move`` for a
+    planned move (the state is then the one the elector is in)."""
 
     state: ElectorState
     term: Term | None = None
     reason: EndReason | None = None
+    move: Move | None = None
 
 
-class StateStream:
-    """The current state, and every change published to each follower (none is missed)."""
+class StateStream(Broadcast[ElectorEvent]):
+    """The current state, and every change published to each follower (none is missed); a
+    follow ends after ``STOPPED``."""
 
     def __init__(self) -> None:
+        super().__init__(lambda event: event.state is ElectorState.STOPPED)
         self.current = ElectorState.IDLE
-        self._followers: list[asyncio.Queue[ElectorEvent]] = []
 
     def publish(self, event: ElectorEvent) -> None:
         self.current = event.state
-        for queue in self._followers:
-            queue.put_nowait(event)
-
-    async def follow(self) -> AsyncGenerator[ElectorEvent, None]:
-        """Every change from now on, ending after ``STOPPED``."""
-        queue: asyncio.Queue[ElectorEvent] = asyncio.Queue()
-        self._followers.append(queue)
-        try:
-            while True:
-                event = await queue.get()
-                yield event
-                if event.state is ElectorState.STOPPED:
-                    return
-        finally:
-            self._followers.remove(queue)
+        super().publish(event)

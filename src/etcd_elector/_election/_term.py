@@ -9,6 +9,7 @@ the end of this module.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import threading
@@ -25,8 +26,10 @@ __all__ = [
     "begin_term",
     "end_term",
     "fenced_writes",
+    "on_hand_off",
     "record_fenced_write",
     "report_lost_writes",
+    "start_draining",
 ]
 
 
@@ -49,6 +52,9 @@ class _TermState:
         self.ended_at: float | None = None
         self.holds = holds
         self.fenced = FencedWrites()
+        self.draining = threading.Event()
+        self.drain_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.hand_off: Callable[[bytes | None], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,45 @@ class Term:
         holds). A resign ends the term before it deletes the key. After a pause the end may be
         noticed late; ``is_leader()`` was false from the session deadline on regardless."""
         return self._state.ended_at
+
+    @property
+    def draining(self) -> threading.Event:
+        """Set when an elector with a drain budget is to stop leading for a reason of its own
+        (a handoff, a pause, a close or stop signal): finish the unit of work at hand and
+        return. The term still holds
+        meanwhile (fenced writes commit); the work is cancelled when the elector's drain
+        budget is spent, and the key goes only after the work has stopped."""
+        return self._state.draining
+
+    async def wait_draining(self) -> None:
+        """Return once ``draining`` is set: for async work that awaits between units
+        (``await term.wait_draining()`` beside its own work, then finish and return)."""
+        state = self._state
+        if state.draining.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        with _drain_lock:
+            state.drain_waiters.append((loop, waiter))
+        if state.draining.is_set():  # set between the check and the registration
+            _wake(waiter)
+        await waiter
+
+    def hand_off(self, to: str | bytes | None = None) -> None:
+        """Ask the elector to hand leadership off: the work is told to stop (``draining``),
+        given the drain budget, and then the candidate whose value is ``to`` leads next (the
+        next in line, or the highest priority, without ``to``; normal order if it is gone).
+        Returns at once; safe from any thread.
+
+        :raises RuntimeError: for a term not run by an elector: use ``election.hand_off()``.
+        """
+        hook = self._state.hand_off
+        if hook is None:
+            raise RuntimeError(
+                f"term {self.token} of election {self.election!r} is not run by an elector: "
+                "call hand_off() on the election instead"
+            )
+        hook(to.encode() if isinstance(to, str) else to)
 
     def is_leader(self) -> bool:
         """True while this term holds, computed from the session's deadline right now."""
@@ -137,6 +182,30 @@ def end_term(term: Term, reason: EndReason) -> None:
         state.reason = reason
         state.ended_at = _clock.now()
     state.lost.set()
+
+
+def start_draining(term: Term) -> None:
+    """Tell the work of ``term`` to stop (it sees ``term.draining`` set)."""
+    state = term._state
+    state.draining.set()
+    with _drain_lock:
+        waiters, state.drain_waiters = state.drain_waiters, []
+    for loop, waiter in waiters:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(_wake, waiter)
+
+
+_drain_lock = threading.Lock()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def on_hand_off(term: Term, hook: Callable[[bytes | None], None] | None) -> None:
+    """``term.hand_off(to)`` calls ``hook(to)`` (from any thread) from now on."""
+    term._state.hand_off = hook
 
 
 def record_fenced_write(term: Term, revision: int) -> None:

@@ -19,9 +19,9 @@ from .._bounded import bounded
 from .._errors import TransportError, WatchError
 from .._log import log_event
 from ..etcd._history_guard import HistoryLoss
-from ..etcd._txn import Op
 from ..etcd._types import Event, EventType, KeyValue
-from ._leader import PAGE, LeaderInfo, first_candidate, nearest_reads
+from ._leader import LeaderInfo, nearest_reads
+from ._moves import MoveKeys, Pause
 from ._names import (
     DEFAULT_NAMESPACE,
     election_prefix,
@@ -30,6 +30,7 @@ from ._names import (
     validate_namespace,
 )
 from ._observe import EtcdReachable, EtcdUnreachable, LeaderObserved, ObservationEvent
+from ._requests import clear_pause, read_pause, request_handoff, set_pause
 
 if TYPE_CHECKING:
     from ..etcd._client import AsyncEtcdClient
@@ -65,6 +66,40 @@ class AsyncElectionView:
         self.name = validate_name(name)
         self.namespace = validate_namespace(namespace)
         self.prefix = election_prefix(self.namespace, self.name)
+        self.moves = MoveKeys(self.namespace, self.name)
+
+    # -- planned moves anyone may ask for (no session needed) -------------------------------
+
+    async def request_handoff(
+        self, to: str | None = None, *, by: str | None = None
+    ) -> LeaderInfo | None:
+        """Ask the current leader to hand off: drained, then to the candidate whose value is
+        ``to`` (normal order if it is gone), or without ``to`` to the next in line (the
+        highest priority). The leader's elector carries it out; a request for a leader that
+        is gone by then is ignored. Returns the leader asked, or ``None`` (nothing written)
+        when nobody leads.
+
+        :param by: who asks, for logs and events (default: ``hostname:pid``).
+        """
+        current = await self.leader()
+        if current is None:
+            return None
+        await request_handoff(self.client, self.moves, current.token, to, by)
+        return current
+
+    async def pause(self, reason: str | None = None, *, by: str | None = None) -> Pause:
+        """Pause the election: the leader drains and steps down, and no candidate leads (nor
+        holds a key: ``etcdctl elect -l`` shows none) until :meth:`resume`. Candidates stay
+        and say they are paused. Electors of releases before planned moves ignore it."""
+        return await set_pause(self.client, self.moves, reason, by)
+
+    async def resume(self) -> bool:
+        """Lift a pause; ``True`` if the election was paused."""
+        return await clear_pause(self.client, self.moves)
+
+    async def paused(self) -> Pause | None:
+        """The pause in force (who, why, since when), or ``None``."""
+        return await read_pause(self.client, self.moves)
 
     async def leader(self) -> LeaderInfo | None:
         """The current leader, read linearizably, or ``None`` if nobody leads."""
@@ -83,7 +118,14 @@ class AsyncElectionView:
     ) -> tuple[KeyValue, int] | None:
         """The first candidate by create revision (lowest, or highest at or below a bound),
         with the revision of the read. Keys under the prefix that are not candidates are
-        skipped (the rule of :func:`nearest_reads`, driven here over the client)."""
+        skipped."""
+        kv, read_at = await self._nearest(descending, max_create_revision, revision)
+        return None if kv is None else (kv, read_at)
+
+    async def _nearest(
+        self, descending: bool, max_create_revision: int = 0, revision: int = 0
+    ) -> tuple[KeyValue | None, int]:
+        """The rule of :func:`nearest_reads`, driven here over the client."""
         plan = nearest_reads(
             self.prefix,
             descending=descending,
@@ -103,39 +145,26 @@ class AsyncElectionView:
                 )
                 step = plan.send(result)
         except StopIteration as done:
-            found: tuple[KeyValue, int] | None = done.value
+            found: tuple[KeyValue | None, int] = done.value
         return found
 
     async def standing(self, token: int) -> Standing:
-        """Where the candidate created at ``token`` stands, in one linearizable read (a
-        transaction of two reads at one revision): the first candidate, and the nearest one
-        created before ``token``."""
-        page = PAGE
-        ops = [
-            Op.get(self.prefix, prefix=True, limit=page, sort_by_create_revision=True),
-            Op.get(
-                self.prefix,
-                prefix=True,
-                limit=page,
-                sort_by_create_revision=True,
-                descending=True,
-                max_create_revision=token - 1,
-            ),
-        ]
-        result = await self.client.txn([], ops)
-        revision = result.revision
-        found: list[KeyValue | None] = []
-        for read, descending in zip(result.responses, (False, True), strict=True):
-            kv = first_candidate(self.prefix, read)
-            if kv is None and read.more:
-                # A page of keys that are not candidates (rare): read on at the same revision.
-                bound = token - 1 if descending else 0
-                rest = await self.nearest(
-                    descending=descending, max_create_revision=bound, revision=revision
-                )
-                kv = rest[0] if rest is not None else None
-            found.append(kv)
-        return Standing(first=found[0], predecessor=found[1], revision=revision)
+        """Where the candidate created at ``token`` stands: the first candidate (a
+        linearizable read) and, unless that is the candidate itself, the nearest one created
+        before ``token``, read at the same revision. A successor that leads needs the first
+        read alone.
+
+        Plain reads, never a read-only transaction: etcd 3.5.0 to 3.5.4 crash when a
+        read-only transaction is cancelled while it runs (etcd-io/etcd#14110), and a
+        candidate's reads are cancelled whenever it stops or its deadline passes.
+        """
+        first, revision = await self._nearest(descending=False)
+        if first is None or first.create_revision >= token:
+            return Standing(first=first, predecessor=None, revision=revision)
+        predecessor, _ = await self._nearest(
+            descending=True, max_create_revision=token - 1, revision=revision
+        )
+        return Standing(first=first, predecessor=predecessor, revision=revision)
 
     async def observe(self) -> AsyncIterator[LeaderInfo | None]:
         """Yield the current leader (or ``None``) at once, then every change.
@@ -228,17 +257,10 @@ class AsyncElectionView:
             stop_listening()
 
     async def _read_leader(self) -> tuple[LeaderInfo | None, int]:
-        """The leader and the revision it was read at (to watch from)."""
-        first = await self.nearest(descending=False)
-        if first is not None:
-            revision = first[1]
-        else:
-            # "Nobody" was read without a revision to watch from. Take one from a second read
-            # and look again at exactly that revision: a candidate created between the two
-            # reads is then seen here instead of silently skipped.
-            revision = (await self.client.get(self.prefix)).revision
-            first = await self.nearest(descending=False, revision=revision)
-        return (LeaderInfo.from_kv(first[0]) if first else None), revision
+        """The leader and the revision it was read at (to watch from), also when nobody
+        leads."""
+        first, revision = await self._nearest(descending=False)
+        return (LeaderInfo.from_kv(first) if first is not None else None), revision
 
     def _may_change_leader(self, last: object, event: Event) -> bool:
         if not is_candidate_key(self.prefix, event.kv.key):

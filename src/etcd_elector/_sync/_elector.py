@@ -33,8 +33,9 @@ class Elector(Twin[AsyncElector]):
     leadership is lost ``term.lost`` (a ``threading.Event``) is set and ``term.is_leader()``
     turns false: check one of them (or call ``term.check()``, which raises ``LeadershipLost``)
     before each unit of work. The elector waits for ``work`` to return before campaigning
-    again. For work that must be killed on loss, run it as a process under
-    ``etcd-elector run``.
+    again. For a planned stop (``close()``, a stop signal, a handoff, a pause) with a
+    ``drain`` budget, ``term.draining`` is set first: finish the unit at hand and return.
+    For work that must be killed on loss, run it as a process under ``etcd-elector run``.
 
     Callbacks run on the client's event loop thread: keep them short, and use the async API
     there (``client.aio``); the blocking API refuses to run on that thread, and the error

@@ -3,6 +3,7 @@ election on it, and of an election's read-only view."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Concatenate, ParamSpec
 
@@ -125,6 +126,10 @@ class ElectionView:
 
     leader = blocking(AsyncElectionView.leader)
     candidates = blocking(AsyncElectionView.candidates)
+    request_handoff = blocking(AsyncElectionView.request_handoff)
+    pause = blocking(AsyncElectionView.pause)
+    resume = blocking(AsyncElectionView.resume)
+    paused = blocking(AsyncElectionView.paused)
 
     def observe(self, timeout: float | None = None) -> SyncIterator[LeaderInfo | None]:
         """Leader changes as a plain iterator (current leader first); ``timeout`` per item."""
@@ -150,10 +155,20 @@ class Election:
     def portal(self) -> Portal:
         return self.session.portal
 
-    def campaign(self, value: KeyLike, *, timeout: float | None = None) -> Term:
+    def campaign(
+        self, value: KeyLike, *, priority: int | None = None, timeout: float | None = None
+    ) -> Term:
         """Block until elected. With ``timeout``, give up (deleting our key) and raise
         ``RequestTimeout``."""
-        return self.portal.call(self.aio.campaign, value, timeout=timeout, what="the campaign")
+        campaign = functools.partial(self.aio.campaign, priority=priority)
+        return self.portal.call(campaign, value, timeout=timeout, what="the campaign")
+
+    def hand_off(
+        self, to: KeyLike | None = None, *, timeout: float | None = None
+    ) -> LeaderInfo | None:
+        """Hand leadership to the candidate whose value is ``to`` (see
+        :meth:`AsyncElection.hand_off`); the successor, or ``None`` after a plain resign."""
+        return self.portal.call(self.aio.hand_off, to, timeout=timeout, what="hand_off")
 
     def proclaim(self, value: KeyLike, *, timeout: float | None = None) -> None:
         """Change the leader's value without an election.

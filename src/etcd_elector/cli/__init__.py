@@ -63,6 +63,11 @@ def _command(name: str) -> Command:
         from ._checkconfig import check_config
 
         return check_config
+    if name in ("handoff", "pause", "resume"):
+        from . import _moves
+
+        move: Command = getattr(_moves, name)
+        return move
     from . import _commands
 
     command: Command = getattr(_commands, name)

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+from .._election._moves import Pause
+from .._election._movewatch import MovesWatch
 from .._election._term import Term
+from .._election._view import AsyncElectionView
+from .._errors import PermissionDenied
 from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
-from .._tasks import unless
+from .._tasks import cancel_all, first_result, unless
 from ._connect import open_client, preflight
 from ._exit import ExitCode, signal_code
 from ._observation import print_history_loss, print_observation
-from ._options import Options
+from ._options import Options, parse_priority
 from ._output import Printer, printable
 from ._parser import ParsedArgs
 from ._renewal import read_renewal
@@ -36,7 +41,13 @@ async def campaign(args: ParsedArgs, options: Options, printer: Printer) -> int:
             assert signals.received is not None
             return signal_code(signals.received)
         leadership = Leadership(
-            client, options, printer, args.name, value=args.value, once=args.once
+            client,
+            options,
+            printer,
+            args.name,
+            value=args.value,
+            once=args.once,
+            priority=parse_priority(args.priority),
         )
 
         async def hold(term: Term) -> None:
@@ -66,10 +77,55 @@ async def observe(args: ParsedArgs, options: Options, printer: Printer) -> int:
                 if printer.broken:
                     return
 
-        await unless(follow(), signals.wait())  # what follow() raises goes on up
+        async def follow_pause() -> None:
+            """``paused`` (who, why, since when) and ``resumed`` as they happen."""
+            moves = MovesWatch(client, view.moves, _debug_line)
+            watching = asyncio.ensure_future(moves.run())
+            try:
+                await moves.ready.wait()
+                shown: Pause | None = None
+                while True:
+                    if moves.pause != shown:
+                        if moves.pause is not None:
+                            pause = moves.pause
+                            printer.event(
+                                "paused",
+                                args.name,
+                                by=pause.by,
+                                reason=pause.reason or None,
+                                paused_at=pause.at,
+                            )
+                        else:
+                            printer.event("resumed", args.name)
+                        shown = moves.pause
+                    await moves.changed()
+            finally:
+                await cancel_all([watching])
+
+        await unless(first_result(follow(), follow_pause()), signals.wait())
         if signals.received is not None:
             return signal_code(signals.received)
         return ExitCode.OK
+
+
+def _debug_line(level: int, message: str, /, **fields: object) -> None:
+    """What the observer's moves watch has to say (without access to the moves keys, it
+    shows no pauses): a debug line."""
+    log.debug("%s %s", message, fields.get("detail", ""))
+
+
+async def _pause_if_readable(view: AsyncElectionView) -> Pause | None:
+    """The pause in force; ``None`` also for a role that may read only the election's own
+    prefix (from before planned moves), which ``status`` must keep serving."""
+    try:
+        return await view.paused()
+    except PermissionDenied:
+        log.debug("no access to %s: pauses not shown", view.moves.prefix.decode())
+        return None
+
+
+def _pause_fields(pause: Pause) -> dict[str, object]:
+    return {"by": pause.by, "reason": pause.reason, "at": pause.at}
 
 
 async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
@@ -78,6 +134,7 @@ async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
     async with open_client(options, keep_token_file=False) as client:
         view = await preflight(client, args.name, options)
         candidates = await view.candidates()
+        pause = await _pause_if_readable(view)
         renewals = await asyncio.gather(
             *(read_renewal(client, candidate.lease_id) for candidate in candidates)
         )
@@ -112,8 +169,16 @@ async def status(args: ParsedArgs, options: Options, printer: Printer) -> int:
             revision=history.revision,
             cluster_id=None if history.cluster_id is None else f"{history.cluster_id:x}",
             token_floor=history.floor if options.token_file is not None else None,
+            paused=None if pause is None else _pause_fields(pause),
         )
         return ExitCode.OK
+    if pause is not None:
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(pause.at))
+        why = f": {printable(pause.reason)}" if pause.reason else ""
+        printer.text(
+            f"election {args.name} is PAUSED by {printable(pause.by)} since {since}{why} "
+            f"(nobody leads until 'etcd-elector resume {args.name}')"
+        )
     if not rows:
         printer.text(f"election {args.name} (namespace {options.namespace}): no candidates")
         return ExitCode.OK

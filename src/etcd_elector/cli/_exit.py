@@ -16,6 +16,8 @@ code     meaning
 9        ``chaos``: the history checker found a violation
 10       etcd's database is full (NOSPACE alarm): ``campaign --once`` and ``run --once``
          stop campaigning (without ``--once`` they keep trying until an operator frees space)
+11       ``handoff --to``: no candidate other than the leader has that value
+12       ``handoff``/``pause``: the move was not carried out within ``--wait``
 70       internal error: a bug, please report it (traceback with --log-level debug)
 126      ``run``: the command exists but cannot be executed
 127      ``run``: the command was not found
@@ -53,6 +55,8 @@ class ExitCode(enum.IntEnum):
     DEMO_FAILED = 8
     VIOLATION = 9
     NO_SPACE = 10
+    NO_SUCH_CANDIDATE = 11
+    MOVE_TIMED_OUT = 12
     INTERNAL = 70
     NOT_EXECUTABLE = 126
     NOT_FOUND = 127
@@ -71,6 +75,8 @@ exit codes:
   8      demo: a round did not finish, or two leaders were seen at once
   9      chaos: the checker found a violation (overlap, stale write, slow recovery, leak)
   10     etcd's database is full, NOSPACE alarm (campaign --once, run --once)
+  11     handoff --to: no candidate other than the leader has that value
+  12     handoff, pause: the move was not carried out within --wait
   70     internal error (please report; traceback with --log-level debug)
   126    run: the command cannot be executed
   127    run: the command was not found

@@ -19,7 +19,8 @@ from typing import Any
 from .. import _metrics
 from .._client import AsyncClient
 from .._election._election import AsyncElection
-from .._election._elector import AsyncElector, ElectorState
+from .._election._elector import AsyncElector, ElectorEvent, ElectorState
+from .._election._moves import DEFAULT_PRIORITY
 from .._election._names import candidate_key
 from .._election._session import AsyncSession
 from .._election._term import Term
@@ -39,8 +40,16 @@ __all__ = ["OUR_REASONS", "Leadership"]
 
 log = logging.getLogger(__name__)
 
-# Term ends that we chose (resigned); anything else is a loss.
-OUR_REASONS = frozenset({EndReason.CLOSED, EndReason.WORK_DONE, EndReason.WORK_FAILED})
+# Term ends that we chose (resigned, handed off, stepped down); anything else is a loss.
+OUR_REASONS = frozenset(
+    {
+        EndReason.CLOSED,
+        EndReason.WORK_DONE,
+        EndReason.WORK_FAILED,
+        EndReason.HANDED_OFF,
+        EndReason.PAUSED,
+    }
+)
 
 
 class Leadership:
@@ -55,6 +64,8 @@ class Leadership:
         *,
         value: str | None,
         once: bool,
+        drain: float = 0.0,
+        priority: int = DEFAULT_PRIORITY,
     ) -> None:
         self.name = name
         self.options = options
@@ -75,6 +86,8 @@ class Leadership:
             on_lost=self._lost,
             # --once: a full etcd (NOSPACE) ends the command, which says so (exit code 10).
             stop_on=(DatabaseSpaceExceeded,) if once else (),
+            drain=drain,
+            priority=priority,
         )
         # etcd lost history: say so as an event (the terms end with reason etcd_history_lost).
         if client.history.last_loss is not None:  # found by the first read (token file)
@@ -115,8 +128,28 @@ class Leadership:
         if self.once:
             self.request_exit(ExitCode.LOST)
 
+    def _report_move(self, change: ElectorEvent) -> None:
+        move = change.move
+        assert move is not None
+        self.printer.event(
+            move.kind.value,
+            self.name,
+            change.term,
+            to=move.to,
+            by=move.by,
+            reason=move.reason,
+            successor=move.successor,
+            budget=move.budget,
+        )
+
     async def _report_campaigning(self) -> None:
         async for change in self.elector.states():
+            if change.move is not None:
+                self._report_move(change)
+                continue
+            if change.state is ElectorState.STANDBY:
+                self.printer.event("standby", self.name, priority=0, value=self.elector.value)
+                continue
             if change.state is not ElectorState.CAMPAIGNING:
                 continue
             session = self.elector.session

@@ -8,13 +8,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .._config import DEFAULT_ENDPOINT, ClientConfig, parse_endpoints
+from .._election._moves import DEFAULT_PRIORITY, MAX_PRIORITY, validate_priority
 from .._election._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
 from .._errors import ConfigurationError
 from .._seconds import seconds
+from ._durations import duration_seconds
 from ._output import printable
 from ._parser import COMMAND_GLOBALS, LOG_FORMATS, ParsedArgs
 
-__all__ = ["DEFAULT_TTL", "Options", "parse_seconds", "resolve_log_format", "resolve_options"]
+__all__ = [
+    "DEFAULT_TTL",
+    "Options",
+    "parse_priority",
+    "parse_seconds",
+    "printable_value",
+    "resolve_log_format",
+    "resolve_options",
+]
 
 DEFAULT_TTL = 10
 DEFAULT_TIMEOUT = 5.0
@@ -47,11 +57,17 @@ def parse_seconds(
     text: str, what: str, *, allow_zero: bool = False, bounds: tuple[float, float] | None = None
 ) -> float:
     """``text`` as a finite, positive (or zero) number of seconds, within ``bounds`` if given,
-    else a ConfigurationError that quotes ``text`` as typed."""
+    else a ConfigurationError that quotes ``text`` as typed. A unit may follow the number, as
+    in every duration the command line takes (``500ms``, ``5s``, ``2m``)."""
     try:
         value = float(text)
     except ValueError:
-        raise ConfigurationError(f"{what} must be a number of seconds, got {text!r}") from None
+        in_seconds = duration_seconds(text)
+        if in_seconds is None:
+            raise ConfigurationError(
+                f"{what} must be a number of seconds (or with a unit: 500ms, 5s, 2m), got {text!r}"
+            ) from None
+        value = in_seconds
     if bounds is not None:
         low, high = bounds
         if not low <= value <= high:  # also false for nan
@@ -74,7 +90,21 @@ def _ttl(text: str, source: str) -> int:
     return validate_ttl(value, what=source, typed=text)
 
 
-def _printable_value(text: str, source: str) -> str:
+def parse_priority(text: str | None) -> int:
+    """``--priority``: a whole number from 0 (never lead) to 1000000, default 1.
+
+    :raises ConfigurationError: otherwise.
+    """
+    if text is None:
+        return DEFAULT_PRIORITY
+    if not text.strip().isdigit():
+        raise ConfigurationError(
+            f"--priority must be a whole number from 0 (never lead) to {MAX_PRIORITY}, got {text!r}"
+        )
+    return validate_priority(int(text))
+
+
+def printable_value(text: str, source: str) -> str:
     """The candidate's value: printable text only. Operators read it one line per candidate
     (``status``, ``observe``, logs); a newline or an escape sequence in an identity is a
     mistake to catch here, not something to publish. (Library users may publish any bytes;
@@ -176,9 +206,9 @@ def _check_value(args: ParsedArgs, env: Mapping[str, str]) -> None:
     if not hasattr(args, "value"):
         return  # a command that publishes no value
     if args.value is not None:
-        _printable_value(args.value, "--value")
+        printable_value(args.value, "--value")
     elif env.get("ETCD_ELECTOR_IDENTITY"):
-        _printable_value(env["ETCD_ELECTOR_IDENTITY"], "ETCD_ELECTOR_IDENTITY")
+        printable_value(env["ETCD_ELECTOR_IDENTITY"], "ETCD_ELECTOR_IDENTITY")
 
 
 def _token_file(args: ParsedArgs, env: Mapping[str, str]) -> str | None:

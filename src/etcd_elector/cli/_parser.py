@@ -187,6 +187,9 @@ COMMAND_GLOBALS: dict[str, tuple[str, ...]] = {
     "observe": (*_TALKS_TO_ETCD, *_OUTPUT),
     "leader": (*_TALKS_TO_ETCD, *_OUTPUT),
     "status": (*_TALKS_TO_ETCD, *_OUTPUT),
+    "handoff": (*_TALKS_TO_ETCD, *_OUTPUT),
+    "pause": (*_TALKS_TO_ETCD, *_OUTPUT),
+    "resume": (*_TALKS_TO_ETCD, *_OUTPUT),
     "etcd": ("endpoints", *_OUTPUT),  # where it listens
     "demo": ("ttl", *_OUTPUT),
     "check-config": ("ttl", *_OUTPUT),
@@ -197,6 +200,9 @@ _WHY_NOT = {
     "observe": "it holds no lease",
     "leader": "it holds no lease",
     "status": "it holds no lease",
+    "handoff": "it holds no lease",
+    "pause": "it holds no lease",
+    "resume": "it holds no lease",
     "etcd": "it starts an etcd of its own, without TLS or users",
     "demo": "it runs an etcd of its own, without TLS or users",
     "chaos": "it runs an etcd of its own, without TLS or users",
@@ -308,6 +314,15 @@ def _add_health(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_priority(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--priority",
+        metavar="N",
+        help="0 (never lead: a standby) to 1000000; the highest-priority candidate leads, "
+        "a leader hands off to a higher one as it queues (default 1)",
+    )
+
+
 def _add_wait_for_etcd(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait-for-etcd",
@@ -386,6 +401,7 @@ def _build(named: frozenset[str] | None = None) -> argparse.ArgumentParser:
     campaign.add_argument(
         "--once", action="store_true", help="exit with code 7 on loss (default: campaign again)"
     )
+    _add_priority(campaign)
     _add_health(campaign)
     _add_wait_for_etcd(campaign)
     _add_token_file(campaign, keeps=True)
@@ -405,6 +421,14 @@ def _build(named: frozenset[str] | None = None) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="time between SIGTERM and SIGKILL (default 2; capped, see below)",
     )
+    run.add_argument(
+        "--drain",
+        metavar="SECONDS",
+        help="on a planned stop (SIGTERM, handoff, pause): SIGTERM the command, wait up to "
+        "this long for it to exit, then SIGKILL, and only then release leadership; never "
+        "past the lease deadline (default: --grace)",
+    )
+    _add_priority(run)
     run.add_argument(
         "--restart",
         choices=("never", "on-failure", "always"),
@@ -456,6 +480,42 @@ def _build(named: frozenset[str] | None = None) -> argparse.ArgumentParser:
     )
     status.add_argument("name", help="election name")
     _add_token_file(status, keeps=False)
+
+    handoff = command(
+        "handoff",
+        "ask the leader to hand off (drained) to --to, or to the next in line",
+        "Waits until another candidate leads and prints it. The leader carries the request\n"
+        "out: its work is drained, then the candidate whose value is VALUE leads next (if it\n"
+        "is gone by then, the next in line). Exit 3: no leader; 11: --to names no candidate;\n"
+        "12: not carried out within --wait (the request is withdrawn).",
+    )
+    handoff.add_argument("name", help="election name")
+    handoff.add_argument(
+        "--to",
+        metavar="VALUE",
+        help="the value of the candidate to lead next (default: the next in line)",
+    )
+    handoff.add_argument(
+        "--wait", metavar="SECONDS", help="how long to wait for the new leader (default 60)"
+    )
+
+    pause = command(
+        "pause",
+        "pause the election: the leader drains and steps down, nobody leads until resume",
+        "Waits until no candidate holds a key (etcdctl elect -l shows no leader either).\n"
+        "Candidates stay and say they are paused. Exit 12: a key is still held after --wait\n"
+        "(the pause stays in force).",
+    )
+    pause.add_argument("name", help="election name")
+    pause.add_argument(
+        "--reason", metavar="TEXT", help="why, shown by status and in events (default none)"
+    )
+    pause.add_argument(
+        "--wait", metavar="SECONDS", help="how long to wait for no leader (default 60)"
+    )
+
+    resume = command("resume", "lift a pause: candidates campaign again")
+    resume.add_argument("name", help="election name")
 
     etcd = command(
         "etcd",

@@ -32,14 +32,14 @@ from .._election._term import Term
 from .._election._timing import Timing
 from .._errors import ConfigurationError
 from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
-from .._tasks import finish, shielded
+from .._tasks import cancel_all, finish, shielded, wait_first
 from ._connect import open_client
 from ._durations import parse_duration
 from ._etcd_wait import reach_etcd, resolve_wait
 from ._executable import check_command
 from ._exit import ExitCode, signal_code
 from ._leadership import Leadership
-from ._options import Options, parse_seconds
+from ._options import Options, parse_priority, parse_seconds
 from ._output import Printer
 from ._parser import ParsedArgs
 from ._process import child_environment
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_GRACE = 2.0
+DRAIN_SLACK = 1.0
 MIN_GRACE_CAP = 0.1
 DEFAULT_MAX_FAILURES = 5
 DEFAULT_FAILURE_WINDOW = "5m"
@@ -116,6 +117,7 @@ class Supervisor:
         max_failures: int,
         failure_window: float,
         signals: StopSignals,
+        drain: float | None = None,
     ) -> None:
         self.leadership = leadership
         self.signals = signals
@@ -126,6 +128,7 @@ class Supervisor:
         self.restart = restart
         self.max_failures = max_failures
         self.failure_window = failure_window
+        self.drain = drain
         self.command: WatchedCommand | None = None
         self._command_session: AsyncSession | None = None
         self._followed: list[AsyncSession] = []
@@ -198,6 +201,8 @@ class Supervisor:
             self.restart, max_failures=self.max_failures, window=self.failure_window
         )
         while True:
+            if term.draining.is_set():
+                return  # drained for a planned move or a stop: the elector releases the key
             if self.leadership.exiting:
                 await asyncio.Event().wait()  # until the elector cancels us
             await self._until_safe(session, grace)
@@ -255,7 +260,7 @@ class Supervisor:
         try:
             if interrupted is not None:
                 raise interrupted
-            outcome = await command.finished()
+            outcome = await self._until_exit_or_drain(command, term, session)
         except asyncio.CancelledError:
             if self.signals.stopping:
                 reason = "signal"
@@ -273,6 +278,25 @@ class Supervisor:
                 self.command = None
         self._report_exit(command, term, outcome)
         return outcome
+
+    async def _until_exit_or_drain(
+        self, command: WatchedCommand, term: Term, session: AsyncSession
+    ) -> CommandExit:
+        """Wait until the command's tree is gone; when the term is drained first (``--drain``:
+        a stop signal, a handoff, a pause), SIGTERM it with the drain as its budget (the
+        watchdog SIGKILLs what is left then, never past the deadline) and wait for that."""
+        finished = asyncio.ensure_future(command.finished())
+        draining = asyncio.ensure_future(term.wait_draining())
+        try:
+            await wait_first(finished, draining)
+        finally:
+            await cancel_all([draining])
+        if finished.done():
+            return finished.result()
+        budget = self.drain if self.drain is not None else self.grace
+        self._report_stopping(command, term, session, budget, "draining")
+        command.stop(budget)
+        return await finished
 
     def _report_stopping(
         self, command: WatchedCommand, term: Term, session: AsyncSession, grace: float, why: str
@@ -308,6 +332,8 @@ async def run(args: ParsedArgs, options: Options, printer: Printer) -> int:
     if grace_given:
         grace = parse_seconds(args.grace, "--grace", allow_zero=True)
     check_grace(grace, options.ttl)
+    drain = None if args.drain is None else parse_seconds(args.drain, "--drain", allow_zero=True)
+    priority = parse_priority(args.priority)
     max_failures = _max_failures(args.max_failures)
     failure_window = parse_duration(
         args.failure_window or DEFAULT_FAILURE_WINDOW, "--failure-window"
@@ -319,7 +345,15 @@ async def run(args: ParsedArgs, options: Options, printer: Printer) -> int:
             assert signals.received is not None
             return signal_code(signals.received)
         leadership = Leadership(
-            client, options, printer, args.name, value=args.value, once=args.once
+            client,
+            options,
+            printer,
+            args.name,
+            value=args.value,
+            once=args.once,
+            # The elector waits a little past the drain for the watchdog's SIGKILL to land.
+            drain=0.0 if drain is None else drain + DRAIN_SLACK,
+            priority=priority,
         )
         supervisor = Supervisor(
             leadership,
@@ -331,6 +365,7 @@ async def run(args: ParsedArgs, options: Options, printer: Printer) -> int:
             max_failures=max_failures,
             failure_window=failure_window,
             signals=signals,
+            drain=drain,
         )
         signals.on_repeat(supervisor.kill_now)
         code = await leadership.run(supervisor.work, signals)

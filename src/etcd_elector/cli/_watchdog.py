@@ -30,6 +30,7 @@ Protocol: text lines over a socketpair whose descriptor is the first argument.
 
     supervisor -> watchdog     deadline T     the local lease deadline moved to T
                                stop           SIGTERM the tree; SIGKILL after the grace
+                               stop B         the same with a budget of B seconds (a drain)
                                kill           SIGKILL the tree now
                                (end of file)  the supervisor is gone: stop
     watchdog -> supervisor     started PID    the command runs, as PID
@@ -222,6 +223,7 @@ class Watchdog:
         self.returncode: int | None = None
         self.sent = "-"  # the strongest signal sent to the command's own process
         self.stop_began: float | None = None
+        self.stop_budget: float | None = None  # the grace, unless the supervisor said
         self.kill_now = False
         self.killed: set[int] = set()
         self.tree = _Tree(0)
@@ -269,6 +271,14 @@ class Watchdog:
             if math.isfinite(value):
                 self.deadline = value
         elif words == ["stop"]:
+            self.begin_stop(None)
+        elif words[:1] == ["stop"] and len(words) == 2:
+            try:
+                budget = float(words[1])
+            except ValueError:
+                return
+            if math.isfinite(budget) and budget >= 0:
+                self.stop_budget = budget  # a drain: never past the deadline all the same
             self.begin_stop(None)
         elif words == ["kill"]:
             self.kill_now = True
@@ -363,7 +373,8 @@ class Watchdog:
                 self.kill_tree()
                 break
             if self.stop_began is not None:
-                kill_at = min(self.stop_began + self.grace, self.deadline)
+                budget = self.grace if self.stop_budget is None else self.stop_budget
+                kill_at = min(self.stop_began + budget, self.deadline)
                 if now >= kill_at:
                     self.kill_tree()
                     break

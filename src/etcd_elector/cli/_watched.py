@@ -126,9 +126,10 @@ class WatchedCommand:
         """The lease deadline moved (a renewal): kill no earlier than this."""
         self._send(f"deadline {deadline!r}")
 
-    def stop(self) -> None:
-        """SIGTERM the tree; the watchdog SIGKILLs it after the grace (never past the deadline)."""
-        self._send("stop")
+    def stop(self, budget: float | None = None) -> None:
+        """SIGTERM the tree; the watchdog SIGKILLs it after the grace, or ``budget`` seconds
+        (a drain), never past the deadline."""
+        self._send("stop" if budget is None else f"stop {budget!r}")
 
     def kill_now(self) -> None:
         """SIGKILL the tree at once."""

@@ -3,22 +3,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._broadcast import Broadcast
 from .._reasons import EndReason
 from ._owned import OwnedShard
 
 __all__ = [
-    "EventStream",
     "OnAcquired",
     "OnReleased",
     "ShardEvent",
     "ShardEventKind",
     "ShardWork",
+    "event_stream",
 ]
 
 #: ``work(shard)``: runs while this replica owns ``shard``.
@@ -56,25 +56,6 @@ class ShardEvent:
     owned: OwnedShard | None = field(default=None, compare=False, repr=False)
 
 
-class EventStream:
-    """Every event published, to each follower from the moment it started following."""
-
-    def __init__(self) -> None:
-        self._followers: list[asyncio.Queue[ShardEvent]] = []
-
-    def publish(self, event: ShardEvent) -> None:
-        for queue in self._followers:
-            queue.put_nowait(event)
-
-    async def follow(self) -> AsyncGenerator[ShardEvent, None]:
-        """Events from now on, ending after ``STOPPED``."""
-        queue: asyncio.Queue[ShardEvent] = asyncio.Queue()
-        self._followers.append(queue)
-        try:
-            while True:
-                event = await queue.get()
-                yield event
-                if event.kind is ShardEventKind.STOPPED:
-                    return
-        finally:
-            self._followers.remove(queue)
+def event_stream() -> Broadcast[ShardEvent]:
+    """A replica's events to every follower, each follow ending after ``STOPPED``."""
+    return Broadcast(lambda event: event.kind is ShardEventKind.STOPPED)

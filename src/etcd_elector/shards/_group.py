@@ -42,7 +42,7 @@ from .._reasons import EndReason
 from .._stop_signals import StopSignals
 from .._tasks import cancel_all, wait_first
 from ..etcd import AsyncEtcdClient, Compare, Op, RangeResult, TxnResult
-from ._events import EventStream, OnAcquired, OnReleased, ShardEvent, ShardEventKind, ShardWork
+from ._events import OnAcquired, OnReleased, ShardEvent, ShardEventKind, ShardWork, event_stream
 from ._holdings import Holdings, Rejoin
 from ._owned import OwnedShard
 from ._spec import MemberInfo, shard_names, validate_weight
@@ -102,7 +102,7 @@ class AsyncShardGroup:
         self.timing = Timing(ttl, margin, keepalive_interval)  # checked once, here
         self._releaser = Releaser(client, self.group)
         self._changed = asyncio.Event()  # set: the plan needs a look
-        self._events = EventStream()
+        self._events = event_stream()
         self._holdings = Holdings(
             client,
             self.keys,

@@ -8,6 +8,11 @@ order, before any comes again), holds it, heals it, records ``healed`` with the 
 the settings imply (:func:`recovery_bound`), and waits for a leader before the next. At the
 end every candidate exits cleanly and etcd is asked whether any lease or key leaked.
 
+Planned moves are mixed in as faults of their own: a handoff request to a chosen standby or
+to the next in line, a candidate of higher priority that joins (and later leaves), and a pause
+held a moment then resumed. The checker then also holds that the work of a term ended by a
+move had stopped before the next term began.
+
 With three etcd members the faults include peer partitions: the member that the leading
 candidate talks to, or the one a standby talks to, is cut off from the other members (the
 candidates' own connections stay up, so they see a member without a raft leader).
@@ -25,12 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,18 +42,19 @@ from dataclasses import dataclass, field
 
 from etcd_elector import AsyncClient, _clock
 from etcd_elector._errors import ConfigurationError
-from etcd_elector._orphans import dies_with_parent
 
+from ._chaos_leaks import find_leaks
+from ._chaos_process import ChaosProcess
 from ._chaos_repair import MIN_LOST_REVISIONS, Backups, Repair, bump_revision, revision_of
 from ._checker import CheckReport, FaultKind, Violation, check_history, recovery_bound
 from ._cluster import EtcdCluster
 from ._history import Record, RecordKind
 from ._losses import LossLedger
-from ._proxy import FaultProxy
 
 __all__ = [
     "DATA_LOSS_FAULTS",
     "FAULTS",
+    "MOVE_FAULTS",
     "PEER_FAULTS",
     "ChaosResult",
     "ChaosSettings",
@@ -69,7 +72,10 @@ MEMBER_FAULTS = ("member_restart", "etcd_leader_kill", "quorum_loss")
 PEER_FAULTS = ("partition_leader_member", "partition_standby_member")
 # etcd's history goes back: its data dir wiped (one member only), or an older backup restored.
 DATA_LOSS_FAULTS = ("wipe", "restore_old_snapshot")
-FAULTS = CANDIDATE_FAULTS + MEMBER_FAULTS + PEER_FAULTS + DATA_LOSS_FAULTS
+# Planned moves, asked for the way an operator asks (through etcd, as `handoff` and `pause`).
+MOVE_FAULTS = ("handoff", "handoff_next", "priority_join", "pause")
+FAULTS = CANDIDATE_FAULTS + MEMBER_FAULTS + PEER_FAULTS + DATA_LOSS_FAULTS + MOVE_FAULTS
+PREFERRED = 5  # the priority of a candidate that joins to take over
 # What the checker finds when tokens or revisions go back, or a loss goes unreported.
 HISTORY_VIOLATIONS = ("token", "reused_revision", "history_lost")
 # Where the repair writes to move etcd's revision (outside the election's prefix).
@@ -153,92 +159,20 @@ class ChaosResult:
         return "\n".join(lines)
 
 
-class _Candidate:
-    """One candidate process, connected to etcd through its own fault proxies.
-
-    ``proxies`` follow the cluster's member order; the process gets their endpoints starting
-    at member ``first``, so that candidates spread over the members.
-    """
-
-    def __init__(
-        self,
-        ident: str,
-        cluster: EtcdCluster,
-        ttl: int,
-        sink: Callable[[str], None],
-        log_dir: str,
-        first: int = 0,
-    ) -> None:
-        self.ident = ident
-        self.log_path = os.path.join(log_dir, f"{ident}.log")
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in finish()
-        self.proxies = [FaultProxy.start(endpoint) for endpoint in cluster.endpoints]
-        first %= len(self.proxies)
-        endpoints = ",".join(p.endpoint for p in self.proxies[first:] + self.proxies[:first])
-        self.process = subprocess.Popen(
-            dies_with_parent(
-                [
-                    sys.executable,
-                    "-m",
-                    "etcd_elector.testing._chaos_candidate",
-                    "--endpoints",
-                    endpoints,
-                    "--name",
-                    ELECTION,
-                    "--namespace",
-                    NAMESPACE,
-                    "--ttl",
-                    str(ttl),
-                    "--id",
-                    ident,
-                ]
-            ),
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            start_new_session=True,
-        )
-        self.paused = False
-        self._reader = threading.Thread(
-            target=self._read, args=(sink,), name=f"etcd-elector-chaos-{ident}", daemon=True
-        )
-        self._reader.start()
-
-    def _read(self, sink: Callable[[str], None]) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            sink(line)
-
-    def signal(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.process.pid, signum)
-
-    def each_proxy(self, action: Callable[[FaultProxy], None]) -> None:
-        for proxy in self.proxies:
-            action(proxy)
-
-    def traffic(self) -> list[int]:
-        """Bytes through each member's proxy so far, in the cluster's member order."""
-        return [p.bytes_to_target + p.bytes_to_client for p in self.proxies]
-
-    def finish(self, timeout: float) -> None:
-        """Ask for a clean exit; kill if it does not come. Idempotent."""
-        if self._log.closed:
-            return
-        if self.paused:
-            self.signal(signal.SIGCONT)
-        self.each_proxy(lambda p: p.heal())
-        self.signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._reader.join(5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self.each_proxy(lambda p: p.close())
-        self._log.close()
+def _candidate(
+    ident: str,
+    cluster: EtcdCluster,
+    ttl: int,
+    sink: Callable[[str], None],
+    log_dir: str,
+    first: int = 0,
+    priority: int = 1,
+) -> ChaosProcess:
+    """One candidate process (``_chaos_candidate``), given the members from ``first`` on."""
+    args = ["--name", ELECTION, "--namespace", NAMESPACE, "--ttl", str(ttl), "--id", ident]
+    args += ["--priority", str(priority)]
+    module = "etcd_elector.testing._chaos_candidate"
+    return ChaosProcess(ident, module, args, cluster.endpoints, sink, log_dir, first=first)
 
 
 class _Run:
@@ -251,7 +185,7 @@ class _Run:
         self.faults: Counter[str] = Counter()
         self.extra: list[Violation] = []
         self.next_id = 0
-        self.candidates: list[_Candidate] = []
+        self.candidates: list[ChaosProcess] = []
         self.log_dir = tempfile.mkdtemp(prefix="etcd-elector-chaos-")
         self.backups = Backups(self.log_dir)
         self.repairs: list[Repair] = []
@@ -268,15 +202,16 @@ class _Run:
             self.records.append(record)
         return record
 
-    def spawn(self, cluster: EtcdCluster) -> _Candidate:
+    def spawn(self, cluster: EtcdCluster, priority: int = 1) -> ChaosProcess:
         self.next_id += 1
-        candidate = _Candidate(
+        candidate = _candidate(
             f"c{self.next_id}",
             cluster,
             self.settings.ttl,
             self.sink,
             self.log_dir,
             first=self.next_id - 1,
+            priority=priority,
         )
         self.candidates.append(candidate)
         return candidate
@@ -294,10 +229,19 @@ class _Run:
         leaders = [who for who, leads in current.items() if leads]
         return leaders[-1] if leaders else None
 
-    def wait_for_leader(self, timeout: float) -> bool:
+    def wait_for_leader(self, timeout: float, other_than: str | None = None) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.leader() is not None:
+            leader = self.leader()
+            if leader is not None and leader != other_than:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def wait_for_no_leader(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.leader() is None:
                 return True
             time.sleep(0.02)
         return False
@@ -317,14 +261,14 @@ class _Run:
                 in_use[candidate.ident] = members[grown.index(max(grown))].name
         return in_use
 
-    def by_ident(self, ident: str | None) -> _Candidate:
+    def by_ident(self, ident: str | None) -> ChaosProcess:
         live = [c for c in self.candidates if c.process.poll() is None]
         for candidate in live:
             if candidate.ident == ident:
                 return candidate
         return self.rng.choice(live)
 
-    def live(self) -> list[_Candidate]:
+    def live(self) -> list[ChaosProcess]:
         return [c for c in self.candidates if c.process.poll() is None]
 
     def ledger(self) -> LossLedger:
@@ -370,7 +314,7 @@ def chosen_faults(settings: ChaosSettings) -> tuple[str, ...]:
     if not settings.faults:
         if settings.members >= 3:
             return tuple(f for f in FAULTS if f != "wipe")
-        return (*CANDIDATE_FAULTS, "member_restart", *DATA_LOSS_FAULTS)
+        return (*CANDIDATE_FAULTS, "member_restart", *DATA_LOSS_FAULTS, *MOVE_FAULTS)
     unknown = [fault for fault in settings.faults if fault not in FAULTS]
     if unknown:
         raise ConfigurationError(
@@ -434,7 +378,8 @@ def run_chaos(
             # Also when a fault or the runner itself fails: no candidate outlives the run.
             for candidate in run.candidates:
                 candidate.finish(timeout=10)
-        run.extra.extend(asyncio.run(_leaks(cluster.endpoint_string, run.records)))
+        leaks = find_leaks(cluster.endpoint_string, f"{NAMESPACE}/{ELECTION}/", run.records)
+        run.extra.extend(asyncio.run(leaks))
     report = check_history(run.records, extra=run.extra)
     if report.ok:
         shutil.rmtree(run.log_dir, ignore_errors=True)
@@ -445,7 +390,7 @@ def run_chaos(
     )
 
 
-def _inject(run: _Run, cluster: EtcdCluster, fault: str, target: _Candidate) -> str:
+def _inject(run: _Run, cluster: EtcdCluster, fault: str, target: ChaosProcess) -> str:
     """Inject ``fault``, hold it, heal it; say what was done."""
     ttl = run.settings.ttl
     rng = run.rng
@@ -495,6 +440,8 @@ def _inject(run: _Run, cluster: EtcdCluster, fault: str, target: _Candidate) -> 
         return _partition(run, cluster, fault)
     elif fault in DATA_LOSS_FAULTS:
         return _lose_data(run, cluster, fault)
+    elif fault in MOVE_FAULTS:
+        return _move(run, cluster, fault, target)
     return fault
 
 
@@ -557,6 +504,50 @@ def _lose_data(run: _Run, cluster: EtcdCluster, fault: str) -> str:
     return what
 
 
+def _move(run: _Run, cluster: EtcdCluster, fault: str, target: ChaosProcess) -> str:
+    """Ask for a planned move the way an operator does, and wait for it to be carried out
+    (bounded: a move that is not is the checker's to judge, not the nemesis's)."""
+    ttl = run.settings.ttl
+    leader = run.leader()
+    endpoints = cluster.endpoint_string
+    if fault in ("handoff", "handoff_next"):
+        standbys = [
+            c.ident for c in run.candidates if c.process.poll() is None and c.ident != leader
+        ]
+        to = run.rng.choice(standbys) if fault == "handoff" and standbys else None
+        asked = asyncio.run(_request_handoff(endpoints, to))
+        if asked:
+            run.wait_for_leader(4 * ttl + 5, other_than=leader)
+        return f"{fault} from {leader} to {to or 'the next in line'}"
+    if fault == "priority_join":
+        preferred = run.spawn(cluster, priority=PREFERRED)
+        run.wait_for_leader(4 * ttl + 5, other_than=leader)
+        time.sleep(run.rng.uniform(0, ttl / 2))
+        preferred.finish(timeout=10)  # it leaves: normal order resumes
+        return f"{fault}: {preferred.ident} joined with priority {PREFERRED} and left"
+    # pause: nobody may lead until the resume
+    asyncio.run(_pause(endpoints, True))
+    run.wait_for_no_leader(4 * ttl + 5)
+    time.sleep(run.rng.uniform(0.1, ttl / 2))
+    asyncio.run(_pause(endpoints, False))
+    return f"{fault} then resume"
+
+
+async def _request_handoff(endpoints: str, to: str | None) -> bool:
+    async with AsyncClient(endpoints) as client:
+        view = client.election_view(ELECTION, namespace=NAMESPACE)
+        return await view.request_handoff(to=to, by="nemesis") is not None
+
+
+async def _pause(endpoints: str, pause: bool) -> None:
+    async with AsyncClient(endpoints) as client:
+        view = client.election_view(ELECTION, namespace=NAMESPACE)
+        if pause:
+            await view.pause("chaos", by="nemesis")
+        else:
+            await view.resume()
+
+
 def _partition(run: _Run, cluster: EtcdCluster, fault: str) -> str:
     """Cut the member that the leader (or a standby) talks to off from its peers, hold,
     heal, and wait until it is healthy again."""
@@ -590,23 +581,3 @@ async def _compact(endpoints: str) -> None:
     async with AsyncClient(endpoints) as client:
         revision = (await client.get(NAMESPACE)).revision
         await client.compact(revision)
-
-
-async def _leaks(endpoints: str, records: list[Record]) -> list[Violation]:
-    """After every candidate exited cleanly, no key and none of their leases may remain."""
-    violations = []
-    exited = [r for r in records if r.kind == RecordKind.EXITED]
-    async with AsyncClient(endpoints) as client:
-        keys = await client.get_prefix(f"{NAMESPACE}/{ELECTION}/", keys_only=True)
-        if keys.kvs:
-            names = ", ".join(kv.key.decode() for kv in keys.kvs)
-            violations.append(Violation("leak", f"keys left after a clean exit: {names}"))
-        live = set(await client.lease_list())
-        for record in exited:
-            leaked = live.intersection(record.leases)
-            if leaked:
-                leases = ", ".join(f"{lease:x}" for lease in sorted(leaked))
-                violations.append(
-                    Violation("leak", f"{record.candidate} exited cleanly but lease {leases} lives")
-                )
-    return violations

@@ -2,7 +2,8 @@
 
 It runs the elector through the public API. While leader it does fenced writes (a guarded
 transaction bumping a counter key) and prints one JSON :class:`Record` per event on stdout:
-elected, lost (with the moment it stopped believing it led), each write, each history loss
+elected, lost (with the moment it stopped believing it led), each write, the moment its work
+stopped acting (``work_end``: it returns when drained, or is cancelled), each history loss
 the library reports (with the revisions it names), the highest revision the library has seen
 whenever it changes (what the candidate knows of etcd's history), and a clean exit.
 """
@@ -17,6 +18,8 @@ import sys
 
 from etcd_elector import (
     AsyncClient,
+    AsyncElection,
+    ElectorState,
     HistoryLoss,
     LeadershipError,
     Op,
@@ -73,8 +76,24 @@ async def main(args: argparse.Namespace) -> None:
         client.history.add_listener(history_lost)
         seen = asyncio.create_task(record_seen(client, me, stop))
         elector = client.elector(
-            args.name, namespace=args.namespace, ttl=args.ttl, value=me, backoff=(0.05, 1.0)
+            args.name,
+            namespace=args.namespace,
+            ttl=args.ttl,
+            value=me,
+            backoff=(0.05, 1.0),
+            drain=args.drain,
+            priority=args.priority,
         )
+
+        async def record_sessions() -> None:
+            # Every lease it campaigns with, so that the runner can tell a key this candidate
+            # left after a clean exit (a leak) from one a killed candidate left (it lapses).
+            async for event in elector.states():
+                session = elector.session
+                if event.state is ElectorState.CAMPAIGNING and session is not None:
+                    leases.add(session.lease_id)
+
+        sessions = asyncio.create_task(record_sessions())
 
         def on_elected(term: Term) -> None:
             leases.add(term.lease_id)
@@ -101,7 +120,14 @@ async def main(args: argparse.Namespace) -> None:
         async def work(term: Term) -> None:
             election = elector.election
             assert election is not None
-            while True:
+            try:
+                await act(term, election)
+            finally:
+                # Stamped after the last action: drained (it returned) or cancelled.
+                emit(Record(RecordKind.WORK_END, _clock.now(), candidate=me, token=term.token))
+
+        async def act(term: Term, election: AsyncElection) -> None:
+            while not term.draining.is_set():
                 if not term.is_leader():
                     await asyncio.sleep(WRITE_EVERY)
                     continue
@@ -130,6 +156,8 @@ async def main(args: argparse.Namespace) -> None:
             with contextlib.suppress(Exception):
                 await runner
             await seen
+            with contextlib.suppress(TimeoutError):  # the stream ends once the elector stopped
+                await asyncio.wait_for(sessions, 5)
     emit(Record(RecordKind.EXITED, _clock.now(), candidate=me, leases=tuple(sorted(leases))))
 
 
@@ -140,6 +168,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--ttl", type=int, required=True)
     parser.add_argument("--id", required=True)
+    parser.add_argument("--priority", type=int, default=1)
+    parser.add_argument("--drain", type=float, default=0.5)
     return parser.parse_args(argv)
 
 

@@ -8,7 +8,10 @@ It fails, with a readable report, when
 - a fenced write committed at a revision at or below one that an earlier term's write had
   committed at (etcd issued that revision again: it lost its data);
 - after a fault healed, no leader was elected within the bound the settings imply
-  (:func:`recovery_bound` derives it from the TTL and etcd's own timing).
+  (:func:`recovery_bound` derives it from the TTL and etcd's own timing);
+- the work of a term that ended by a planned move or a stop (handed off, paused, closed,
+  resigned) acted after the next term began (its ``work_end`` came after the next
+  ``elected``): drain, then release.
 
 When etcd loses its data (a ``data_lost`` record from the nemesis), tokens and revisions go
 back. A token or revision that went back is then excused only if a candidate had reported the
@@ -215,7 +218,36 @@ def check_history(
     _check_loss_reports(records, ledger, report)
     _measure_failovers(intervals, ledger, report)
     _check_recovery(records, intervals, failover_bound, report)
+    _check_work_ends(records, intervals, report)
     return report
+
+
+#: Term ends a candidate chose: its work must have stopped before the key went.
+PLANNED_ENDS = frozenset(
+    {"handed_off", "paused", "closed", "resigned", "work_done", "work_failed", "exited"}
+)
+
+
+def _check_work_ends(records: list[Record], intervals: list[Interval], report: CheckReport) -> None:
+    """No work of a term ended by a move or a stop still acts once a later term began (a
+    term lost to its deadline is cancelled by then too, but a frozen process stamps its end
+    late: the overlap and write checks judge those)."""
+    ended = {(i.candidate, i.token): i for i in intervals}
+    for work_end in (r for r in records if r.kind == RecordKind.WORK_END):
+        term = ended.get((work_end.candidate, work_end.token))
+        if term is None or term.how_ended not in PLANNED_ENDS:
+            continue
+        later = [i for i in intervals if i.token > work_end.token and i.start < work_end.time]
+        if later:
+            first = min(later, key=lambda i: i.start)
+            report.violations.append(
+                Violation(
+                    "work_overlap",
+                    f"the work of {work_end.candidate} (token {work_end.token}, "
+                    f"{term.how_ended}) acted until {work_end.time:.6f}, after "
+                    f"{first.candidate} (token {first.token}) began at {first.start:.6f}",
+                )
+            )
 
 
 def _check_overlaps(intervals: list[Interval], report: CheckReport) -> None:

@@ -23,7 +23,7 @@ class RecordKind:
     LOST = "lost"  # ``until`` = when the candidate stopped believing it led
     WRITE = "write"  # a fenced write: ``ok`` if committed, ``revision`` of the commit
     KILLED = "killed"  # written by the nemesis: the process died at ``time``
-    EXITED = "exited"  # the candidate exited cleanly; ``leases`` it used
+    EXITED = "exited"  # the candidate exited cleanly; ``leases`` it campaigned with
     FAULT = "fault"  # written by the nemesis: ``detail`` says which
     HEALED = "healed"  # written by the nemesis: every fault is undone
     # Written by the nemesis between the death of an etcd and the start of the etcd that
@@ -34,6 +34,7 @@ class RecordKind:
     # the highest revision it had seen, ``revision`` what etcd answered then (so revisions
     # ``revision + 1 .. previous_revision`` will be issued again), ``reason`` the kind of loss.
     HISTORY_LOST = "history_lost"
+    WORK_END = "work_end"  # the work of term ``token`` stopped acting (returned or cancelled)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,14 +32,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from etcd_elector import AsyncClient, _clock
-from etcd_elector._orphans import dies_with_parent
 from etcd_elector.shards import GroupKeys
 
 from ._binary import etcd_version, find_etcd_binary
+from ._chaos_leaks import find_leaks
+from ._chaos_process import ChaosProcess
 from ._checker import CheckReport, Violation, check_history
 from ._cluster import EtcdCluster
 from ._history import Record, RecordKind, dump_records
-from ._proxy import FaultProxy
 
 __all__ = ["SHARD_FAULTS", "ShardChaosResult", "ShardChaosSettings", "run_shard_chaos"]
 
@@ -128,87 +127,20 @@ def _natural(shard: str) -> tuple[int, str]:
     return (int(shard), "") if shard.isdigit() else (1 << 62, shard)
 
 
-class _Replica:
-    """One replica process, connected to etcd through its own fault proxies."""
-
-    def __init__(
-        self,
-        ident: str,
-        cluster: EtcdCluster,
-        settings: ShardChaosSettings,
-        sink: Callable[[str], None],
-        log_dir: str,
-    ) -> None:
-        self.ident = ident
-        self._log = open(os.path.join(log_dir, f"{ident}.log"), "w")  # noqa: SIM115
-        self.proxies = [FaultProxy.start(endpoint) for endpoint in cluster.endpoints]
-        argv = [
-            sys.executable,
-            "-m",
-            "etcd_elector.testing._shard_replica",
-            "--endpoints",
-            ",".join(p.endpoint for p in self.proxies),
-            "--group",
-            GROUP,
-            "--namespace",
-            NAMESPACE,
-            "--ttl",
-            str(settings.ttl),
-            "--shards",
-            str(settings.shards),
-            "--id",
-            ident,
-            "--log-level",
-            "info",  # the logs are kept when the checker finds a violation
-            "--write-every",
-            str(settings.write_every),
-        ]
-        self.process = subprocess.Popen(
-            dies_with_parent(argv),
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            start_new_session=True,
-        )
-        self.paused = False
-        self._reader = threading.Thread(target=self._read, args=(sink,), daemon=True)
-        self._reader.start()
-
-    def _read(self, sink: Callable[[str], None]) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            sink(line)
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def signal(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.process.pid, signum)
-
-    def each_proxy(self, action: Callable[[FaultProxy], None]) -> None:
-        for proxy in self.proxies:
-            action(proxy)
-
-    def finish(self, timeout: float) -> None:
-        """Ask for a clean exit; kill if it does not come. Idempotent."""
-        if self._log.closed:
-            return
-        if self.paused:
-            self.signal(signal.SIGCONT)
-        self.each_proxy(lambda p: p.heal())
-        self.signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._reader.join(5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self.each_proxy(lambda p: p.close())
-        self._log.close()
+def _replica(
+    ident: str,
+    cluster: EtcdCluster,
+    settings: ShardChaosSettings,
+    sink: Callable[[str], None],
+    log_dir: str,
+) -> ChaosProcess:
+    """One replica process (``_shard_replica``); its logs are kept when the checker finds a
+    violation, so it logs at info."""
+    args = ["--group", GROUP, "--namespace", NAMESPACE, "--ttl", str(settings.ttl)]
+    args += ["--shards", str(settings.shards), "--id", ident, "--log-level", "info"]
+    args += ["--write-every", str(settings.write_every)]
+    module = "etcd_elector.testing._shard_replica"
+    return ChaosProcess(ident, module, args, cluster.endpoints, sink, log_dir)
 
 
 class _Run:
@@ -221,7 +153,7 @@ class _Run:
         self.faults: Counter[str] = Counter()
         self.extra: list[Violation] = []
         self.next_id = 0
-        self.replicas: list[_Replica] = []
+        self.replicas: list[ChaosProcess] = []
         self.log_dir = tempfile.mkdtemp(prefix="etcd-elector-shard-chaos-")
 
     def sink(self, line: str) -> None:
@@ -234,13 +166,13 @@ class _Run:
         with self.lock:
             self.records.append(Record(kind, _clock.now(), **fields))  # type: ignore[arg-type]
 
-    def spawn(self) -> _Replica:
+    def spawn(self) -> ChaosProcess:
         self.next_id += 1
-        replica = _Replica(f"r{self.next_id}", self.cluster, self.settings, self.sink, self.log_dir)
+        replica = _replica(f"r{self.next_id}", self.cluster, self.settings, self.sink, self.log_dir)
         self.replicas.append(replica)
         return replica
 
-    def live(self) -> list[_Replica]:
+    def live(self) -> list[ChaosProcess]:
         return [r for r in self.replicas if r.alive]
 
     def owners(self) -> dict[str, str]:
@@ -297,7 +229,8 @@ def run_shard_chaos(
             # Also when a fault or the runner itself fails: no replica outlives the run.
             for replica in run.replicas:
                 replica.finish(timeout=15)
-        run.extra.extend(asyncio.run(_leaks(cluster.endpoint_string, run.records)))
+        leaks = find_leaks(cluster.endpoint_string, GroupKeys(NAMESPACE, GROUP).base, run.records)
+        run.extra.extend(asyncio.run(leaks))
         if settings.members > 1:
             run.extra.extend(asyncio.run(_divergence(cluster.endpoints)))
     reports = _check(run.records, settings.shards)
@@ -372,26 +305,6 @@ def _inject(run: _Run, fault: str) -> None:
         member.kill()
         time.sleep(rng.uniform(0.1, ttl))
         member.restart()
-
-
-async def _leaks(endpoints: str, records: list[Record]) -> list[Violation]:
-    """After every replica exited cleanly, no group key and none of their leases may remain."""
-    violations = []
-    exited = [r for r in records if r.kind == RecordKind.EXITED]
-    async with AsyncClient(endpoints) as client:
-        keys = await client.get_prefix(GroupKeys(NAMESPACE, GROUP).base, keys_only=True)
-        if keys.kvs:
-            names = ", ".join(kv.key.decode(errors="replace") for kv in keys.kvs[:20])
-            violations.append(Violation("leak", f"keys left after a clean exit: {names}"))
-        live = set(await client.lease_list())
-        for record in exited:
-            leaked = live.intersection(record.leases)
-            if leaked:
-                leases = ", ".join(f"{lease:x}" for lease in sorted(leaked))
-                violations.append(
-                    Violation("leak", f"{record.candidate} exited cleanly but lease {leases} lives")
-                )
-    return violations
 
 
 async def _divergence(endpoints: list[str]) -> list[Violation]:
