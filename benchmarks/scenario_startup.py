@@ -1,10 +1,13 @@
 """Scenario 7, command start-up: the wall time of ``etcd-elector leader NAME`` against a live
-etcd, next to ``etcdctl get KEY`` (a Go binary doing one read), and of a bare Python that
-imports what any gRPC client needs (``import asyncio, grpc``): the floor for a Python tool.
+etcd, next to ``etcdctl get KEY`` (a Go binary doing one read), a bare Python doing nothing
+(``python -c pass``: the floor for any Python tool) and a bare Python importing what any gRPC
+client needs before it sends anything (``import asyncio, grpc``; ``leader`` reads over etcd's
+JSON gateway and imports neither).
 
-Each run is a fresh process, from just before it is started to its exit; the three alternate
-(A, B, C, A, B, C, ...) on one etcd that holds a leader, so the machine's load falls on all
-alike. The package's bytecode is compiled first, as pip does when it installs it (a machine
+Each run is a fresh process, from just before it is started to its exit; the four alternate
+(A, B, C, D, A, B, C, D, ...) on one etcd that holds a leader, so the machine's load falls on
+all alike; the load average is recorded before and after. The package's bytecode is compiled
+first, as pip does when it installs it (a machine
 with PYTHONDONTWRITEBYTECODE set would otherwise compile every module at every start).
 People call ``leader`` from health checks and scripts: start-up is most of its cost.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import compileall
+import os
 import subprocess
 import sys
 import time
@@ -24,7 +28,7 @@ from harness.runner import Context, interleaved, log, scenario_main
 from harness.stats import ratio, summarize
 
 ELECTION = "startup"
-PEERS = ["ours_leader", "go_get", "python_floor"]
+PEERS = ["ours_leader", "go_get", "python_bare", "python_grpc"]
 
 
 def commands(endpoint: str, key: str) -> dict[str, list[str]]:
@@ -40,7 +44,8 @@ def commands(endpoint: str, key: str) -> dict[str, list[str]]:
             ELECTION,
         ],
         "go_get": [etcdctl, "--endpoints", endpoint, "get", key],
-        "python_floor": [sys.executable, "-c", "import asyncio, grpc"],
+        "python_bare": [sys.executable, "-c", "pass"],
+        "python_grpc": [sys.executable, "-c", "import asyncio, grpc"],
     }
 
 
@@ -65,6 +70,7 @@ async def run(ctx: Context) -> dict[str, Any]:
     runs = 3 if ctx.quick else 60
     samples: dict[str, list[float]] = {p: [] for p in PEERS}
     failed: dict[str, int] = {p: 0 for p in PEERS}
+    load_before = os.getloadavg()
     with EtcdCluster.start(1) as cluster:
         endpoint = cluster.endpoints[0]
         async with (
@@ -92,6 +98,7 @@ async def run(ctx: Context) -> dict[str, Any]:
             finally:
                 work.cancel()
                 await asyncio.gather(work, return_exceptions=True)
+    load_after = os.getloadavg()
     summaries = {p: summarize(v) for p, v in samples.items()}
     for peer, summary in summaries.items():
         log(f"startup {peer}: p50 {summary['p50'] * 1000:.0f} ms")
@@ -101,8 +108,9 @@ async def run(ctx: Context) -> dict[str, Any]:
         "failed_runs": failed,
         "results": summaries,
         "ratio_to_go_p50": ratio(summaries["ours_leader"]["p50"], summaries["go_get"]["p50"]),
-        "above_python_floor_p50": summaries["ours_leader"]["p50"]
-        - summaries["python_floor"]["p50"],
+        "above_python_floor_p50": summaries["ours_leader"]["p50"] - summaries["python_bare"]["p50"],
+        "load_average_before": list(load_before),
+        "load_average_after": list(load_after),
     }
 
 

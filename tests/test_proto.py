@@ -358,6 +358,18 @@ def test_enum_values_match_etcd(message: str, enum: str) -> None:
     assert actual == ETCD_ENUMS[(message, enum)]
 
 
+def test_the_result_types_know_a_delete_without_loading_protobuf() -> None:
+    # etcd_elector.etcd._types names kv.proto's Event.DELETE as a number (so that reading a
+    # range over the JSON gateway never loads protobuf); it must stay the generated value.
+    from etcd_elector.etcd import _types
+    from etcd_elector.etcd._types import Event, EventType
+
+    assert _types._DELETE == kv_pb2.Event.DELETE
+    deleted = kv_pb2.Event(type=kv_pb2.Event.DELETE, kv=kv_pb2.KeyValue(key=b"k"))
+    assert Event.from_proto(deleted).type is EventType.DELETE
+    assert Event.from_proto(kv_pb2.Event(type=kv_pb2.Event.PUT)).type is EventType.PUT
+
+
 def test_lease_grant_request_bytes() -> None:
     # field 1 (TTL) varint 5, field 2 (ID) varint 7
     assert rpc_pb2.LeaseGrantRequest(TTL=5, ID=7).SerializeToString() == b"\x08\x05\x10\x07"

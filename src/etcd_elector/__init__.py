@@ -49,13 +49,14 @@ if TYPE_CHECKING:
     from ._config import ClientConfig
     from ._election._election import AsyncElection
     from ._election._elector import AsyncElector, ElectorEvent, ElectorState
+    from ._election._leader import LeaderInfo
     from ._election._moves import Pause
     from ._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
     from ._election._session import AsyncSession, SessionState
     from ._election._states import Move, MoveKind
     from ._election._term import Term
     from ._election._timing import TimingReport, check_timing
-    from ._election._view import AsyncElectionView, LeaderInfo
+    from ._election._view import AsyncElectionView
     from ._health import HealthServer
     from ._logfmt import JsonLogFormatter
     from ._metrics import (
@@ -105,7 +106,7 @@ _LAZY = {
     "TimingReport": "._election._timing",
     "check_timing": "._election._timing",
     "AsyncElectionView": "._election._view",
-    "LeaderInfo": "._election._view",
+    "LeaderInfo": "._election._leader",
     "HealthServer": "._health",
     "JsonLogFormatter": "._logfmt",
     "FencedResult": "._metrics",

@@ -8,14 +8,23 @@ expired certificate, a client certificate etcd refused, TLS spoken to a plaintex
 
 from __future__ import annotations
 
-import datetime
-import ssl
-
-import grpc
+from typing import TYPE_CHECKING
 
 from ._errors import ConfigurationError, ConnectionFailed, TLSHandshakeFailed
 
-__all__ = ["channel_credentials", "check_tls_files", "handshake_error", "plaintext_hint"]
+if TYPE_CHECKING:
+    import ssl
+
+    import grpc
+
+__all__ = [
+    "channel_credentials",
+    "check_tls_files",
+    "handshake_error",
+    "plaintext_hint",
+    "serves_tls",
+    "ssl_context",
+]
 
 _CA = ("CA bundle", "ca_file, --cacert, ETCD_CACERT")
 _CERT = ("client certificate", "cert_file, --cert, ETCD_CERT")
@@ -67,6 +76,8 @@ def check_tls_files(ca_file: str | None, cert_file: str | None, key_file: str | 
             f"a client certificate needs its key: {given} is set but {missing} is not "
             "(pass both --cert and --key)"
         )
+    import ssl  # here: a configuration without TLS never loads it
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if ca_file is not None:
         _read(ca_file, _CA)
@@ -103,6 +114,8 @@ def check_tls_files(ca_file: str | None, cert_file: str | None, key_file: str | 
 def _check_validity(cert_file: str) -> None:
     """Refuse a client certificate outside its validity period (when ``cryptography`` is
     installed to read it; etcd would otherwise only answer "bad certificate")."""
+    import datetime
+
     try:
         from cryptography import x509
     except ImportError:  # pragma: no cover - an optional dependency
@@ -136,6 +149,8 @@ def channel_credentials(
 
     :raises ConfigurationError: if a file cannot be read any more.
     """
+    import grpc  # here, not above: the JSON gateway's commands (`leader`) never load gRPC
+
     root = _read(ca_file, _CA) if ca_file else None
     key = _read(key_file, _KEY) if key_file else None
     chain = _read(cert_file, _CERT) if cert_file else None
@@ -144,12 +159,39 @@ def channel_credentials(
     )
 
 
-# What BoringSSL and gRPC say, lowercased, and which failure it means; first match wins.
+def ssl_context(ca_file: str | None, cert_file: str | None, key_file: str | None) -> ssl.SSLContext:
+    """The same trust as :func:`channel_credentials`, for Python's own TLS (the JSON gateway):
+    the CA bundle, or the system's roots; the client certificate and key, if given; the
+    server's certificate and host name always verified.
+
+    :raises ConfigurationError: if a file cannot be read any more.
+    """
+    import ssl
+
+    root = _read(ca_file, _CA).decode("ascii", "replace") if ca_file else None
+    context = ssl.create_default_context(cadata=root)
+    if cert_file is not None and key_file is not None:
+        _read(cert_file, _CERT)
+        _read(key_file, _KEY)
+        try:
+            context.load_cert_chain(cert_file, key_file, password=_no_passphrase)
+        except (ssl.SSLError, ConfigurationError):
+            raise ConfigurationError(
+                f"client certificate {cert_file} or key {key_file} cannot be loaded: "
+                "give a PEM certificate and its unencrypted PEM key"
+            ) from None
+    return context
+
+
+# What BoringSSL and gRPC (or OpenSSL through Python's ssl) say, lowercased, and which
+# failure it means; first match wins.
 _MARKERS: tuple[tuple[str, str], ...] = (
     ("certificate has expired", TLSHandshakeFailed.EXPIRED),
     ("certificate is not yet valid", TLSHandshakeFailed.NOT_YET_VALID),
     ("hostname verification check failed", TLSHandshakeFailed.HOSTNAME_MISMATCH),
     ("not in peer certificate", TLSHandshakeFailed.HOSTNAME_MISMATCH),
+    ("hostname mismatch", TLSHandshakeFailed.HOSTNAME_MISMATCH),  # Python's ssl says these
+    ("ip address mismatch", TLSHandshakeFailed.HOSTNAME_MISMATCH),
     ("certificate_verify_failed", TLSHandshakeFailed.UNKNOWN_CA),
     ("alert_bad_certificate", TLSHandshakeFailed.CLIENT_CERTIFICATE_REJECTED),
     ("alert_certificate_required", TLSHandshakeFailed.CLIENT_CERTIFICATE_REJECTED),
@@ -227,6 +269,11 @@ def plaintext_hint(details: str | None, endpoint: str) -> ConnectionFailed | Non
     """A plaintext connection that etcd closed at once: it most likely serves TLS there."""
     if "socket closed" not in (details or "").lower():
         return None
+    return serves_tls(endpoint)
+
+
+def serves_tls(endpoint: str) -> ConnectionFailed:
+    """etcd refused plaintext at ``endpoint`` (``host:port``): it serves TLS there."""
     return ConnectionFailed(
         f"etcd at {endpoint} closed the plaintext connection at once: it probably serves TLS "
         f"(use https://{endpoint} and --cacert / ETCD_CACERT)",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..etcd._history_guard import HistoryLoss
 
 if TYPE_CHECKING:
-    from ._view import LeaderInfo
+    from ._leader import LeaderInfo
 
 __all__ = ["EtcdReachable", "EtcdUnreachable", "LeaderObserved", "ObservationEvent"]
 

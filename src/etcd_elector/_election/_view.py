@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import _clock
@@ -20,6 +20,7 @@ from .._errors import TransportError, WatchError
 from .._log import log_event
 from ..etcd._history_guard import HistoryLoss
 from ..etcd._types import Event, EventType, KeyValue
+from ._leader import LeaderInfo, nearest_reads
 from ._moves import MoveKeys, Pause
 from ._names import (
     DEFAULT_NAMESPACE,
@@ -38,37 +39,7 @@ __all__ = ["AsyncElectionView", "LeaderInfo", "Standing"]
 
 log = logging.getLogger(__name__)
 
-_PAGE = 8
 _ERROR_CHARS = 300  # an error from etcd goes into events and logs: keep it bounded
-
-
-@dataclass(frozen=True)
-class LeaderInfo:
-    """A candidate (or the leader) as etcd sees it. ``token`` is its key's create revision."""
-
-    key: str
-    value: bytes
-    token: int
-    lease_id: int
-    mod_revision: int = field(compare=False, default=0)
-
-    @property
-    def value_text(self) -> str:
-        return self.value.decode(errors="replace")
-
-    @property
-    def lease_hex(self) -> str:
-        return f"{self.lease_id:x}"
-
-    @classmethod
-    def from_kv(cls, kv: KeyValue) -> LeaderInfo:
-        return cls(
-            key=kv.key.decode(errors="replace"),
-            value=kv.value,
-            token=kv.create_revision,
-            lease_id=kv.lease,
-            mod_revision=kv.mod_revision,
-        )
 
 
 @dataclass(frozen=True)
@@ -154,30 +125,28 @@ class AsyncElectionView:
     async def _nearest(
         self, descending: bool, max_create_revision: int = 0, revision: int = 0
     ) -> tuple[KeyValue | None, int]:
-        bound = max_create_revision
-        while True:
-            result = await self.client.get_prefix(
-                self.prefix,
-                sort_by_create_revision=True,
-                descending=descending,
-                limit=_PAGE,
-                max_create_revision=bound,
-                revision=revision,
-            )
-            revision = revision or result.revision  # further pages at the same revision
-            for kv in result.kvs:
-                if is_candidate_key(self.prefix, kv.key):
-                    return kv, revision
-            if not result.more or not result.kvs:
-                return None, revision
-            if descending:
-                bound = result.kvs[-1].create_revision - 1
-            else:  # rare: a page of foreign keys first; read the rest in one go
-                everything = await self.client.get_prefix(
-                    self.prefix, sort_by_create_revision=True, revision=revision
+        """The rule of :func:`nearest_reads`, driven here over the client."""
+        plan = nearest_reads(
+            self.prefix,
+            descending=descending,
+            max_create_revision=max_create_revision,
+            revision=revision,
+        )
+        try:
+            step = next(plan)
+            while True:
+                result = await self.client.get_prefix(
+                    self.prefix,
+                    sort_by_create_revision=True,
+                    descending=step.descending,
+                    limit=step.limit,
+                    max_create_revision=step.max_create_revision,
+                    revision=step.revision,
                 )
-                found = (kv for kv in everything.kvs if is_candidate_key(self.prefix, kv.key))
-                return next(found, None), revision
+                step = plan.send(result)
+        except StopIteration as done:
+            found: tuple[KeyValue | None, int] = done.value
+        return found
 
     async def standing(self, token: int) -> Standing:
         """Where the candidate created at ``token`` stands: the first candidate (a

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._election._elector import AsyncElector, ElectorState
+from .._election._leader import LeaderInfo
 from .._election._term import Term, end_term
-from .._election._view import LeaderInfo
 from .._election._work import refuse_async_function
 from .._reasons import EndReason
 from .._stop_signals import StopSignals

@@ -9,7 +9,6 @@ Errors are one line on stderr, ``etcd-elector: error: ...``, and a documented ex
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sys
@@ -17,7 +16,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from .._errors import EtcdElectorError
-from .._logfmt import JsonLogFormatter
 from ._exit import CliError, ExitCode, code_for
 from ._options import Options, resolve_log_format, resolve_options
 from ._output import Printer, printable
@@ -30,11 +28,17 @@ log = logging.getLogger(__name__)
 _LIBRARY = "etcd_elector"  # the root of our loggers
 MAX_ERROR_LENGTH = 2000
 
-Command = Callable[[ParsedArgs, Options, Printer], Coroutine[Any, Any, int]]
+# A command returns its exit code, or a coroutine that does (run on a new event loop).
+Command = Callable[[ParsedArgs, Options, Printer], int | Coroutine[Any, Any, int]]
 
 
 def _command(name: str) -> Command:
-    # Imported on demand: `leader` should not pay for the demo's imports.
+    # Imported on demand: a command pays only for its own imports.
+    if name == "leader":
+        # One blocking read over etcd's JSON gateway: no asyncio, no gRPC to load.
+        from ._leader import leader
+
+        return leader
     if name == "run":
         from ._supervisor import run
 
@@ -110,6 +114,8 @@ def _configure_logging(args: ParsedArgs) -> None:
     """
     handler = logging.StreamHandler(sys.stderr)
     if resolve_log_format(args) == "json":
+        from .._logfmt import JsonLogFormatter
+
         handler.setFormatter(JsonLogFormatter())
     else:
         handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -142,7 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logging(args)
         options = resolve_options(args)
         printer = Printer(json_lines=options.json)
-        return asyncio.run(_command(args.command)(args, options, printer))
+        outcome = _command(args.command)(args, options, printer)
+        if isinstance(outcome, int):  # `leader`: done, without asyncio
+            return outcome
+        import asyncio  # here, not above: `leader` never loads it
+
+        return asyncio.run(outcome)
     except CliError as exc:
         _error(str(exc))
         return exc.code

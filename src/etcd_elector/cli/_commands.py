@@ -1,4 +1,5 @@
-"""The commands that talk to one election: campaign, observe, leader, status."""
+"""The commands that talk to one election over gRPC: campaign, observe, status (``leader``
+reads through the JSON gateway: :mod:`._leader`)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ from .._election._view import AsyncElectionView
 from .._errors import PermissionDenied
 from .._stop_signals import COMMAND_LINE_SIGNALS, StopSignals
 from .._tasks import cancel_all, first_result, unless
-from ._connect import open_client, open_reader, preflight
+from ._connect import open_client, preflight
 from ._exit import ExitCode, signal_code
-from ._observation import print_history_loss, print_leader, print_observation
+from ._observation import print_history_loss, print_observation
 from ._options import Options, parse_priority
 from ._output import Printer, printable
 from ._parser import ParsedArgs
 from ._renewal import read_renewal
 
-__all__ = ["campaign", "leader", "observe", "status"]
+__all__ = ["campaign", "observe", "status"]
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ VALUE_COLUMN = 60  # the status table shortens longer values; --json carries the
 
 async def campaign(args: ParsedArgs, options: Options, printer: Printer) -> int:
     """Campaign, hold leadership until SIGINT/SIGTERM/SIGHUP, resign; report every loss."""
-    # The elector's modules: only for the commands that lead (`leader` starts faster).
+    # The elector's modules: only for the commands that lead.
     from ._etcd_wait import reach_etcd, resolve_wait
     from ._leadership import Leadership
 
@@ -111,26 +112,6 @@ def _debug_line(level: int, message: str, /, **fields: object) -> None:
     """What the observer's moves watch has to say (without access to the moves keys, it
     shows no pauses): a debug line."""
     log.debug("%s %s", message, fields.get("detail", ""))
-
-
-async def leader(args: ParsedArgs, options: Options, printer: Printer) -> int:
-    """Print the current leader, with how fresh its lease is; exit 3 when there is none."""
-    async with open_reader(options) as client:
-        view = await preflight(client, args.name, options)
-        current = await view.leader()
-        renewal = None if current is None else await read_renewal(client, current.lease_id)
-    log.debug(
-        "read leader prefix=%s endpoints=%s: %s",
-        view.prefix.decode(),
-        options.endpoints,
-        "none" if current is None else f"lease={current.lease_hex} token={current.token}",
-    )
-    if args.print_value_only:
-        if current is not None:
-            printer.raw(current.value)
-    else:
-        print_leader(printer, args.name, current, renewal)
-    return ExitCode.OK if current is not None else ExitCode.NO_LEADER
 
 
 async def _pause_if_readable(view: AsyncElectionView) -> Pause | None:

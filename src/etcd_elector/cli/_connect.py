@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, TypeVar
 from .._election._view import AsyncElectionView
 from .._errors import ConfigurationError, PermissionDenied
 from ..etcd._client import AsyncEtcdClient
+from ._leader import access_denied
 from ._options import Options
 
 if TYPE_CHECKING:
     from .._client import AsyncClient
 
-__all__ = ["open_client", "open_reader", "preflight"]
+__all__ = ["open_client", "preflight"]
 
 C = TypeVar("C", bound=AsyncEtcdClient)
 
@@ -35,15 +36,6 @@ async def open_client(
     from .._client import AsyncClient  # the election layer: only for commands that lead
 
     async with _opened(AsyncClient, options, keep_token_file=keep_token_file) as client:
-        yield client
-
-
-@contextlib.asynccontextmanager
-async def open_reader(options: Options) -> AsyncIterator[AsyncEtcdClient]:
-    """:func:`open_client` for a command that only reads an election (``leader``): the etcd
-    client alone, without the election layer's imports (its start-up is part of every health
-    check that calls it)."""
-    async with _opened(AsyncEtcdClient, options, keep_token_file=True) as client:
         yield client
 
 
@@ -74,12 +66,5 @@ async def preflight(client: AsyncEtcdClient, name: str, options: Options) -> Asy
     try:
         await view.candidates()
     except PermissionDenied as exc:
-        user = client.config.username
-        who = f"user {user!r}" if user else "this client (no --user)"
-        raise PermissionDenied(
-            f"etcd at {exc.endpoint} denied {who} access to {view.prefix.decode()} "
-            "(etcdserver: permission denied): grant the user's role read access to that "
-            "prefix, readwrite for campaign and run (see docs/security.md)",
-            endpoint=exc.endpoint,
-        ) from exc
+        raise access_denied(exc, client.config.username, view.prefix) from exc
     return view

@@ -10,13 +10,15 @@ cut short here, and the printer escapes every control character.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved, ObservationEvent
-from .._election._view import LeaderInfo
-from ..etcd._history_guard import HistoryLoss
+from .._election._leader import LeaderInfo
 from ._output import Printer, printable, unix_time
 from ._renewal import Renewal
+
+if TYPE_CHECKING:  # observers only: `leader` prints without loading the observation loop
+    from .._election._observe import EtcdReachable, EtcdUnreachable, ObservationEvent
+    from ..etcd._history_guard import HistoryLoss
 
 __all__ = ["print_history_loss", "print_leader", "print_observation"]
 
@@ -117,6 +119,8 @@ def print_observation(
     printer: Printer, name: str, event: ObservationEvent, *, floor: int = 0
 ) -> None:
     """Print one event of ``AsyncElectionView.observe_events``; ``floor`` is the history guard's."""
+    from .._election._observe import EtcdReachable, EtcdUnreachable, LeaderObserved
+
     if isinstance(event, LeaderObserved):
         print_leader(printer, name, event.leader, restated=event.restated, floor=floor)
     elif isinstance(event, EtcdUnreachable):

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from .._config import DEFAULT_ENDPOINT, ClientConfig, parse_endpoints
 from .._election._moves import DEFAULT_PRIORITY, MAX_PRIORITY, validate_priority
 from .._election._names import DEFAULT_NAMESPACE, validate_name, validate_namespace
-from .._election._timing import validate_ttl
 from .._errors import ConfigurationError
 from .._seconds import seconds
 from ._durations import duration_seconds
@@ -86,6 +85,8 @@ def _ttl(text: str, source: str) -> int:
         raise ConfigurationError(
             f"{source} must be a whole number of seconds (e.g. 10), got {text!r}"
         ) from None
+    from .._election._timing import validate_ttl  # the commands that lead
+
     return validate_ttl(value, what=source, typed=text)
 
 

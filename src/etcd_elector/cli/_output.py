@@ -20,11 +20,13 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from .. import _clock
-from .._election._term import Term
-from .._election._view import LeaderInfo
+from .._election._leader import LeaderInfo
+
+if TYPE_CHECKING:
+    from .._election._term import Term
 
 __all__ = ["Printer", "bytes_fields", "printable", "unix_time"]
 

@@ -14,7 +14,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .. import __version__
 from ._exit import EXIT_CODES_HELP, ExitCode
@@ -44,13 +44,28 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports errors as one line (and raises instead of exiting)."""
+    """argparse that reports errors as one line (and raises instead of exiting).
+
+    ``built=False``: a command not named on this command line. It is listed in the help but
+    never parsed, so its arguments are not built: argparse builds each one in full (a help
+    formatter per argument), which was most of a short command's start-up (``leader``).
+    """
+
+    def __init__(self, *args: Any, built: bool = True, **kwargs: Any) -> None:
+        self.built = built
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if not self.built:
+            return _UNBUILT
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 ParsedArgs = argparse.Namespace
+_UNBUILT = argparse.Action(option_strings=[], dest=argparse.SUPPRESS)  # stands for any of them
 
 
 @dataclass(frozen=True)
@@ -337,7 +352,9 @@ def _add_token_file(parser: argparse.ArgumentParser, *, keeps: bool) -> None:
         )
 
 
-def _build() -> argparse.ArgumentParser:
+def _build(named: frozenset[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; of the commands, only those ``named`` (any word of the command line) are
+    built in full, or all of them."""
     parser = _Parser(
         prog=PROG,
         usage=f"{PROG} [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]",
@@ -357,6 +374,8 @@ def _build() -> argparse.ArgumentParser:
         _add_global(group, option, top=True)
 
     def command(name: str, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        if named is not None and name not in named:
+            return commands.add_parser(name, help=help_text, add_help=False, built=False)
         sub = commands.add_parser(
             name,
             prog=f"{PROG} {name}",
@@ -649,7 +668,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ParsedArgs:
     if "--" in args:
         split = args.index("--")
         args, trailing = args[:split], args[split + 1 :]
-    parser = _build()
+    parser = _build(frozenset(args))
     parsed = parser.parse_args(args)
     if parsed.command == "run":
         if not trailing:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..etcd._client import AsyncEtcdClient
-from ..etcd._types import LeaseInfo
+from ..etcd._reads import LeaseInfo
+
+if TYPE_CHECKING:
+    from ..etcd._client import AsyncEtcdClient
 
 __all__ = ["Renewal", "read_renewal"]
 

@@ -36,6 +36,8 @@ def add_parser(
         "share P shards among replicas: status, observe, run a command per owned shard",
         "See 'etcd-elector shards ACTION --help'.",
     )
+    if not getattr(parent, "built", True):
+        return parent  # `shards` is not on this command line: nothing of it is parsed
     actions = parent.add_subparsers(
         dest="shards_command", metavar="ACTION", parser_class=type(parent)
     )

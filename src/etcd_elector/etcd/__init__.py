@@ -10,28 +10,75 @@ Nothing in this package knows about elections: it is the layer below them (the c
 etcd, failover, credentials, the history guard, streams, and typed results).
 """
 
-from .._config import Endpoint
-from ._client import AsyncEtcdClient
-from ._history_guard import HistoryGuard, HistoryLoss
-from ._keepalive import KeepAliveStream
-from ._txn import Compare, Op
-from ._types import (
-    DeleteResult,
-    Event,
-    EventType,
-    GetResult,
-    KeepAliveAnswer,
-    KeyValue,
-    Lease,
-    LeaseInfo,
-    Member,
-    PutResult,
-    RangeResult,
-    Status,
-    TxnResult,
-    WatchBatch,
-)
-from ._watch import AsyncWatch
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._config import Endpoint
+    from ._client import AsyncEtcdClient
+    from ._history_guard import HistoryGuard, HistoryLoss
+    from ._keepalive import KeepAliveStream
+    from ._txn import Compare, Op
+    from ._types import (
+        DeleteResult,
+        Event,
+        EventType,
+        GetResult,
+        KeepAliveAnswer,
+        KeyValue,
+        Lease,
+        LeaseInfo,
+        Member,
+        PutResult,
+        RangeResult,
+        Status,
+        TxnResult,
+        WatchBatch,
+    )
+    from ._watch import AsyncWatch
+
+# Imported on first use (PEP 562): the JSON gateway (``_gateway``) lives in this package too,
+# and the commands that use it (`etcd-elector leader`) must not load gRPC through this file.
+_LAZY = {
+    "Endpoint": ".._config",
+    "AsyncEtcdClient": "._client",
+    "HistoryGuard": "._history_guard",
+    "HistoryLoss": "._history_guard",
+    "KeepAliveStream": "._keepalive",
+    "Compare": "._txn",
+    "Op": "._txn",
+    "DeleteResult": "._types",
+    "Event": "._types",
+    "EventType": "._types",
+    "GetResult": "._types",
+    "KeepAliveAnswer": "._types",
+    "KeyValue": "._types",
+    "Lease": "._types",
+    "LeaseInfo": "._types",
+    "Member": "._types",
+    "PutResult": "._types",
+    "RangeResult": "._types",
+    "Status": "._types",
+    "TxnResult": "._types",
+    "WatchBatch": "._types",
+    "AsyncWatch": "._watch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "AsyncEtcdClient",

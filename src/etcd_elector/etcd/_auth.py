@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .._errors import AuthenticationFailed
 from .._proto import rpc_pb2
+from ._status import AUTH_NOT_ENABLED, refused_user
 
 if TYPE_CHECKING:
     from .._secret import Secret
@@ -74,14 +75,9 @@ class AuthManager:
             try:
                 response = await self._authenticate(request, deadline)
             except AuthenticationFailed as exc:
-                raise AuthenticationFailed(
-                    f"etcd at {exc.endpoint} refused user {self.username!r}: wrong user name "
-                    "or password (check --user and --password-file / ETCD_USER and "
-                    "ETCD_PASSWORD)",
-                    endpoint=exc.endpoint,
-                ) from exc
+                raise refused_user(self.username, exc.endpoint) from exc
             except Exception as exc:
-                if "authentication is not enabled" in str(exc):
+                if AUTH_NOT_ENABLED in str(exc):
                     log.debug("etcd has authentication disabled: calls carry no token")
                     self._enabled = False
                     self._token = None

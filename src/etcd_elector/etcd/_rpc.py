@@ -15,24 +15,18 @@ import grpc
 from .. import _metrics
 from .._bounded import bounded
 from .._errors import (
-    AmbiguousResult,
     AuthenticationFailed,
     ConnectionFailed,
-    DatabaseSpaceExceeded,
     EtcdServerError,
-    LeaseNotFound,
-    NoLeader,
     PermissionDenied,
-    RequestRejected,
-    RequestTimeout,
-    RequestTooLarge,
     TransportError,
     WatchCanceled,
     WatchCompacted,
     WatchError,
 )
 from .._proto import rpc_pb2
-from .._tls import handshake_error
+from . import _status
+from ._status import token_rejected
 
 __all__ = [
     "Method",
@@ -90,53 +84,6 @@ AUTHENTICATE = Method(
     "/etcdserverpb.Auth/Authenticate", rpc_pb2.AuthenticateRequest, rpc_pb2.AuthenticateResponse
 )
 
-_DETAILS_LIMIT = 300
-
-# etcd rejects these before proposing anything to raft, so a write that got one never applied.
-_NOT_APPLIED = ("no leader", "too many requests", "not capable", "permission denied")
-
-# etcd's answers to a token it no longer accepts (expired, or older than a change of users or
-# roles), or to a missing one: a fresh token cures them. A write that got one never applied.
-_TOKEN_REJECTED = (
-    "invalid auth token",
-    "revision of auth store is old",
-    "auth: revision in header is old",
-    "user name is empty",
-)
-
-
-# etcd's refusals of a request as such (checked before anything is applied), with what to do:
-# sending the same request again cannot succeed.
-_REJECTED = (
-    (
-        "too many operations in txn request",
-        "etcd allows --max-txn-ops operations in one transaction (128 by default): split the "
-        "transaction, or raise the limit on every member",
-    ),
-    (
-        "duplicate key given in txn request",
-        "a transaction may write each key only once: merge the writes to the same key",
-    ),
-    ("key is not provided", "give a non-empty key"),
-    ("value is provided", "a put that keeps the key's value (ignore_value) takes no value"),
-    ("lease is provided", "a put that keeps the key's lease (ignore_lease) takes no lease"),
-    ("too large lease ttl", "ask for a shorter lease TTL"),
-)
-
-# The request is over etcd's --max-request-bytes (etcd's own check), or so far over it that
-# etcd's gRPC server refused to read it (above that limit plus 512 KiB).
-_TOO_LARGE = ("request is too large", "grpc: received message larger than max")
-
-# etcd's database reached --quota-backend-bytes: the NOSPACE alarm is raised, and etcd refuses
-# every write that adds data (puts, new leases) until an operator frees space and disarms it.
-_NO_SPACE = "database space exceeded"
-
-
-def token_rejected(details: str | None) -> bool:
-    """Whether etcd refused a call only because of its auth token (get a new one and retry)."""
-    lowered = (details or "").lower()
-    return any(marker in lowered for marker in _TOKEN_REJECTED)
-
 
 def map_rpc_error(exc: grpc.aio.AioRpcError, endpoint: str, *, write: bool) -> TransportError:
     """Translate a failed call into our error tree.
@@ -184,89 +131,7 @@ def map_status(
     code: grpc.StatusCode, details: str | None, endpoint: str, *, write: bool
 ) -> TransportError:
     """:func:`map_rpc_error` for a status code and its details."""
-    details = (details or code.name.lower()).strip()
-    lowered = details.lower()
-    details = bounded(details, _DETAILS_LIMIT)  # etcd's text goes into one-line messages
-    where = f"etcd at {endpoint}"
-    if "no leader" in lowered:
-        return NoLeader(f"{where} has no raft leader (lost quorum): {details}", endpoint=endpoint)
-    if code == grpc.StatusCode.UNAVAILABLE:
-        tls = handshake_error(details, endpoint)
-        if tls is not None:
-            return tls  # nothing was sent: never ambiguous
-    if "user name is empty" in lowered:
-        return AuthenticationFailed(
-            f"{where} requires credentials (authentication is enabled): pass a user and "
-            f"password (--user, --password-file, ETCD_USER, ETCD_PASSWORD) ({details})",
-            endpoint=endpoint,
-        )
-    if "invalid user id or password" in lowered:
-        return AuthenticationFailed(
-            f"{where} rejected the credentials: wrong user name or password ({details})",
-            endpoint=endpoint,
-        )
-    if code == grpc.StatusCode.PERMISSION_DENIED or "permission denied" in lowered:
-        return PermissionDenied(
-            f"{where} denied the request: {details}; grant the user's role access to the key range",
-            endpoint=endpoint,
-        )
-    if code == grpc.StatusCode.UNAUTHENTICATED or any(
-        marker in lowered
-        for marker in (
-            "authentication failed",
-            "user name is empty",
-            "user name not found",
-            "invalid auth token",
-            "auth: revision",
-            "revision of auth store is old",
-        )
-    ):
-        return AuthenticationFailed(
-            f"{where} rejected the credentials: {details}", endpoint=endpoint
-        )
-    if "lease not found" in lowered:
-        return LeaseNotFound(f"{where}: {details}", endpoint=endpoint)
-    if _NO_SPACE in lowered:
-        return DatabaseSpaceExceeded(
-            f"{where} refused the write: its database is full (NOSPACE alarm, {details}); "
-            "an operator must free space: compact old revisions, defragment every member, "
-            "then `etcdctl alarm disarm` (or raise --quota-backend-bytes)",
-            endpoint=endpoint,
-        )
-    if any(marker in lowered for marker in _TOO_LARGE):
-        return RequestTooLarge(
-            f"{where} refused a request as too large ({details}); etcd accepts requests up "
-            "to --max-request-bytes (1.5 MiB by default): store a smaller value, or raise "
-            "the limit on every member",
-            endpoint=endpoint,
-        )
-    for marker, advice in _REJECTED:
-        if marker in lowered:
-            return RequestRejected(
-                f"{where} refused the request ({details}): {advice}", endpoint=endpoint
-            )
-    if (
-        write
-        and not any(marker in lowered for marker in _NOT_APPLIED)
-        and code
-        in (
-            grpc.StatusCode.UNAVAILABLE,
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            grpc.StatusCode.CANCELLED,
-            grpc.StatusCode.UNKNOWN,
-            grpc.StatusCode.INTERNAL,
-        )
-    ):
-        return AmbiguousResult(
-            f"write to {where} may or may not have committed ({code.name}: {details}); "
-            "re-read the keys before deciding",
-            endpoint=endpoint,
-        )
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED or "request timed out" in lowered:
-        return RequestTimeout(f"{where} did not answer in time ({details})", endpoint=endpoint)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-        return ConnectionFailed(f"cannot reach {where}: {details}", endpoint=endpoint)
-    return EtcdServerError(f"{where} answered {code.name}: {details}", endpoint=endpoint)
+    return _status.map_status(code.name, details, endpoint, write=write)
 
 
 def watch_refused_error(cancel_reason: str, endpoint: str) -> TransportError | None:

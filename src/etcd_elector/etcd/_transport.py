@@ -38,6 +38,7 @@ from . import _rpc
 from ._auth import AuthManager
 from ._channels import EndpointPool
 from ._history_guard import HistoryGuard, is_linearizable
+from ._status import cannot_connect
 
 __all__ = ["Stream", "Transport"]
 
@@ -135,10 +136,7 @@ class Transport:
         if explained is not None:
             raise explained
         tried = ", ".join(map(str, failures)) or ", ".join(str(e) for e in pool.endpoints)
-        raise ConnectionFailed(
-            f"cannot connect to etcd at {tried}: check that etcd is running and the endpoints "
-            "are right (--endpoints / ETCD_ENDPOINTS)"
-        )
+        raise cannot_connect(tried)
 
     async def _explain(self, failed: list[Endpoint], deadline: float) -> ConnectionFailed | None:
         """A clearer error than "cannot connect" when gRPC knows why a connection failed:

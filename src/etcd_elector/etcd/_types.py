@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._proto import kv_pb2, rpc_pb2
+from ._reads import KeyValue, LeaseInfo, RangeResult
 
-__all__ = [
+if TYPE_CHECKING:
+    from .._proto import kv_pb2, rpc_pb2
+
+__all__ = [  # the read types are defined in ._reads, and are this module's as well
     "DeleteResult",
     "Event",
     "EventType",
@@ -24,48 +27,6 @@ __all__ = [
     "TxnResult",
     "WatchBatch",
 ]
-
-
-@dataclass(frozen=True)
-class KeyValue:
-    """A key as etcd stores it. ``lease`` is 0 when the key has no lease."""
-
-    key: bytes
-    value: bytes
-    create_revision: int
-    mod_revision: int
-    version: int
-    lease: int
-
-    @classmethod
-    def from_proto(cls, kv: kv_pb2.KeyValue) -> KeyValue:
-        return cls(
-            key=kv.key,
-            value=kv.value,
-            create_revision=kv.create_revision,
-            mod_revision=kv.mod_revision,
-            version=kv.version,
-            lease=kv.lease,
-        )
-
-
-@dataclass(frozen=True)
-class RangeResult:
-    """Keys read at ``revision``; ``count`` is the total matching, ``more`` if a limit cut it."""
-
-    kvs: tuple[KeyValue, ...]
-    revision: int
-    count: int
-    more: bool
-
-    @classmethod
-    def from_proto(cls, resp: rpc_pb2.RangeResponse) -> RangeResult:
-        return cls(
-            kvs=tuple(KeyValue.from_proto(kv) for kv in resp.kvs),
-            revision=resp.header.revision,
-            count=resp.count,
-            more=resp.more,
-        )
 
 
 @dataclass(frozen=True)
@@ -150,7 +111,7 @@ class Event:
     @classmethod
     def from_proto(cls, event: kv_pb2.Event) -> Event:
         return cls(
-            type=EventType.DELETE if event.type == kv_pb2.Event.DELETE else EventType.PUT,
+            type=EventType.DELETE if event.type == _DELETE else EventType.PUT,
             kv=KeyValue.from_proto(event.kv),
             prev_kv=KeyValue.from_proto(event.prev_kv) if event.HasField("prev_kv") else None,
         )
@@ -173,16 +134,6 @@ class Lease:
 
     def __str__(self) -> str:
         return f"{self.id:x}"
-
-
-@dataclass(frozen=True)
-class LeaseInfo:
-    """A lease's remaining ``ttl`` (-1 if it does not exist), its ``granted_ttl`` and keys."""
-
-    id: int
-    ttl: int
-    granted_ttl: int
-    keys: tuple[bytes, ...]
 
 
 @dataclass(frozen=True)
@@ -233,3 +184,6 @@ class Status:
     @property
     def is_leader(self) -> bool:
         return self.member_id == self.leader
+
+
+_DELETE = 1  # kv.proto's Event.DELETE (tests/test_proto.py holds it to the generated code)
