@@ -280,7 +280,8 @@ def test_a_leadership_started_before_a_fork_is_refused_in_the_child(
                 try:
                     leadership.is_leader()
                 except ConfigurationError as exc:
-                    print("child refused:", exc, flush=True)
+                    # One write: a child that gRPC crashes meanwhile cannot leave half a line.
+                    os.write(1, ("child refused: " + str(exc) + "\\n").encode())
                     os._exit(0)
                 os._exit(1)
             _, status = os.waitpid(child, 0)
@@ -308,7 +309,8 @@ def test_a_leadership_started_before_a_fork_is_refused_in_the_child(
     # (about one fork in six here): it never acted as leader either. Most children ask.
     assert 1 not in codes and 0 in codes, shown
     refused = [line for line in lines if line.startswith("child refused:")]
-    assert len(refused) == codes.count(0), shown
+    # Every child that exited 0 was refused (one that was refused may still die by the signal).
+    assert codes.count(0) <= len(refused) <= len(codes), shown
     assert all("was forked from it" in r and "start_on_request()" in r for r in refused)
 
 
