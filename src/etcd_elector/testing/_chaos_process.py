@@ -66,6 +66,11 @@ class ChaosProcess:
         return self.process.poll() is None
 
     def signal(self, signum: int) -> None:
+        """Signal the process, unless it has exited: once reaped, its pid is free for the
+        kernel to give to any new process or thread (a long run wraps the pid space; a stale
+        SIGTERM once killed the chaos runner itself, through one of its own threads)."""
+        if self.process.poll() is not None:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.process.pid, signum)
 
