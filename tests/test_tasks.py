@@ -9,6 +9,7 @@ import pytest
 
 from etcd_elector._tasks import (
     Stopped,
+    all_results,
     cancel_and_wait,
     finish,
     first_result,
@@ -195,3 +196,24 @@ async def test_wait_first_leaves_the_others_running() -> None:
 async def _raise(error: Exception) -> str:
     await asyncio.sleep(0)
     raise error
+
+
+async def test_all_results_returns_every_result_in_order() -> None:
+    async def later(value: int, delay: float) -> int:
+        await asyncio.sleep(delay)
+        return value
+
+    assert await all_results(later(1, 0.02), later(2, 0), later(3, 0.01)) == [1, 2, 3]
+
+
+async def test_all_results_cancels_the_rest_when_one_fails_and_raises_its_error() -> None:
+    release, unwound = asyncio.Event(), list[str]()
+    release.set()
+
+    async def failing() -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError("read failed")
+
+    with pytest.raises(ValueError, match="read failed"):
+        await all_results(slow_to_unwind(release, unwound), failing())
+    assert unwound == ["unwound"]  # not left running, as asyncio.gather would leave it

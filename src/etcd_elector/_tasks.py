@@ -5,6 +5,8 @@ Each is written once here, because each is easy to get subtly wrong by hand:
 * :func:`wait_first`: until one of several tasks is done (the others keep running).
 * :func:`first_result`: the first of several awaitables to finish wins; the others are
   cancelled and awaited.
+* :func:`all_results`: several awaitables side by side; the first failure cancels the rest
+  (``asyncio.gather`` would leave them running).
 * :func:`unless`: await some work unless a stop condition comes first (then the work is
   cancelled and awaited, and :class:`Stopped` says why).
 * :func:`cancel_and_wait`, :func:`cancel_all`: cancel tasks and wait until they have unwound.
@@ -25,6 +27,7 @@ from typing import Any, Generic, TypeVar
 
 __all__ = [
     "Stopped",
+    "all_results",
     "cancel_all",
     "cancel_and_wait",
     "finish",
@@ -116,6 +119,22 @@ async def first_result(*works: Awaitable[T]) -> T:
     try:
         await wait_first(*tasks)
         return next(task for task in tasks if task.done()).result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await _all_done(tasks)
+
+
+async def all_results(*works: Awaitable[T]) -> list[T]:
+    """Run ``works`` together and return their results in order; if one raises, cancel the
+    others, wait until they have unwound, and raise its error."""
+    tasks = [asyncio.ensure_future(work) for work in works]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task in done and (task.cancelled() or task.exception() is not None):
+                task.result()  # raises its error
+        return [task.result() for task in tasks]
     finally:
         for task in tasks:
             task.cancel()

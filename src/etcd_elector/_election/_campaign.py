@@ -156,7 +156,7 @@ class Campaign:
             )
             deleted = await first_deleted(
                 self.view.client,
-                [predecessor.key, key],
+                [(predecessor.key, predecessor.create_revision), (key, token)],
                 standing.revision,
                 on_retry=self.watch_retried,
             )

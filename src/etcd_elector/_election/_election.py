@@ -260,7 +260,7 @@ class AsyncElection(HandingOff):
         key = term.key.encode()
         try:
             deleted = await first_deleted(
-                self._client, [key], revision, on_retry=self._watch_retried
+                self._client, [(key, term.token)], revision, on_retry=self._watch_retried
             )
         except asyncio.CancelledError:
             raise

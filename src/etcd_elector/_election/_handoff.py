@@ -18,10 +18,10 @@ election, so a handoff that would have to pass such a candidate is a plain resig
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .._tasks import all_results
 from ..etcd._txn import Compare, Op
 from ..etcd._types import KeyValue, RangeResult
 from ._moves import DEFAULT_PRIORITY, HandoffRecord, MoveKeys, decode_priority
@@ -109,7 +109,7 @@ async def plan_handoff(
     """
     client = view.client
     found: RangeResult
-    found, priorities = await asyncio.gather(
+    found, priorities = await all_results(
         client.get_prefix(view.prefix), client.get_prefix(keys.priorities)
     )
     if priorities.revision != found.revision:

@@ -76,6 +76,9 @@ class AsyncWatch:
         self._hub = hub
         self.request = request
         self.watch_id: int | None = None
+        #: etcd's revision when it created the watch (its answer's header): a watch without a
+        #: start revision delivers every event after it.
+        self.created_revision: int | None = None
         self._queue: asyncio.Queue[WatchBatch | BaseException | None] = asyncio.Queue()
         self._created: asyncio.Future[None] | None = None
         self._finished = False
@@ -373,6 +376,7 @@ class WatchHub:
                 watch._settle_released()
                 return
             watch.watch_id = response.watch_id
+            watch.created_revision = response.header.revision
             self._active[response.watch_id] = watch
             if watch._created is not None and not watch._created.done():
                 watch._created.set_result(None)
