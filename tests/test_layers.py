@@ -15,7 +15,7 @@ README = Path(__file__).parent.parent / "README.md"
 
 FOUNDATION = """_proto _errors _reasons _broadcast _bounded _repeats _seconds _environ _clock
 _backoff _log _logfmt _secret _identity _keys _tasks _metrics _orphans _stop_signals _portal _tls
-_config"""
+_config _lazy"""
 
 # Lowest first. A module is in the layer of the longest prefix that names it ("" is the
 # package itself).

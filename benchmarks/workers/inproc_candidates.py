@@ -75,6 +75,9 @@ async def main() -> None:
                 new=successor,
             )
             leader = successor
+        for task in list(tasks):  # the queued campaigns end with the process, quietly
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for session in sessions:
             await session.close()
 

@@ -12,8 +12,7 @@ See the README for the guarantees and the command-line tool.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._errors import (
     AmbiguousResult,
@@ -42,6 +41,7 @@ from ._errors import (
     WatchCompacted,
     WatchError,
 )
+from ._lazy import lazy_exports
 from ._reasons import EndReason
 
 if TYPE_CHECKING:
@@ -141,19 +141,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # once: later lookups do not come here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
-
 __version__ = "0.1.0"
 """The version of etcd-elector."""
 
@@ -236,3 +223,5 @@ __all__ = [
     "get_metrics",
     "set_metrics",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY, __all__)
