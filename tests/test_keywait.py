@@ -6,11 +6,13 @@ under the same name counts as deleted, and a change elsewhere is no reason to wa
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
-from etcd_elector import AsyncClient
-from etcd_elector._election._keywait import first_deleted
+from etcd_elector import AsyncClient, WatchError
+from etcd_elector._election._keywait import _first_delete_after, first_deleted
+from etcd_elector.etcd import Event, EventType, KeyValue, WatchBatch
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -91,3 +93,23 @@ async def test_the_watch_starts_where_etcd_was_when_it_was_created(
             after = (await client.put(key, b"2")).revision
             batch = await asyncio.wait_for(anext(watch), WAIT_S)
             assert [e.kv.mod_revision for e in batch.events] == [after]
+
+
+async def _batches(*batches: WatchBatch) -> AsyncIterator[WatchBatch]:
+    for batch in batches:
+        yield batch
+
+
+def _delete(key: bytes, revision: int) -> Event:
+    return Event(EventType.DELETE, KeyValue(key, b"", 0, revision, 0, 0), None)
+
+
+async def test_a_replayed_delete_the_read_covered_is_not_taken_for_a_new_one() -> None:
+    """A watch on a member that lags behind the read starts earlier than the read and first
+    replays older history, such as the delete of a requeued key's previous incarnation."""
+    key = b"/e/pred"
+    replayed = WatchBatch(events=(_delete(key, 7),), revision=7)
+    fresh = WatchBatch(events=(_delete(key, 12),), revision=12)
+    assert await _first_delete_after(_batches(replayed, fresh), 10) == key
+    with pytest.raises(WatchError):  # ended with only the replay: nothing new was seen
+        await _first_delete_after(_batches(replayed), 10)

@@ -14,12 +14,13 @@ Reads and watches ride out compaction, broken streams and outages: the caller's 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from .._backoff import Backoff
 from .._errors import TransportError, WatchError
 from .._tasks import all_results, first_result
 from ..etcd._client import AsyncEtcdClient
+from ..etcd._types import WatchBatch
 from ..etcd._watch import AsyncWatch
 
 __all__ = ["first_deleted"]
@@ -41,7 +42,8 @@ async def first_deleted(
     :raises EtcdElectorError: an error retrying cannot cure (``retriable`` is false).
     """
     backoff = Backoff()
-    seen_at: int | None = revision  # None: since a failure, nothing is known
+    # The revision up to which each key's fate is known; None: since a failure, nothing is.
+    known: list[int] | None = [revision] * len(keys)
     while True:
         try:
             watches: list[AsyncWatch] = []
@@ -50,12 +52,15 @@ async def first_deleted(
                     watch = client.watch(key, no_put=True)
                     watches.append(watch)
                     await watch.__aenter__()
-                if seen_at is None or any(w.created_revision != seen_at for w in watches):
-                    # etcd moved on between the read and a watch's start: read what it missed.
-                    gone = await _first_gone(client, keys)
+                started = [w.created_revision for w in watches]
+                if known is None or started != known:
+                    # etcd moved on between the read and a watch's start (or the watch's
+                    # member lags behind the read's): read what the watches cannot tell.
+                    gone, known = await _read_now(client, keys)
                     if gone is not None:
                         return gone
-                return await first_result(*(_first_event_key(watch) for watch in watches))
+                pairs = zip(watches, known, strict=True)
+                return await first_result(*(_first_delete_after(w, seen) for w, seen in pairs))
             finally:
                 # Not awaited: the answer is in, and the cancellations ride the stream's writer
                 # (a successor announces itself without waiting for them).
@@ -66,21 +71,26 @@ async def first_deleted(
                 raise
             on_retry(exc)
             await backoff.sleep()
-            seen_at = None
+            known = None
 
 
-async def _first_gone(client: AsyncEtcdClient, keys: Sequence[tuple[bytes, int]]) -> bytes | None:
-    """The first of ``keys`` that is gone now, or another key of its name (created again)."""
+async def _read_now(
+    client: AsyncEtcdClient, keys: Sequence[tuple[bytes, int]]
+) -> tuple[bytes | None, list[int]]:
+    """The first of ``keys`` that is gone now, or is another key of its name (created
+    again), if any; and the revisions each was read at."""
     found = await all_results(*(client.get(key) for key, _ in keys))
     for (key, created), result in zip(keys, found, strict=True):
         if result.kv is None or result.kv.create_revision != created:
-            return key
-    return None
+            return key, []
+    return None, [result.revision for result in found]
 
 
-async def _first_event_key(watch: AsyncWatch) -> bytes:
-    """The key of the first event ``watch`` delivers."""
+async def _first_delete_after(watch: AsyncIterator[WatchBatch], revision: int) -> bytes:
+    """The key of the first delete ``watch`` delivers from after ``revision`` (a watch on a
+    member that lags behind the read may first replay what the read already covered)."""
     async for batch in watch:
-        if batch.events:
-            return batch.events[0].kv.key
+        for event in batch.events:
+            if event.kv.mod_revision > revision:
+                return event.kv.key
     raise WatchError("watch ended")
