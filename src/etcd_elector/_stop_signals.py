@@ -31,7 +31,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-__all__ = ["COMMAND_LINE_SIGNALS", "STOP_SIGNALS", "StopSignals"]
+__all__ = ["COMMAND_LINE_SIGNALS", "STOP_SIGNALS", "SignalSlot", "StopSignals"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: A closed terminal (SIGHUP) stops a command too.
@@ -238,3 +238,23 @@ class StopSignals:
                 self.loop.call_soon_threadsafe(drop_reader)
                 return
         reader.close()
+
+
+class SignalSlot:
+    """Where a ``stop_on_signals()`` keeps its handlers (the elector's, the shard group's and
+    their blocking twins'): installed once however often it is called, and given back once
+    stopping is over (until then, a signal that comes again must not cut the cleanup short)."""
+
+    def __init__(self) -> None:
+        self._installed: StopSignals | None = None
+
+    def install(self, loop: asyncio.AbstractEventLoop, on_signal: Callable[[int], Any]) -> None:
+        if self._installed is None:
+            signals = StopSignals(loop, on_signal)
+            signals.install()
+            self._installed = signals
+
+    def restore(self) -> None:
+        signals, self._installed = self._installed, None
+        if signals is not None:
+            signals.restore()

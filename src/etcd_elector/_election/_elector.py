@@ -29,7 +29,7 @@ from .._keys import KeyLike, as_bytes
 from .._log import log_event
 from .._reasons import EndReason
 from .._repeats import RepeatThrottle, quiet_note
-from .._stop_signals import StopSignals
+from .._stop_signals import SignalSlot
 from .._tasks import Stopped, cancel_and_wait, unless
 from ._election import AsyncElection
 from ._following_moves import FollowingMoves
@@ -139,7 +139,7 @@ class AsyncElector(FollowingMoves, Stopping):
         self._run_finished = asyncio.Event()
         self._run_finished.set()
         self._observer: asyncio.Task[None] | None = None
-        self._stop_signals: StopSignals | None = None
+        self._stop_signals = SignalSlot()
         self._backoff = Backoff(*backoff)
         self.stop_on = stop_on
         self._failures = RepeatThrottle()
@@ -235,7 +235,7 @@ class AsyncElector(FollowingMoves, Stopping):
             await cancel_and_wait(moves)
         await self._close_sessions()
         self._closed = True
-        self._restore_signals()
+        self._stop_signals.restore()
         if self.state is not ElectorState.STOPPED:
             self._publish(ElectorEvent(ElectorState.STOPPED))
 
@@ -300,7 +300,7 @@ class AsyncElector(FollowingMoves, Stopping):
             self._running = False
             await self._close_sessions()
             if self._closing.is_set():
-                self._restore_signals()  # stopped and resigned: a further signal is not ours
+                self._stop_signals.restore()  # stopped and resigned: a further signal is not ours
             self._run_finished.set()
             self._publish(ElectorEvent(ElectorState.IDLE))
 

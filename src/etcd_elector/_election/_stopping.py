@@ -9,7 +9,7 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Any
 
-from .._stop_signals import StopSignals
+from .._stop_signals import SignalSlot
 
 __all__ = ["Stopping"]
 
@@ -19,7 +19,7 @@ class Stopping:
 
     if TYPE_CHECKING:
         _closing: asyncio.Event
-        _stop_signals: StopSignals | None
+        _stop_signals: SignalSlot
 
         def _event(self, level: int, message: str, /, **fields: Any) -> None: ...
 
@@ -38,17 +38,7 @@ class Stopping:
 
         :raises RuntimeError: outside the main thread or outside a running event loop.
         """
-        if self._stop_signals is None:
-            signals = StopSignals(asyncio.get_running_loop(), self.on_stop_signal)
-            signals.install()
-            self._stop_signals = signals
-
-    def _restore_signals(self) -> None:
-        """Give SIGTERM and SIGINT back, once stopping is over: until then, a signal that comes
-        again must not cut the resign short."""
-        signals, self._stop_signals = self._stop_signals, None
-        if signals is not None:
-            signals.restore()
+        self._stop_signals.install(asyncio.get_running_loop(), self.on_stop_signal)
 
     @property
     def stopping(self) -> bool:

@@ -14,7 +14,7 @@ from .._election._leader import LeaderInfo
 from .._election._term import Term, end_term
 from .._election._work import refuse_async_function
 from .._reasons import EndReason
-from .._stop_signals import StopSignals
+from .._stop_signals import SignalSlot
 from .._tasks import shielded
 from ._bridge import Twin
 
@@ -45,7 +45,7 @@ class Elector(Twin[AsyncElector]):
     def __init__(self, client: Client, elector: AsyncElector) -> None:
         super().__init__(client, elector)
         self.client = client
-        self._stop_signals: StopSignals | None = None
+        self._stop_signals = SignalSlot()
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
@@ -54,12 +54,7 @@ class Elector(Twin[AsyncElector]):
         """Stop, resign and close the session. Idempotent."""
         if not self.client.closed:
             self.portal.call(self.aio.close)
-        self._restore_signals()
-
-    def _restore_signals(self) -> None:
-        signals, self._stop_signals = self._stop_signals, None
-        if signals is not None:
-            signals.restore()
+        self._stop_signals.restore()
 
     def stop_on_signals(self) -> None:
         """Stop cleanly on SIGTERM (docker stop, systemd, Kubernetes) and SIGINT (Ctrl-C)::
@@ -77,10 +72,7 @@ class Elector(Twin[AsyncElector]):
 
         :raises RuntimeError: outside the main thread.
         """
-        if self._stop_signals is None:
-            signals = StopSignals(self.portal.loop, self.aio.on_stop_signal)
-            signals.install()
-            self._stop_signals = signals
+        self._stop_signals.install(self.portal.loop, self.aio.on_stop_signal)
 
     def is_leader(self) -> bool:
         """Local, no I/O: true only while a term holds and the session deadline has not passed."""
@@ -161,7 +153,7 @@ class Elector(Twin[AsyncElector]):
                 runner.cancel()
                 finished.wait(30)  # the run loop stops the term, resigns, closes its session
             if self.aio.stopping:
-                self._restore_signals()  # stopped and resigned: a further signal is not ours
+                self._stop_signals.restore()  # stopped and resigned: a further signal is not ours
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

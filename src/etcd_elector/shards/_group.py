@@ -39,7 +39,7 @@ from .._errors import AmbiguousResult, ConfigurationError, NotLeader, TransportE
 from .._identity import default_identity
 from .._log import log_event
 from .._reasons import EndReason
-from .._stop_signals import StopSignals
+from .._stop_signals import SignalSlot
 from .._tasks import cancel_all, wait_first
 from ..etcd import AsyncEtcdClient, Compare, Op, RangeResult, TxnResult
 from ._events import OnAcquired, OnReleased, ShardEvent, ShardEventKind, ShardWork, event_stream
@@ -119,7 +119,7 @@ class AsyncShardGroup:
         self._closing = asyncio.Event()  # set: leave, and return from run()
         self._run_finished = asyncio.Event()
         self._run_finished.set()
-        self._stop_signals: StopSignals | None = None
+        self._stop_signals = SignalSlot()
         self._running = False
         self._stopped = False
 
@@ -235,7 +235,7 @@ class AsyncShardGroup:
         self._closing.set()
         self._changed.set()
         await self._run_finished.wait()
-        self._restore_signals()
+        self._stop_signals.restore()
         if not self._stopped:
             self._stopped = True
             self._events.publish(ShardEvent(ShardEventKind.STOPPED))
@@ -255,15 +255,7 @@ class AsyncShardGroup:
 
         :raises RuntimeError: outside the main thread or outside a running event loop.
         """
-        if self._stop_signals is None:
-            signals = StopSignals(asyncio.get_running_loop(), self.on_stop_signal)
-            signals.install()
-            self._stop_signals = signals
-
-    def _restore_signals(self) -> None:
-        signals, self._stop_signals = self._stop_signals, None
-        if signals is not None:
-            signals.restore()
+        self._stop_signals.install(asyncio.get_running_loop(), self.on_stop_signal)
 
     @property
     def stopping(self) -> bool:
@@ -323,7 +315,7 @@ class AsyncShardGroup:
                 await session.close()
             self._run_finished.set()
             if self._closing.is_set():
-                self._restore_signals()  # we left: a further signal is not ours
+                self._stop_signals.restore()  # we left: a further signal is not ours
 
     # -- membership --------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .._election._names import DEFAULT_NAMESPACE
 from .._portal import Portal, SyncIterator
-from .._stop_signals import StopSignals
+from .._stop_signals import SignalSlot
 from .._sync._bridge import Twin, blocking
 from ._events import OnAcquired, OnReleased, ShardEvent
 from ._group import AsyncShardGroup
@@ -93,7 +93,7 @@ class ShardGroup(Twin[AsyncShardGroup]):
         )
         super().__init__(client, aio)
         self.client = client
-        self._stop_signals: StopSignals | None = None
+        self._stop_signals = SignalSlot()
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
@@ -102,7 +102,7 @@ class ShardGroup(Twin[AsyncShardGroup]):
         """Drain and release every shard, leave, revoke the lease. Idempotent; any thread."""
         if not self.client.closed:
             self.portal.call(self.aio.close)
-        self._restore_signals()
+        self._stop_signals.restore()
 
     def stop_on_signals(self) -> None:
         """Leave cleanly on SIGTERM (docker stop, systemd, Kubernetes) and SIGINT (Ctrl-C)::
@@ -119,15 +119,7 @@ class ShardGroup(Twin[AsyncShardGroup]):
 
         :raises RuntimeError: outside the main thread.
         """
-        if self._stop_signals is None:
-            signals = StopSignals(self.portal.loop, self.aio.on_stop_signal)
-            signals.install()
-            self._stop_signals = signals
-
-    def _restore_signals(self) -> None:
-        signals, self._stop_signals = self._stop_signals, None
-        if signals is not None:
-            signals.restore()
+        self._stop_signals.install(self.portal.loop, self.aio.on_stop_signal)
 
     def owned(self) -> dict[str, OwnedShard]:
         """Local, no I/O: the shards owned right now."""
@@ -177,7 +169,7 @@ class ShardGroup(Twin[AsyncShardGroup]):
 
         self.portal.call(self.aio.run, in_a_thread)
         if self.aio.stopping:
-            self._restore_signals()  # we left: a further signal is not ours
+            self._stop_signals.restore()  # we left: a further signal is not ours
 
 
 def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
