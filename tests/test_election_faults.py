@@ -19,7 +19,15 @@ from typing import Any
 import pytest
 from helpers.election_kit import WAIT_S, Recorder, namespace_of, wait_until
 
-from etcd_elector import AsyncClient, AsyncElection, EndReason, Term, TransportError, _clock
+from etcd_elector import (
+    AsyncClient,
+    AsyncElection,
+    EndReason,
+    Term,
+    TransportError,
+    _clock,
+    check_timing,
+)
 from etcd_elector._keys import as_bytes
 from etcd_elector.etcd import GetResult, KeepAliveAnswer
 from etcd_elector.testing import EtcdCluster, EtcdMember, FaultProxy
@@ -390,10 +398,20 @@ async def test_killing_the_etcd_leader_never_makes_two_leaders(
     ]
     namespace = "/cluster"
     async with contextlib.AsyncExitStack() as stack:
+        # A's lease is too short to ride out the etcd leader change (check_timing warns), so
+        # its term may end and B take over: the failover this test is about. B's renewal
+        # headroom covers a raft election, so someone always leads in the end; with both
+        # leases lost (an AsyncElection does not campaign again) nobody could.
+        raft = {
+            "election_timeout": cluster.election_timeout_ms / 1000,
+            "heartbeat": cluster.heartbeat_ms / 1000,
+        }
+        assert check_timing(ttl=2, margin=0.5, **raft).warnings
+        assert not check_timing(ttl=4, margin=0.5, **raft).warnings
         ca = await stack.enter_async_context(fast_client(endpoints))
         cb = await stack.enter_async_context(fast_client(endpoints))
         session_a = await stack.enter_async_context(ca.session(ttl=2, margin=0.5))
-        session_b = await stack.enter_async_context(cb.session(ttl=2, margin=0.5))
+        session_b = await stack.enter_async_context(cb.session(ttl=4, margin=0.5))
         a = AsyncElection(session_a, NAME, namespace=namespace)
         b = AsyncElection(session_b, NAME, namespace=namespace)
         await a.campaign("a")
