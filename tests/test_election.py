@@ -22,6 +22,7 @@ from etcd_elector import (
     Compare,
     EndReason,
     LeaderInfo,
+    LeaderObserved,
     LeadershipLost,
     NotLeader,
     Op,
@@ -523,21 +524,6 @@ async def test_observe_does_not_miss_a_leader_elected_while_it_starts(
             await recorder.close()
 
 
-class GatedWatch:
-    """Holds a watch's creation until the gate opens: the observer falls behind etcd."""
-
-    def __init__(self, inner: AsyncWatch, reached: asyncio.Event, gate: asyncio.Event) -> None:
-        self.inner, self.reached, self.gate = inner, reached, gate
-
-    async def __aenter__(self) -> AsyncWatch:
-        self.reached.set()
-        await self.gate.wait()
-        return await self.inner.__aenter__()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.inner.__aexit__(*exc_info)
-
-
 async def test_observe_survives_compaction_while_behind(
     etcd_member: EtcdMember, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -551,35 +537,8 @@ async def test_observe_survives_compaction_while_behind(
         tasks: list[asyncio.Task[Term]] = []
         stack.push_async_callback(finish, tasks)
 
-        # 1. The observer read "no leader" but its watch is not created yet.
-        watch_reached, watch_gate = asyncio.Event(), asyncio.Event()
-        real_watch = watcher.watch
-
-        def gated_watch(key: Any, **options: Any) -> Any:
-            inner = real_watch(key, **options)
-            if watch_gate.is_set():
-                return inner
-            return GatedWatch(inner, watch_reached, watch_gate)
-
-        monkeypatch.setattr(watcher, "watch", gated_watch)
-        recorder = Recorder(watcher.election_view(NAME, namespace=namespace).observe())
-        stack.push_async_callback(recorder.close)
-        stack.callback(watch_gate.set)
-        await asyncio.wait_for(watch_reached.wait(), WAIT_S)
-        assert recorder.items == [None]
-
-        await a.campaign("a")
-        tasks.append(asyncio.create_task(b.campaign("b")))
-        await wait_for_candidates(a, 2)
-        await a.resign()
-        term_b = await asyncio.wait_for(tasks[0], WAIT_S)
-        revision = (await client.get("/")).revision
-        await client.compact(revision)
-        watch_gate.set()  # the watch now starts from a compacted revision
-        await recorder.wait_latest(lambda x: info(x) == (b"b", term_b.token), "B after compaction")
-        assert [info(x) for x in recorder.items] == [None, (b"b", term_b.token)]
-
-        # 2. The observer reads the revision of a change after that revision was compacted.
+        # 1. The observer's watch is created, but its read (at the watch's start) is held
+        # until that revision is compacted away.
         read_reached, read_gate = asyncio.Event(), asyncio.Event()
         real_get_prefix = watcher.get_prefix
 
@@ -591,6 +550,36 @@ async def test_observe_survives_compaction_while_behind(
 
         monkeypatch.setattr(watcher, "get_prefix", gated_get_prefix)
         stack.callback(read_gate.set)
+        events = Recorder(watcher.election_view(NAME, namespace=namespace).observe_events())
+        stack.push_async_callback(events.close)
+        await asyncio.wait_for(read_reached.wait(), WAIT_S)
+
+        await a.campaign("a")
+        tasks.append(asyncio.create_task(b.campaign("b")))
+        await wait_for_candidates(a, 2)
+        await a.resign()
+        term_b = await asyncio.wait_for(tasks[0], WAIT_S)
+        revision = (await client.get("/")).revision
+        await client.compact(revision)
+        read_gate.set()  # the read's revision is compacted now: read and watch again
+        await events.wait_latest(
+            lambda x: isinstance(x, LeaderObserved) and info(x.leader) == (b"b", term_b.token),
+            "B after compaction",
+        )
+        # etcd answered all along: a compacted read is no outage, and A (gone before the
+        # observer could read) is never reported.
+        assert [info(x.leader) for x in events.items if isinstance(x, LeaderObserved)] == [
+            (b"b", term_b.token)
+        ]
+        assert all(isinstance(x, LeaderObserved) for x in events.items)
+        await events.close()
+        recorder = Recorder(watcher.election_view(NAME, namespace=namespace).observe())
+        stack.push_async_callback(recorder.close)
+        await recorder.wait_latest(lambda x: info(x) == (b"b", term_b.token), "B observed")
+
+        # 2. The observer reads the revision of a change after that revision was compacted.
+        read_reached.clear()
+        read_gate.clear()
         tasks.append(asyncio.create_task(c.campaign("c")))
         await wait_for_candidates(a, 2)
         await b.resign()
@@ -603,11 +592,7 @@ async def test_observe_survives_compaction_while_behind(
         read_gate.set()
         await recorder.wait_latest(lambda x: info(x) == (b"d", term_d.token), "D after compaction")
         assert term_c.token < term_d.token
-        assert [info(x) for x in recorder.items] == [
-            None,
-            (b"b", term_b.token),
-            (b"d", term_d.token),
-        ]
+        assert [info(x) for x in recorder.items] == [(b"b", term_b.token), (b"d", term_d.token)]
 
 
 async def observe_first(stream: AsyncIterator[LeaderInfo | None]) -> LeaderInfo | None:

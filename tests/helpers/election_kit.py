@@ -11,8 +11,9 @@ import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, TypeVar
 
-from etcd_elector import LeaderInfo
+T = TypeVar("T")
 
 # Generous bounds: the machine running these may be loaded. Never used as a tight upper bound.
 WAIT_S = 15.0
@@ -44,11 +45,12 @@ async def wait_until(
     raise AssertionError(f"not true within {timeout:g}s: {what}")
 
 
-class Recorder:
-    """Runs ``observe()`` in a task and keeps everything it yields, in order."""
+class Recorder(Generic[T]):
+    """Runs ``observe()`` (or ``observe_events()``) in a task and keeps everything it yields,
+    in order."""
 
-    def __init__(self, stream: AsyncIterator[LeaderInfo | None]) -> None:
-        self.items: list[LeaderInfo | None] = []
+    def __init__(self, stream: AsyncIterator[T]) -> None:
+        self.items: list[T] = []
         self._stream = stream
         self._changed = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -59,7 +61,7 @@ class Recorder:
             self._changed.set()
 
     @property
-    def latest(self) -> LeaderInfo | None:
+    def latest(self) -> T:
         assert self.items, "the observer yielded nothing yet"
         return self.items[-1]
 
@@ -67,7 +69,7 @@ class Recorder:
         if self._task.done():
             raise AssertionError(f"observe() ended: {self._task!r}")
 
-    async def next(self, index: int, timeout: float = WAIT_S) -> LeaderInfo | None:
+    async def next(self, index: int, timeout: float = WAIT_S) -> T:
         """The ``index``-th item (0-based), waiting for it."""
         deadline = time.monotonic() + timeout
         for _ in range(int(timeout / POLL_S) + 10):  # each round waits or sees a new item
@@ -86,7 +88,7 @@ class Recorder:
         )
 
     async def wait_latest(
-        self, expected: Callable[[LeaderInfo | None], bool], what: str, timeout: float = WAIT_S
+        self, expected: Callable[[T], bool], what: str, timeout: float = WAIT_S
     ) -> None:
         """Wait until the latest item satisfies ``expected``."""
 

@@ -1,9 +1,10 @@
 """``MovesWatch``: what an elector knows of its election's planned moves, kept current.
 
-One read of ``<namespace>/<name>#moves/`` and then one watch on it: whether the election is
-paused (and by whom), the pending handoff request, and the declared priorities (with a
-counter that moves whenever one changes). A broken watch or compaction is re-read after a
-backoff; while nothing is known yet (before the first read), nothing counts as paused.
+One watch on ``<namespace>/<name>#moves/`` and a read where it starts (``watched_read``):
+whether the election is paused (and by whom), the pending handoff request, and the declared
+priorities (with a counter that moves whenever one changes). A broken watch or compaction is
+re-read after a backoff; while nothing is known yet (before the first read), nothing counts
+as paused.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 from .._backoff import Backoff
 from .._errors import TransportError, WatchError
 from ..etcd._client import AsyncEtcdClient
-from ..etcd._types import EventType, KeyValue
+from ..etcd._types import EventType, KeyValue, RangeResult
+from ..etcd._watched_read import watched_read
 from ._moves import HandoffRequest, MoveKeys, Pause, decode_priority
 
 __all__ = ["MovesWatch", "PendingRequest"]
@@ -84,22 +86,26 @@ class MovesWatch:
                 self.priorities[lease] = priority
             self.priority_changes += 1
 
+    def _read_at(self, revision: int) -> Coroutine[Any, Any, RangeResult]:
+        return self.client.get_prefix(self.keys.prefix, revision=revision)
+
     async def run(self) -> None:
         """Follow the keys until cancelled."""
         backoff = Backoff()
         while True:
             try:
-                found = await self.client.get_prefix(self.keys.prefix)
-                self.pause, self.request = None, None
-                self.priorities.clear()
-                for kv in found.kvs:
-                    self._apply(kv, deleted=False)
-                self.priority_changes += 1  # what we knew may be stale: look again
-                self.ready.set()
-                self._announce()
-                async with self.client.watch(
-                    self.keys.prefix, prefix=True, start_revision=found.revision + 1
-                ) as watch:
+                async with watched_read(self.client, self.keys.prefix, self._read_at) as (
+                    found,
+                    _,
+                    watch,
+                ):
+                    self.pause, self.request = None, None
+                    self.priorities.clear()
+                    for kv in found.kvs:
+                        self._apply(kv, deleted=False)
+                    self.priority_changes += 1  # what we knew may be stale: look again
+                    self.ready.set()
+                    self._announce()
                     async for batch in watch:
                         for event in batch.events:
                             self._apply(event.kv, event.type is EventType.DELETE)

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 from .. import _clock
 from .._backoff import Backoff
 from .._bounded import bounded
-from .._errors import TransportError, WatchError
+from .._errors import ConnectionFailed, RequestTimeout, TransportError, WatchError
 from .._log import log_event
 from ..etcd._history_guard import HistoryLoss
 from ..etcd._types import Event, EventType, KeyValue
+from ..etcd._watched_read import watched_read
 from ._leader import LeaderInfo, nearest_reads
 from ._moves import MoveKeys, Pause
 from ._names import (
@@ -169,7 +170,7 @@ class AsyncElectionView:
     async def observe(self) -> AsyncIterator[LeaderInfo | None]:
         """Yield the current leader (or ``None``) at once, then every change.
 
-        Reads first, then watches from the read's revision + 1, so nothing is missed. Survives
+        Watches, then reads where the watch starts, so nothing is missed. Survives
         compaction, broken streams, endpoint changes and outages by reading and watching again;
         it never ends silently. Raises only for errors retrying cannot cure (``retriable`` is
         false: permissions, credentials). To also learn when etcd cannot be reached, or lost
@@ -200,39 +201,23 @@ class AsyncElectionView:
             restate = False
             backoff = Backoff(high=2.0)
             while True:
+                read = False  # whether etcd answered the watch and the read
                 try:
-                    current, revision = await self._read_leader()
-                except TransportError as exc:
-                    if not exc.retriable:
-                        raise
-                    if outage is None:
-                        outage = trouble if trouble is not None else _clock.now()
-                        error = bounded(str(exc), _ERROR_CHARS)
-                        log_event(
-                            log,
-                            logging.INFO,
-                            "observe: cannot reach etcd",
-                            election=self.name,
-                            detail=error,
-                        )
-                        known = last if isinstance(last, LeaderInfo) else None
-                        yield EtcdUnreachable(since=outage, error=error, last_leader=known)
-                    await backoff.sleep()
-                    continue
-                trouble = None
-                if outage is not None:
-                    yield EtcdReachable(since=outage, outage=_clock.now() - outage)
-                    outage, restate = None, True
-                while losses:
-                    yield losses.pop(0)
-                    restate = True
-                if current != last or restate:
-                    yield LeaderObserved(current, restated=current == last)
-                    last, restate = current, False
-                try:
-                    async with self.client.watch(
-                        self.prefix, prefix=True, start_revision=revision + 1
-                    ) as watch:
+                    async with watched_read(self.client, self.prefix, self._read_leader) as (
+                        current,
+                        _,
+                        watch,
+                    ):
+                        read, trouble = True, None
+                        if outage is not None:
+                            yield EtcdReachable(since=outage, outage=_clock.now() - outage)
+                            outage, restate = None, True
+                        while losses:
+                            yield losses.pop(0)
+                            restate = True
+                        if current != last or restate:
+                            yield LeaderObserved(current, restated=current == last)
+                            last, restate = current, False
                         backoff.reset()
                         async for batch in watch:
                             for event in batch.events:
@@ -250,17 +235,30 @@ class AsyncElectionView:
                 except (WatchError, TransportError) as exc:
                     if not exc.retriable:
                         raise
-                    trouble = trouble if trouble is not None else _clock.now()
-                    log.info("observe election=%s: %s; reading again", self.name, exc)
+                    if not read and isinstance(exc, (ConnectionFailed, RequestTimeout)):
+                        if outage is None:
+                            outage = trouble if trouble is not None else _clock.now()
+                            error = bounded(str(exc), _ERROR_CHARS)
+                            log_event(
+                                log,
+                                logging.INFO,
+                                "observe: cannot reach etcd",
+                                election=self.name,
+                                detail=error,
+                            )
+                            known = last if isinstance(last, LeaderInfo) else None
+                            yield EtcdUnreachable(since=outage, error=error, last_leader=known)
+                    else:
+                        trouble = trouble if trouble is not None else _clock.now()
+                        log.info("observe election=%s: %s; reading again", self.name, exc)
                     await backoff.sleep()
         finally:
             stop_listening()
 
-    async def _read_leader(self) -> tuple[LeaderInfo | None, int]:
-        """The leader and the revision it was read at (to watch from), also when nobody
-        leads."""
-        first, revision = await self._nearest(descending=False)
-        return (LeaderInfo.from_kv(first) if first is not None else None), revision
+    async def _read_leader(self, revision: int) -> LeaderInfo | None:
+        """The leader as of ``revision``, or ``None`` when nobody led then."""
+        first, _ = await self._nearest(descending=False, revision=revision)
+        return LeaderInfo.from_kv(first) if first is not None else None
 
     def _may_change_leader(self, last: object, event: Event) -> bool:
         if not is_candidate_key(self.prefix, event.kv.key):

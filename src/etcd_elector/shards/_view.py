@@ -23,6 +23,7 @@ from .._errors import (
 )
 from .._log import log_event
 from ..etcd import AsyncEtcdClient, Event, EventType, KeyValue
+from ..etcd._watched_read import watched_read
 from ._plan import moves, plan
 from ._spec import GroupKeys, MemberInfo
 
@@ -107,12 +108,17 @@ class AsyncShardView:
 
     async def snapshot(self) -> GroupSnapshot:
         """The group now (a linearizable read)."""
-        result = await self.client.get_prefix(self.keys.base)
+        return await self._snapshot_at(0)
+
+    async def _snapshot_at(self, revision: int) -> GroupSnapshot:
+        """The group as of ``revision`` (0: now)."""
+        result = await self.client.get_prefix(self.keys.base, revision=revision)
         members: dict[int, MemberInfo] = {}
         owners: dict[str, ShardOwner] = {}
         for kv in result.kvs:
             self._apply_put(kv, members, owners)
-        return GroupSnapshot(result.revision, members, owners)
+        # The header's revision is etcd's now, past ``revision`` if etcd moved on.
+        return GroupSnapshot(revision or result.revision, members, owners)
 
     async def owner(self, shard: str) -> ShardOwner | None:
         """The shard's owner now (a linearizable read), or ``None``."""
@@ -128,23 +134,24 @@ class AsyncShardView:
         last_revision = 0
         while True:
             try:
-                snapshot = await self.snapshot()
-                if snapshot.revision < last_revision:
-                    log_event(
-                        log,
-                        logging.ERROR,
-                        "etcd's revision went back (restored from a snapshot?): fencing "
-                        "tokens are only as monotonic as etcd",
-                        group=self.group,
-                        revision=snapshot.revision,
-                        before=last_revision,
-                    )
-                last_revision = snapshot.revision
-                yield snapshot
-                members, owners = dict(snapshot.members), dict(snapshot.owners)
-                async with self.client.watch(
-                    self.keys.base, prefix=True, start_revision=snapshot.revision + 1
-                ) as watch:
+                async with watched_read(self.client, self.keys.base, self._snapshot_at) as (
+                    snapshot,
+                    _,
+                    watch,
+                ):
+                    if snapshot.revision < last_revision:
+                        log_event(
+                            log,
+                            logging.ERROR,
+                            "etcd's revision went back (restored from a snapshot?): fencing "
+                            "tokens are only as monotonic as etcd",
+                            group=self.group,
+                            revision=snapshot.revision,
+                            before=last_revision,
+                        )
+                    last_revision = snapshot.revision
+                    yield snapshot
+                    members, owners = dict(snapshot.members), dict(snapshot.owners)
                     backoff.reset()
                     known = snapshot.revision
                     async for batch in watch:
