@@ -23,10 +23,9 @@ def _no_retry(error: Exception) -> None:
     raise AssertionError(f"the watch failed: {error!r}")
 
 
-async def _created(client: AsyncClient, key: bytes) -> tuple[int, int]:
-    """Create ``key``; its create revision and the revision etcd is at."""
-    revision = (await client.put(key, b"v")).revision
-    return revision, revision
+async def _created(client: AsyncClient, key: bytes) -> int:
+    """Create ``key``; its create revision (also etcd's revision right after)."""
+    return (await client.put(key, b"v")).revision
 
 
 async def test_a_delete_between_the_read_and_the_wait_is_returned_at_once(
@@ -34,7 +33,7 @@ async def test_a_delete_between_the_read_and_the_wait_is_returned_at_once(
 ) -> None:
     key = f"{etcd_prefix}/pred".encode()
     async with AsyncClient(etcd_endpoint) as client:
-        created, seen = await _created(client, key)
+        created = seen = await _created(client, key)
         await client.delete(key)  # before the wait's watch exists: only a read can see it
         found = await asyncio.wait_for(
             first_deleted(client, [(key, created)], seen, on_retry=_no_retry), WAIT_S
@@ -49,7 +48,7 @@ async def test_a_key_deleted_and_created_again_counts_as_deleted(
     that took the new key for the old one would wait on a key that waits on it."""
     key = f"{etcd_prefix}/requeued".encode()
     async with AsyncClient(etcd_endpoint) as client:
-        created, seen = await _created(client, key)
+        created = seen = await _created(client, key)
         await client.delete(key)
         await client.put(key, b"again")
         found = await asyncio.wait_for(
@@ -63,8 +62,8 @@ async def test_changes_elsewhere_do_not_wake_it_and_the_delete_does(
 ) -> None:
     pred, own = f"{etcd_prefix}/pred".encode(), f"{etcd_prefix}/own".encode()
     async with AsyncClient(etcd_endpoint) as client:
-        pred_created, _ = await _created(client, pred)
-        own_created, seen = await _created(client, own)
+        pred_created = await _created(client, pred)
+        own_created = seen = await _created(client, own)
         await client.put(f"{etcd_prefix}/other".encode(), b"x")  # etcd moves on meanwhile
         await client.put(pred, b"new value, same key")  # a put is not a delete
         wait = asyncio.create_task(
