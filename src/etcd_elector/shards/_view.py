@@ -1,8 +1,8 @@
 """A shard group as etcd shows it: members, owners, the plan, and its changes.
 
-One read of the group's prefix, then one watch on it from the read's revision + 1, so every
-replica (and ``etcd-elector shards observe``) sees every change in revision order, whatever the
-number of shards. A broken or compacted watch is followed by a fresh read; the follower never
+One watch on the group's prefix from etcd's current revision, and one read at the revision it
+starts after (``watched_read``), so every replica (and ``etcd-elector shards observe``) sees
+every change in revision order, whatever the number of shards. A broken or compacted watch is followed by a fresh read; the follower never
 ends silently.
 """
 
