@@ -2,8 +2,8 @@
 
 One watch on the group's prefix from etcd's current revision, and one read at the revision it
 starts after (``watched_read``), so every replica (and ``etcd-elector shards observe``) sees
-every change in revision order, whatever the number of shards. A broken or compacted watch is followed by a fresh read; the follower never
-ends silently.
+every change in revision order, whatever the number of shards. A broken or compacted watch is
+followed by a fresh read; the follower never ends silently.
 """
 
 from __future__ import annotations
