@@ -162,6 +162,18 @@ def test_free_ports_are_never_issued_twice() -> None:
     assert len(set(ports)) == len(ports)
 
 
+def test_free_ports_are_outside_the_ephemeral_range_and_bindable() -> None:
+    """An outgoing connection's source port comes from the ephemeral range: a port from
+    there could be taken between our check and etcd's bind."""
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    low, high = int(ephemeral[0]), int(ephemeral[1])
+    room = low > 10_000 or high < 65_535  # else the kernel's pick is all there is
+    for port in (free_port() for _ in range(50)):
+        assert not (room and low <= port <= high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))  # free: nobody listens there
+
+
 # -- etcd processes --------------------------------------------------------------------------
 
 
