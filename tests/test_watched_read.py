@@ -28,13 +28,16 @@ async def test_changes_after_the_watch_starts_come_from_the_watch_alone(
         before = (await client.put(prefix + b"a", b"1")).revision
         await client.put(f"{etcd_prefix}/elsewhere".encode(), b"x")  # etcd moves on
         meanwhile: list[int] = []
+        read_at: list[int] = []
 
         async def read(revision: int) -> RangeResult:
+            read_at.append(revision)
             meanwhile.append((await client.put(prefix + b"b", b"2")).revision)
             return await client.get_prefix(prefix, revision=revision)
 
-        async with watched_read(client, prefix, read) as (found, revision, watch):
-            assert revision == before + 1  # etcd's revision when the watch was created
+        async with watched_read(client, prefix, read) as (found, watch):
+            # Read at etcd's revision when the watch was created.
+            assert read_at == [watch.created_revision] == [before + 1]
             assert [(kv.key, kv.value) for kv in found.kvs] == [(prefix + b"a", b"1")]
             batch = await asyncio.wait_for(anext(watch), WAIT_S)
             assert [(e.kv.key, e.kv.mod_revision) for e in batch.events] == [
@@ -49,7 +52,7 @@ async def test_the_watch_follows_the_prefix_only(etcd_endpoint: str, etcd_prefix
         async def read(revision: int) -> RangeResult:
             return await client.get_prefix(prefix, revision=revision)
 
-        async with watched_read(client, prefix, read) as (found, _, watch):
+        async with watched_read(client, prefix, read) as (found, watch):
             assert found.kvs == ()
             await client.put(f"{etcd_prefix}/x".encode(), b"outside")
             inside = (await client.put(prefix + b"k", b"inside")).revision

@@ -96,7 +96,6 @@ class MovesWatch:
             try:
                 async with watched_read(self.client, self.keys.prefix, self._read_at) as (
                     found,
-                    _,
                     watch,
                 ):
                     self.pause, self.request = None, None

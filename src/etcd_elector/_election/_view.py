@@ -205,7 +205,6 @@ class AsyncElectionView:
                 try:
                     async with watched_read(self.client, self.prefix, self._read_leader) as (
                         current,
-                        _,
                         watch,
                     ):
                         read, trouble = True, None

@@ -27,11 +27,12 @@ T = TypeVar("T")
 @asynccontextmanager
 async def watched_read(
     client: AsyncEtcdClient, prefix: KeyLike, read: Callable[[int], Awaitable[T]]
-) -> AsyncIterator[tuple[T, int, AsyncWatch]]:
+) -> AsyncIterator[tuple[T, AsyncWatch]]:
     """Watch every key under ``prefix``, then ``read(revision)``: the caller reads what it
-    needs *at* ``revision`` (a linearizable read at a past revision), and the watch delivers
-    every change after it. Yields the read's result, ``revision`` and the watch."""
+    needs *at* ``revision`` (a linearizable read at a past revision; it is also the watch's
+    ``created_revision``), and the watch delivers every change after it. Yields the read's
+    result and the watch."""
     async with client.watch(prefix, prefix=True) as watch:
         revision = watch.created_revision
         assert revision is not None  # set from the created answer before entering returns
-        yield await read(revision), revision, watch
+        yield await read(revision), watch

@@ -136,7 +136,6 @@ class AsyncShardView:
             try:
                 async with watched_read(self.client, self.keys.base, self._snapshot_at) as (
                     snapshot,
-                    _,
                     watch,
                 ):
                     if snapshot.revision < last_revision:
